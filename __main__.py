@@ -1,0 +1,6 @@
+"""``python -m landslide_mapper``: the command line (no QGIS needed)."""
+import sys
+
+from .core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,284 @@
+"""Command line: ``python -m landslide_mapper <command>``.
+
+People get a progress bar and a summary table; ``--jsonl`` (and ``run-job``) print
+machine-readable events instead, for the QGIS task that drives this as a worker.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .bundled import default_model
+from .errors import Cancelled, LandslideMapperError
+from .events import JsonlEmitter
+from .jobs import InferenceJob, YearInput, job_from_json
+from .progress import Reporter
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class HumanOutput:
+    """A tqdm progress bar on stderr, log lines above it."""
+
+    def __init__(self, quiet: bool = False):
+        from tqdm import tqdm
+
+        self.quiet = quiet
+        self.bar = None if quiet else tqdm(total=1000, unit="‰", file=sys.stderr,
+                                           bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self.bar is not None:
+            self.bar.n = int(fraction * 1000)
+            self.bar.set_postfix_str(message, refresh=False)
+            self.bar.refresh()
+
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _install_cancel_handlers(reporter: Reporter) -> None:
+    """SIGTERM/SIGINT ask the job to stop at its next progress point (and clean up)."""
+    def handler(signum, _frame):
+        reporter.cancel()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def _execute(job_fn, jsonl: bool, quiet: bool = False):
+    """Run ``job_fn(reporter)`` with the chosen output; returns (exit code, result)."""
+    out = JsonlEmitter() if jsonl else HumanOutput(quiet)
+    reporter = Reporter(out.progress, out.log)
+    _install_cancel_handlers(reporter)
+    try:
+        result = job_fn(reporter)
+    except LandslideMapperError as exc:
+        if jsonl:
+            out.error(exc)
+        else:
+            out.close()
+            print(f"error: {exc}", file=sys.stderr)
+        return (EXIT_CANCELLED if isinstance(exc, Cancelled) else EXIT_USER_ERROR), None
+    except Exception as exc:  # a bug: still report it in the protocol, then re-raise
+        if jsonl:
+            out.error(exc)
+            return EXIT_FAILED, None
+        raise
+    if jsonl:
+        out.emit("result", result=result.to_dict() if hasattr(result, "to_dict") else result)
+    else:
+        out.close()
+    return EXIT_OK, result
+
+
+# -- infer ---------------------------------------------------------------------------
+def _parse_years(pairs: list[str], bands: list[str], scale: float | None) -> list[YearInput]:
+    per_year, default_bands = {}, "auto"
+    for b in bands or []:
+        head, sep, tail = b.partition(":")
+        if sep and head.strip().isdigit():
+            per_year[int(head)] = tail
+        else:
+            default_bands = b
+    years = []
+    for pair in pairs:
+        year, sep, path = pair.partition("=")
+        if not sep or not year.strip().isdigit() or not path:
+            raise LandslideMapperError(f"Expected YEAR=PATH, got {pair!r} (e.g. 2017=planet_2017.tif).")
+        y = int(year)
+        years.append(YearInput(y, path, per_year.get(y, default_bands), scale))
+    return years
+
+
+def _print_inference_table(result, scores: dict | None = None) -> None:
+    head = f"{'year':>6} {'polygons':>9} {'area (m²)':>13} {'mapped km²':>11}"
+    if scores:
+        head += f" {'precision':>10} {'recall':>8} {'F1':>6}"
+    print(head)
+    for y in result.years:
+        line = f"{y.year:>6} {y.polygons:>9} {y.total_area_m2:>13,.0f} {y.mapped_area_km2:>11.3f}"
+        if scores and y.year in scores:
+            s = scores[y.year]
+            line += f" {s.precision:>10.3f} {s.recall:>8.3f} {s.f1:>6.3f}"
+        print(line)
+
+
+def cmd_infer(args) -> int:
+    from .mapping import run_inference
+
+    def job_fn(reporter):
+        job = InferenceJob(
+            years=_parse_years(args.years, args.bands, args.reflectance_scale),
+            model=str(args.model or default_model()), output_dir=args.output, run_name=args.run_name,
+            tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
+            threshold=args.threshold, min_area_m2=args.min_area, device=args.device)
+        return run_inference(job, reporter)
+
+    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"Run folder: {result.run_dir}")
+        print(f"Polygons:   {result.geopackage}")
+        _print_inference_table(result)
+    return code
+
+
+# -- run-job (worker) ---------------------------------------------------------------
+def cmd_run_job(args) -> int:
+    from .runner import run_job
+
+    text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
+
+    def job_fn(reporter):
+        return run_job(job_from_json(text), reporter)
+
+    return _execute(job_fn, jsonl=True)[0]
+
+
+# -- scene / demo ---------------------------------------------------------------------
+def _scene_spec(args):
+    from .demo_scene import SceneSpec
+
+    kw = dict(size=args.size, pixel_size=args.pixel_size, seed=args.seed)
+    if getattr(args, "years_list", None):
+        years = tuple(int(y) for y in args.years_list.split(","))
+        kw.update(years=years, event_year=years[min(1, len(years) - 1)])
+    return SceneSpec(**kw)
+
+
+def cmd_scene(args) -> int:
+    from .demo_scene import load_or_generate
+
+    def job_fn(reporter):
+        return load_or_generate(args.output, _scene_spec(args), progress=reporter.progress)
+
+    code, manifest = _execute(job_fn, args.jsonl, args.quiet)
+    if manifest is not None and not args.jsonl:
+        for year, path in sorted(manifest.rasters.items()):
+            print(f"{year}: {path}")
+        print(f"truth: {manifest.truth_path}")
+    return code
+
+
+def cmd_demo(args) -> int:
+    from .demo_scene import load_or_generate
+    from .mapping import run_inference
+    from .metrics import pixel_scores
+    from .vector_io import read_layer
+
+    spec = _scene_spec(args)
+    scene_dir = Path(args.data_dir) / f"scene_{spec.size}px_{spec.pixel_size:g}m_seed{spec.seed}"
+    scores: dict = {}
+
+    def job_fn(reporter):
+        manifest = load_or_generate(scene_dir, spec, progress=reporter.sub(0.0, 0.3).progress)
+        job = InferenceJob(
+            years=[YearInput(y, p, "auto") for y, p in sorted(manifest.rasters.items())],
+            model=str(args.model or default_model()), output_dir=args.output)
+        result = run_inference(job, reporter.sub(0.3, 1.0))
+        for y in result.years:
+            predicted = read_layer(result.geopackage, y.layer).geometries
+            truth = read_layer(manifest.truth_path, f"landslides_{y.year}").geometries
+            scores[y.year] = pixel_scores(Path(result.run_dir) / y.probability, predicted, truth)
+        return result
+
+    t0 = time.time()
+    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    if result is not None:
+        (Path(result.run_dir) / "accuracy.json").write_text(json.dumps(
+            {str(y): s.to_dict() for y, s in scores.items()}, indent=2) + "\n")
+        if not args.jsonl:
+            print(f"\nDemo scene: {scene_dir} ({spec.size}×{spec.size} px, {spec.pixel_size:g} m)")
+            print(f"Model:      {result.model} ({result.model_kind}, on {result.provider})")
+            print(f"Run folder: {result.run_dir}  ({time.time() - t0:.1f} s)")
+            print(f"Polygons:   {result.geopackage}\n")
+            _print_inference_table(result, scores)
+            print("\nPixel precision/recall/F1 against the scene's true landslide polygons "
+                  "(accuracy.json in the run folder).")
+    return code
+
+
+def cmd_build_baseline(args) -> int:
+    from .baseline import write_baseline
+
+    print(write_baseline(args.output))
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------
+def _common(p) -> None:
+    p.add_argument("--jsonl", action="store_true", help="print JSON-lines events instead of a progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m landslide_mapper",
+                                     description="Multi-temporal landslide mapping from yearly satellite images.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("infer", help="map landslides in one raster per year")
+    p.add_argument("years", nargs="+", metavar="YEAR=PATH", help="one raster per year, e.g. 2017=planet_2017.tif")
+    p.add_argument("--model", help="ONNX model or checkpoint folder (default: the bundled model)")
+    p.add_argument("--output", "-o", required=True, help="folder in which a new run folder is created")
+    p.add_argument("--run-name", help="name of the run folder (a suffix is added if it exists)")
+    p.add_argument("--bands", action="append", metavar="[YEAR:]MAPPING",
+                   help="band mapping: auto, planetscope4, rapideye5, rgbnir, superdove8 or 'B=3,G=2,R=1,NIR=4'; "
+                        "prefix with YEAR: for one year only (repeatable)")
+    p.add_argument("--reflectance-scale", type=float,
+                   help="value of reflectance 1.0 in the files (default: 10000 for 16-bit, 255 for 8-bit)")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    p.add_argument("--batch", type=int, default=8, help="tiles per inference batch (default 8)")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    p.add_argument("--min-area", type=float, default=200.0, help="minimum polygon area in m² (default 200)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run the model")
+    _common(p)
+    p.set_defaults(func=cmd_infer)
+
+    for name, func, help_ in (("demo", cmd_demo, "generate the demo scene, map it and score it"),
+                              ("scene", cmd_scene, "generate a procedural demo scene")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--size", type=int, default=1024, help="scene side in pixels (default 1024)")
+        p.add_argument("--pixel-size", type=float, default=3.0, choices=[3.0, 5.0],
+                       help="3 (PlanetScope-like, 4 bands) or 5 (RapidEye-like, 5 bands)")
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--years", dest="years_list", help="comma-separated years (default 2016-2019)")
+        if name == "demo":
+            p.add_argument("--data-dir", default="demo_data", help="where the scene is generated or reused")
+            p.add_argument("--output", "-o", default="demo_output", help="where run folders are written")
+            p.add_argument("--model", help="model to use (default: the bundled model)")
+        else:
+            p.add_argument("--output", "-o", required=True, help="folder for the scene")
+        _common(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("run-job", help="run a JSON job specification, printing JSON-lines events (worker mode)")
+    p.add_argument("spec", nargs="?", default="-", help="job JSON file, or - for stdin (default)")
+    p.set_defaults(func=cmd_run_job)
+
+    p = sub.add_parser("build-baseline", help="rebuild the bundled spectral baseline ONNX model")
+    p.add_argument("--output", default=str(default_model()))
+    p.set_defaults(func=cmd_build_baseline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LandslideMapperError as exc:  # raised before a job started (argument parsing)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

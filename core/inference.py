@@ -1,0 +1,156 @@
+"""Tiled inference of one raster: windowed reads in, batched ONNX tiles, windowed writes out.
+
+Memory is bounded by a strip of tile rows (plus less than one GeoTIFF block row) no
+matter how tall the raster is. Every pixel is predicted, edges included; nodata input
+pixels are never predicted and stay nodata in the probability raster.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from .bands import build_channels, required_spectral
+from .errors import InputError
+from .model import OnnxModel
+from .progress import Reporter
+from .raster import YearRaster
+from .tiling import Tile, TileGrid
+
+PROB_NODATA = -1.0
+BLOCK = 256
+
+
+def geotiff_profile(raster: YearRaster, dtype: str, nodata) -> dict:
+    return dict(
+        driver="GTiff", width=raster.width, height=raster.height, count=1, dtype=dtype,
+        crs=raster.crs, transform=raster.transform, nodata=nodata, tiled=True,
+        blockxsize=BLOCK, blockysize=BLOCK, compress="deflate",
+        predictor=3 if dtype.startswith("float") else 2, BIGTIFF="IF_SAFER")
+
+
+@dataclass
+class PredictionStats:
+    valid_pixels: int
+    landslide_pixels: int
+    tiles: int
+
+
+class _BlockRowWriter:
+    """Writes whole GeoTIFF block rows only, so no compressed block is written twice."""
+
+    def __init__(self, prob_ds, class_ds, width: int, threshold: float):
+        self.prob_ds, self.class_ds, self.width, self.threshold = prob_ds, class_ds, width, threshold
+        self.row = 0
+        self.pending_prob = np.empty((0, width), np.float32)
+        self.valid_pixels = 0
+        self.landslide_pixels = 0
+
+    def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
+        prob[~valid] = PROB_NODATA
+        self.valid_pixels += int(valid.sum())
+        buf = np.concatenate([self.pending_prob, prob]) if len(self.pending_prob) else prob
+        full = (len(buf) // BLOCK) * BLOCK
+        if full:
+            self._write(buf[:full])
+        self.pending_prob = buf[full:].copy()
+
+    def close(self) -> None:
+        if len(self.pending_prob):
+            self._write(self.pending_prob)
+            self.pending_prob = self.pending_prob[:0]
+
+    def _write(self, prob: np.ndarray) -> None:
+        win = Window(0, self.row, self.width, len(prob))
+        landslide = (prob >= self.threshold).astype(np.uint8)
+        self.landslide_pixels += int(landslide.sum())
+        self.prob_ds.write(prob, 1, window=win)
+        self.class_ds.write(landslide, 1, window=win)
+        self.row += len(prob)
+
+
+class _Strip:
+    """The kept rows of one tile row, filled tile by tile."""
+
+    def __init__(self, row0: int, row1: int, width: int, n_tiles: int):
+        self.row0 = row0
+        self.prob = np.full((row1 - row0, width), PROB_NODATA, np.float32)
+        self.valid = np.zeros((row1 - row0, width), bool)
+        self.remaining = n_tiles
+
+
+def _pad_to(x: np.ndarray, tile: int) -> np.ndarray:
+    """Mirror-pad a (C, h, w) patch to tile × tile; only needed when the raster is smaller."""
+    ph, pw = tile - x.shape[1], tile - x.shape[2]
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+
+
+def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.PathLike,
+                   class_path: str | os.PathLike, tile: int, overlap: int, batch_size: int,
+                   threshold: float, reporter: Reporter | None = None) -> PredictionStats:
+    """Write the probability GeoTIFF and a 0/1 landslide mask GeoTIFF for ``raster``."""
+    reporter = reporter or Reporter()
+    meta = model.metadata
+    if tile % meta.size_multiple:
+        raise InputError(f"Tile size {tile} is not a multiple of {meta.size_multiple}, "
+                         f"which the model {model.path.name} needs.")
+    if batch_size < 1:
+        raise InputError(f"Batch size must be at least 1, got {batch_size}.")
+    channels = meta.channels
+    spectral = required_spectral(channels)
+    raster.source_indexes(spectral)
+    grid = TileGrid(raster.height, raster.width, tile, overlap)
+    width = raster.width
+    batch = np.zeros((batch_size, len(channels), tile, tile), np.float32)
+    pending: list[tuple[_Strip, Tile]] = []
+    strips: list[_Strip] = []
+    done_tiles = 0
+
+    with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds, \
+            rasterio.open(class_path, "w", **geotiff_profile(raster, "uint8", None)) as class_ds:
+        prob_ds.set_band_description(1, f"landslide probability ({model.path.name})")
+        writer = _BlockRowWriter(prob_ds, class_ds, width, threshold)
+
+        def flush() -> None:
+            nonlocal done_tiles
+            if not pending:
+                return
+            probs = model.predict(batch[:len(pending)])
+            for k, (strip, t) in enumerate(pending):
+                strip.prob[t.keep_row0 - strip.row0:t.keep_row1 - strip.row0, t.keep_col0:t.keep_col1] = \
+                    probs[k, t.keep_row0 - t.row:t.keep_row1 - t.row, t.keep_col0 - t.col:t.keep_col1 - t.col]
+                strip.remaining -= 1
+            done_tiles += len(pending)
+            pending.clear()
+            while strips and strips[0].remaining == 0:
+                done = strips.pop(0)
+                writer.add(done.prob, done.valid)
+            reporter.progress(done_tiles / len(grid), f"{done_tiles}/{len(grid)} tiles")
+
+        for _, row_tiles in grid.tile_rows():
+            first = row_tiles[0]
+            r0, r1 = first.row, min(first.row + tile, raster.height)
+            strip = _Strip(first.keep_row0, first.keep_row1, width, len(row_tiles))
+            strips.append(strip)
+            for start in range(0, len(row_tiles), batch_size):
+                chunk = row_tiles[start:start + batch_size]
+                c0, c1 = chunk[0].col, min(chunk[-1].col + tile, width)
+                spec, valid = raster.read(Window(c0, r0, c1 - c0, r1 - r0), spectral)
+                x = model.normalise(build_channels(spec, channels))
+                x[:, ~valid] = 0.0
+                k0, k1 = chunk[0].keep_col0, chunk[-1].keep_col1
+                strip.valid[:, k0:k1] = valid[first.keep_row0 - r0:first.keep_row1 - r0, k0 - c0:k1 - c0]
+                for t in chunk:
+                    batch[len(pending)] = _pad_to(x[:, :, t.col - c0:t.col - c0 + tile], tile)
+                    pending.append((strip, t))
+                    if len(pending) == batch_size:
+                        flush()
+        flush()
+        writer.close()
+    return PredictionStats(writer.valid_pixels, writer.landslide_pixels, len(grid))

@@ -1,0 +1,134 @@
+"""The multi-year mapping job: every year through tiled inference and vectorising.
+
+All inputs are opened and checked before the first tile is predicted, so a bad third
+year fails in seconds rather than after the first two have run.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import rasterio
+
+from . import crs as crs_rules
+from .bands import required_spectral
+from .errors import InputError
+from .inference import predict_raster
+from .jobs import InferenceJob, job_to_json
+from .model import OnnxModel
+from .progress import Reporter
+from .raster import YearRaster, target_crs_for
+from .run_folder import RunFolder
+from .vector_io import write_geopackage
+from .vectorize import landslide_polygons
+
+GEOPACKAGE = "landslides.gpkg"
+GDAL_CACHE_MB = 64
+
+
+@dataclass
+class YearResult:
+    year: int
+    raster: str
+    probability: str          # file name inside the run folder
+    layer: str                # layer name inside the GeoPackage
+    polygons: int
+    total_area_m2: float
+    mapped_area_km2: float    # valid (non-nodata) area that was mapped
+    reprojected_from: str | None = None
+
+
+@dataclass
+class InferenceResult:
+    run_dir: str
+    geopackage: str
+    model: str
+    model_kind: str
+    provider: str
+    crs: str
+    tile_size: int
+    threshold: float
+    years: list[YearResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def open_years(job: InferenceJob, channels: list[str], log) -> list[YearRaster]:
+    """Open and check every year, in the CRS of the first one (see raster.target_crs_for)."""
+    years = sorted(job.years, key=lambda y: y.year)
+    target = target_crs_for(years[0].path, log) if Path(years[0].path).is_file() else None
+    opened: list[YearRaster] = []
+    spectral = required_spectral(channels)
+    try:
+        for y in years:
+            r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, log)
+            opened.append(r)
+            r.source_indexes(spectral)
+            if not r.has_valid_pixels(spectral):
+                raise InputError(f"Year {y.year}: {y.path} contains no valid pixels (everything is "
+                                 "nodata or masked); nothing can be mapped.")
+    except BaseException:
+        for r in opened:
+            r.close()
+        raise
+    return opened
+
+
+def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> InferenceResult:
+    reporter = reporter or Reporter()
+    job.validate()
+    model = OnnxModel(job.model, job.device, log=reporter.log)
+    meta = model.metadata
+    tile = job.tile_size or meta.tile_size
+    threshold = job.threshold if job.threshold is not None else meta.threshold
+    if job.overlap >= tile // 2:
+        raise InputError(f"Overlap {job.overlap} must be less than half the tile size ({tile}).")
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        rasters = open_years(job, meta.channels, reporter.log)
+        try:
+            return _map_years(job, model, rasters, tile, threshold, reporter)
+        finally:
+            for r in rasters:
+                r.close()
+
+
+def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResult:
+    crs = rasters[0].crs
+    result_years: list[YearResult] = []
+    layers = {}
+    with RunFolder(job.output_dir, job.run_name) as run:
+        (run.path("job.json")).write_text(job_to_json(job) + "\n")
+        n = len(rasters)
+        for i, raster in enumerate(rasters):
+            part = reporter.sub(i / n, (i + 1) / n)
+            part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
+                     f"bands {raster.mapping.describe()})")
+            prob_name = f"probability_{raster.year}.tif"
+            mask_path = run.path(f".mask_{raster.year}.tif")
+            stats = predict_raster(raster, model, run.path(prob_name), mask_path, tile, job.overlap,
+                                   job.batch_size, threshold, part.sub(0.0, 0.9))
+            layer = landslide_polygons(mask_path, run.path(prob_name), raster.year, job.min_area_m2,
+                                       crs.to_wkt(), part.sub(0.9, 1.0))
+            mask_path.unlink()
+            name = f"landslides_{raster.year}"
+            layers[name] = layer
+            result_years.append(YearResult(
+                year=raster.year, raster=raster.path, probability=prob_name, layer=name,
+                polygons=len(layer), total_area_m2=round(float(layer.fields["area_m2"].sum()), 2),
+                mapped_area_km2=round(stats.valid_pixels * raster.pixel_area / 1e6, 4),
+                reprojected_from=raster.reprojected_from))
+            part.log(f"Year {raster.year}: {len(layer)} landslide polygons, "
+                     f"{result_years[-1].total_area_m2:,.0f} m².")
+        reporter.check_cancelled()
+        write_geopackage(run.path(GEOPACKAGE), layers)
+        result = InferenceResult(
+            run_dir=".", geopackage=GEOPACKAGE, model=str(model.path), model_kind=model.metadata.kind,
+            provider=model.provider, crs=crs_rules.describe(crs), tile_size=tile, threshold=threshold,
+            years=result_years)
+        run.path("summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        final = run.commit()
+    result.run_dir = str(final)
+    result.geopackage = str(final / GEOPACKAGE)
+    return result

@@ -1,0 +1,144 @@
+"""ONNX models with their Landslide Mapper metadata, run with ONNX Runtime.
+
+The metadata travels inside the ONNX file (``metadata_props["landslide_mapper"]``, JSON),
+so a model file alone says which channels it wants, how to normalise them, its tile size
+and its threshold: nothing about the input is hard-coded here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ModelError
+
+METADATA_KEY = "landslide_mapper"
+
+
+@dataclass
+class ModelMetadata:
+    name: str
+    channels: list[str]                 # model input channels in order, e.g. B,G,R,NIR,NDVI
+    mean: list[float]                   # per-channel normalisation: (x - mean) / std,
+    std: list[float]                    # x in reflectance units (0..1), NDVI in -1..1
+    tile_size: int = 128
+    threshold: float = 0.5
+    layout: str = "NCHW"                # or "NHWC" (Keras exports)
+    size_multiple: int = 1              # tile size must be a multiple of this (pooling depth)
+    kind: str = "cascade"               # "cascade" or "baseline"
+    description: str = ""
+    architecture: str = ""
+    lineage: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> "ModelMetadata":
+        try:
+            data = json.loads(text)
+            known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+            meta = cls(**known)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelError(f"{source}: its Landslide Mapper metadata is unreadable ({exc}).") from None
+        meta.validate(source)
+        return meta
+
+    def validate(self, source: str) -> None:
+        n = len(self.channels)
+        if n == 0 or len(self.mean) != n or len(self.std) != n:
+            raise ModelError(f"{source}: metadata lists {n} channels but {len(self.mean)} means and "
+                             f"{len(self.std)} standard deviations.")
+        if any(s <= 0 for s in self.std):
+            raise ModelError(f"{source}: normalisation standard deviations must be positive.")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ModelError(f"{source}: layout must be NCHW or NHWC, not {self.layout!r}.")
+        if not 0.0 < self.threshold < 1.0:
+            raise ModelError(f"{source}: threshold must lie in (0, 1), got {self.threshold}.")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A model is an ``.onnx`` file or a checkpoint folder holding ``model.onnx``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.onnx"
+    if not p.exists():
+        raise ModelError(f"Model {path} does not exist (expected an .onnx file or a checkpoint "
+                         "folder containing model.onnx).")
+    return p
+
+
+def choose_providers(device: str, available: list[str]) -> list[str]:
+    """CUDA first when allowed and present, CPU always as the fallback."""
+    device = device.lower()
+    if device not in ("auto", "cpu", "gpu", "cuda"):
+        raise ModelError(f"Unknown device {device!r}: use auto, cpu or gpu.")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device in ("gpu", "cuda"):
+        raise ModelError("A GPU was requested, but this ONNX Runtime has no CUDA execution provider "
+                         f"(available: {', '.join(available)}). Install onnxruntime-gpu with a "
+                         "working CUDA, or choose device 'auto' or 'cpu'.")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """A loaded model: ``predict`` takes normalised NCHW tiles and returns probabilities."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int = 0,
+                 log: Callable[[str], None] | None = None):
+        import onnxruntime as ort  # heavy: imported only when a model is really loaded
+
+        log = log or (lambda _msg: None)
+        self.path = resolve_model_path(path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        providers = choose_providers(device, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises several unrelated types for a bad file
+            raise ModelError(f"{self.path} is not a valid ONNX model: {str(exc).strip()[:300]}") from None
+        self.provider = self.session.get_providers()[0]
+        log(f"ONNX Runtime runs {self.path.name} on {self.provider}"
+            + (" (CUDA requested but unavailable; fell back to CPU)"
+               if providers[0].startswith("CUDA") and self.provider.startswith("CPU") else "") + ".")
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ModelError(f"{self.path} has no Landslide Mapper metadata (key '{METADATA_KEY}'); "
+                             "it does not say which bands it expects or how to normalise them.")
+        self.metadata = ModelMetadata.from_json(props[METADATA_KEY], str(self.path))
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path} has {len(inputs)} inputs; exactly one image input is expected.")
+        self.input_name = inputs[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        shape = inputs[0].shape
+        if len(shape) != 4:
+            raise ModelError(f"{self.path}: input must be 4-D (batch, channels, height, width), got {shape}.")
+        c = shape[1] if self.metadata.layout == "NCHW" else shape[3]
+        if isinstance(c, int) and c != len(self.metadata.channels):
+            raise ModelError(f"{self.path}: the network takes {c} channels but its metadata lists "
+                             f"{len(self.metadata.channels)} ({', '.join(self.metadata.channels)}).")
+        self._mean = np.asarray(self.metadata.mean, np.float32)[:, None, None]
+        self._inv_std = (1.0 / np.asarray(self.metadata.std, np.float32))[:, None, None]
+
+    def normalise(self, channels: np.ndarray) -> np.ndarray:
+        """(C, H, W) reflectance channels -> the network's input scale, in place."""
+        channels -= self._mean
+        channels *= self._inv_std
+        return channels
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) normalised tiles -> (N, H, W) probabilities."""
+        x = np.ascontiguousarray(batch if self.metadata.layout == "NCHW" else batch.transpose(0, 2, 3, 1))
+        out = self.session.run([self.output_name], {self.input_name: x})[0]
+        if out.ndim == 4:
+            out = out[:, 0] if self.metadata.layout == "NCHW" else out[..., 0]
+        return out.astype(np.float32, copy=False)

@@ -1,0 +1,199 @@
+"""One year's image opened for windowed reads of the model's spectral channels.
+
+Nothing here reads a whole raster: every access is a window, so memory stays flat
+whatever the raster size. Masks from nodata values, alpha bands, per-dataset masks and
+NaNs are combined into one validity mask per window.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from . import crs as crs_rules
+from .bands import BandMapping, guess_mapping
+from .errors import InputError
+
+Log = Callable[[str], None]
+
+
+def _default_scale(src, path: str, log: Log) -> float:
+    """Value of reflectance 1.0 in the file's units (Planet SR: 10,000)."""
+    dtype = np.dtype(src.dtypes[0])
+    if dtype == np.uint8:
+        log(f"{path}: 8-bit data, taking 255 as reflectance 1.0 (override with reflectance_scale).")
+        return 255.0
+    if dtype.kind in "iu":
+        return 10000.0
+    h, w = src.height, src.width
+    f = max(1, math.ceil(max(h, w) / 256))
+    sample = src.read(1, out_shape=(max(1, h // f), max(1, w // f)), masked=True)
+    values = sample.compressed()
+    values = values[np.isfinite(values)]
+    scale = 10000.0 if values.size and np.percentile(values, 99) > 2.0 else 1.0
+    log(f"{path}: floating-point data, taking {scale:g} as reflectance 1.0 (override with reflectance_scale).")
+    return scale
+
+
+class YearRaster:
+    """A raster plus how to turn its bands into reflectance channels, in a target CRS."""
+
+    def __init__(self, path: str | os.PathLike, year: int, bands: str | BandMapping = "auto",
+                 reflectance_scale: float | None = None, target_crs: CRS | None = None,
+                 log: Log | None = None):
+        self.path = str(path)
+        self.year = int(year)
+        log = log or (lambda _msg: None)
+        if not Path(self.path).exists():
+            raise InputError(f"Year {year}: the raster file {self.path} does not exist.")
+        if Path(self.path).is_dir():
+            raise InputError(f"Year {year}: {self.path} is a folder, not a raster file.")
+        try:
+            self.src = rasterio.open(self.path)
+        except RasterioIOError as exc:
+            raise InputError(f"Year {year}: {self.path} is not a raster GDAL can read ({exc}).") from None
+        try:
+            self._setup(bands, reflectance_scale, target_crs, log)
+        except BaseException:
+            self.src.close()
+            raise
+
+    def _setup(self, bands, reflectance_scale, target_crs, log: Log) -> None:
+        src = self.src
+        if src.crs is None:
+            raise InputError(
+                f"Year {self.year}: {self.path} has no coordinate reference system; assign one "
+                "(QGIS: Layer Properties > Source, or gdal_edit.py -a_srs) so areas can be measured.")
+        interps = [ci.name for ci in src.colorinterp]
+        if str(bands).lower() == "auto":
+            self.mapping = guess_mapping(src.count, src.descriptions, interps)
+            log(f"{self.path}: band mapping guessed {self.mapping.describe()}.")
+        else:
+            self.mapping = BandMapping.parse(bands)
+        for channel, idx in self.mapping.bands:
+            if idx > src.count:
+                raise InputError(
+                    f"Year {self.year}: {self.path} has {src.count} band(s), but the band mapping "
+                    f"{self.mapping.describe()} needs band {idx} for {channel}.")
+            if src.colorinterp[idx - 1] == ColorInterp.alpha:
+                raise InputError(
+                    f"Year {self.year}: band {idx} of {self.path} is an alpha (transparency) band, "
+                    f"not {channel}; the file has only {src.count - 1} spectral band(s).")
+        self.scale = float(reflectance_scale) if reflectance_scale else _default_scale(src, self.path, log)
+        if self.scale <= 0:
+            raise InputError(f"Year {self.year}: reflectance scale must be positive, got {self.scale}.")
+        self.dataset = src
+        self.reprojected_from: str | None = None
+        self._alpha: int | None = None
+        if target_crs is not None and src.crs != target_crs:
+            self.reprojected_from = crs_rules.describe(src.crs)
+            self.dataset = WarpedVRT(src, crs=target_crs, resampling=Resampling.bilinear)
+            log(f"{self.path}: reprojected on the fly from {self.reprojected_from} to "
+                f"{crs_rules.describe(target_crs)}.")
+        # GDAL derives masks from 8/16-bit alpha bands only; honour any alpha band ourselves.
+        alphas = [i for i, ci in enumerate(self.dataset.colorinterp, 1) if ci == ColorInterp.alpha]
+        self._alpha = alphas[0] if alphas else None
+
+    # -- geometry -------------------------------------------------------------------
+    @property
+    def crs(self) -> CRS:
+        return self.dataset.crs
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @property
+    def width(self) -> int:
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        return self.dataset.height
+
+    @property
+    def pixel_area(self) -> float:
+        t = self.transform
+        return abs(t.a * t.e - t.b * t.d)
+
+    # -- reading --------------------------------------------------------------------
+    def source_indexes(self, spectral: Sequence[str]) -> list[int]:
+        mapping = self.mapping.as_dict()
+        missing = [ch for ch in spectral if ch not in mapping]
+        if missing:
+            raise InputError(
+                f"Year {self.year}: the model needs channel(s) {', '.join(missing)}, but the band "
+                f"mapping for {self.path} ({self.mapping.describe()}) has none. Choose a mapping "
+                "that includes them.")
+        return [mapping[ch] for ch in spectral]
+
+    def read(self, window: Window, spectral: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Reflectance arrays (float32) for ``spectral`` channels, and the valid-pixel mask."""
+        idx = self.source_indexes(spectral)
+        data = self.dataset.read(idx, window=window)
+        masks = self.dataset.read_masks(idx, window=window)
+        valid = np.all(masks > 0, axis=0)
+        if self._alpha is not None:
+            valid &= self.dataset.read(self._alpha, window=window) > 0
+        values = data.astype(np.float32)
+        if values.dtype.kind == "f":
+            valid &= np.all(np.isfinite(values), axis=0)
+        values /= np.float32(self.scale)
+        return {ch: values[i] for i, ch in enumerate(spectral)}, valid
+
+    def has_valid_pixels(self, spectral: Sequence[str]) -> bool:
+        """Cheap decimated look first; a full block scan only when that finds nothing."""
+        idx = self.source_indexes(spectral)
+        ds = self.dataset
+        f = max(1, math.ceil(max(ds.height, ds.width) / 512))
+        shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
+        if np.all(ds.read_masks(idx, out_shape=shape) > 0, axis=0).any():
+            return True
+        step = 1024
+        for row in range(0, ds.height, step):
+            for col in range(0, ds.width, step):
+                win = Window(col, row, min(step, ds.width - col), min(step, ds.height - row))
+                if self.read(win, spectral)[1].any():
+                    return True
+        return False
+
+    def close(self) -> None:
+        if self.dataset is not self.src:
+            self.dataset.close()
+        self.src.close()
+
+    def __enter__(self) -> "YearRaster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def target_crs_for(path: str, log: Log | None = None) -> CRS:
+    """The CRS every year is mapped in: the first year's, unless its areas would be wrong."""
+    log = log or (lambda _msg: None)
+    try:
+        with rasterio.open(path) as src:
+            crs, bounds = src.crs, src.bounds
+    except RasterioIOError as exc:
+        raise InputError(f"{path} is not a raster GDAL can read ({exc}).") from None
+    if crs is None:
+        raise InputError(
+            f"{path} has no coordinate reference system; assign one (QGIS: Layer Properties > "
+            "Source, or gdal_edit.py -a_srs) so areas can be measured.")
+    problem = crs_rules.metric_problem(crs)
+    if problem is None:
+        return crs
+    utm = crs_rules.utm_for_bounds(crs, bounds)
+    log(f"{path} is {crs_rules.describe(crs)}, {problem}: mapping in {crs_rules.describe(utm)} "
+        "so that areas in m² are right.")
+    return utm

@@ -1,0 +1,15 @@
+"""One entry point that executes any job specification."""
+from __future__ import annotations
+
+from .errors import InputError
+from .jobs import InferenceJob
+from .progress import Reporter
+
+
+def run_job(job, reporter: Reporter | None = None):
+    """Execute ``job`` and return its result object (with ``to_dict``)."""
+    if isinstance(job, InferenceJob):
+        from .mapping import run_inference
+
+        return run_inference(job, reporter)
+    raise InputError(f"Unknown job type {type(job).__name__}.")

@@ -1,0 +1,69 @@
+"""Shared fixtures: real GeoTIFFs written with rasterio, the bundled model, shared data."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    import landslide_mapper  # noqa: F401  (installed by ./dev.sh setup as a .pth link)
+except ImportError:  # running pytest without ./dev.sh setup: link the repo under its package name
+    link_dir = ROOT / "build" / "pkgroot"
+    link_dir.mkdir(parents=True, exist_ok=True)
+    if not (link_dir / "landslide_mapper").exists():
+        os.symlink(ROOT, link_dir / "landslide_mapper")
+    sys.path.insert(0, str(link_dir))
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BASELINE = ROOT / "models" / "spectral_baseline.onnx"
+
+# Typical PlanetScope surface reflectance (×10,000), bands B, G, R, NIR.
+FOREST = (300, 600, 350, 3000)
+SCAR = (1100, 1300, 1500, 2100)
+
+
+def shared(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared data {path} is absent (only in the development workspace)")
+    return path
+
+
+def write_raster(path, data: np.ndarray, crs="EPSG:32645", transform=None, nodata=0, **extra) -> Path:
+    """Write a (bands, rows, cols) array as a GeoTIFF; north-up 3 m pixels by default."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    transform = transform or from_origin(300000.0, 3100000.0, 3.0, 3.0)
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                   dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
+    profile.update(extra)
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+    return Path(path)
+
+
+def forest_with_scars(height: int, width: int, scars=(), seed: int = 0) -> np.ndarray:
+    """A vegetated 4-band uint16 image with rectangular scars ``(row0, row1, col0, col1)``."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((4, height, width), np.uint16)
+    for b, v in enumerate(FOREST):
+        img[b] = np.clip(rng.normal(v, v * 0.05, (height, width)), 1, None)
+    for r0, r1, c0, c1 in scars:
+        for b, v in enumerate(SCAR):
+            img[b, r0:r1, c0:c1] = np.clip(rng.normal(v, v * 0.05, (r1 - r0, c1 - c0)), 1, None)
+    return img
+
+
+@pytest.fixture
+def baseline_model() -> Path:
+    return BASELINE
