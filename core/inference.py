@@ -43,8 +43,8 @@ class PredictionStats:
 class _BlockRowWriter:
     """Writes whole GeoTIFF block rows only, so no compressed block is written twice."""
 
-    def __init__(self, prob_ds, class_ds, width: int, threshold: float):
-        self.prob_ds, self.class_ds, self.width, self.threshold = prob_ds, class_ds, width, threshold
+    def __init__(self, prob_ds, width: int, threshold: float):
+        self.prob_ds, self.width, self.threshold = prob_ds, width, threshold
         self.row = 0
         self.pending_prob = np.empty((0, width), np.float32)
         self.valid_pixels = 0
@@ -66,10 +66,8 @@ class _BlockRowWriter:
 
     def _write(self, prob: np.ndarray) -> None:
         win = Window(0, self.row, self.width, len(prob))
-        landslide = (prob >= self.threshold).astype(np.uint8)
-        self.landslide_pixels += int(landslide.sum())
+        self.landslide_pixels += int(np.count_nonzero(prob >= self.threshold))
         self.prob_ds.write(prob, 1, window=win)
-        self.class_ds.write(landslide, 1, window=win)
         self.row += len(prob)
 
 
@@ -92,9 +90,9 @@ def _pad_to(x: np.ndarray, tile: int) -> np.ndarray:
 
 
 def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.PathLike,
-                   class_path: str | os.PathLike, tile: int, overlap: int, batch_size: int,
-                   threshold: float, reporter: Reporter | None = None) -> PredictionStats:
-    """Write the probability GeoTIFF and a 0/1 landslide mask GeoTIFF for ``raster``."""
+                   tile: int, overlap: int, batch_size: int, threshold: float,
+                   reporter: Reporter | None = None) -> PredictionStats:
+    """Write the probability GeoTIFF of ``raster``; ``threshold`` only counts landslide pixels."""
     reporter = reporter or Reporter()
     meta = model.metadata
     if tile % meta.size_multiple:
@@ -112,10 +110,9 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     strips: list[_Strip] = []
     done_tiles = 0
 
-    with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds, \
-            rasterio.open(class_path, "w", **geotiff_profile(raster, "uint8", None)) as class_ds:
+    with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds:
         prob_ds.set_band_description(1, f"landslide probability ({model.path.name})")
-        writer = _BlockRowWriter(prob_ds, class_ds, width, threshold)
+        writer = _BlockRowWriter(prob_ds, width, threshold)
 
         def flush() -> None:
             nonlocal done_tiles

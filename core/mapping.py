@@ -83,8 +83,8 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
     meta = model.metadata
     tile = job.tile_size or meta.tile_size
     threshold = job.threshold if job.threshold is not None else meta.threshold
-    if job.overlap >= tile // 2:
-        raise InputError(f"Overlap {job.overlap} must be less than half the tile size ({tile}).")
+    if not 0 <= job.overlap < tile:
+        raise InputError(f"Overlap {job.overlap} must be smaller than the tile size ({tile}).")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasters = open_years(job, meta.channels, reporter.log)
         try:
@@ -106,12 +106,10 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
             part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
                      f"bands {raster.mapping.describe()})")
             prob_name = f"probability_{raster.year}.tif"
-            mask_path = run.path(f".mask_{raster.year}.tif")
-            stats = predict_raster(raster, model, run.path(prob_name), mask_path, tile, job.overlap,
+            stats = predict_raster(raster, model, run.path(prob_name), tile, job.overlap,
                                    job.batch_size, threshold, part.sub(0.0, 0.9))
-            layer = landslide_polygons(mask_path, run.path(prob_name), raster.year, job.min_area_m2,
+            layer = landslide_polygons(run.path(prob_name), raster.year, threshold, job.min_area_m2,
                                        crs.to_wkt(), part.sub(0.9, 1.0))
-            mask_path.unlink()
             name = f"landslides_{raster.year}"
             layers[name] = layer
             result_years.append(YearResult(

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -139,20 +139,29 @@ class YearRaster:
     def read(self, window: Window, spectral: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Reflectance arrays (float32) for ``spectral`` channels, and the valid-pixel mask."""
         idx = self.source_indexes(spectral)
-        data = self.dataset.read(idx, window=window)
-        masks = self.dataset.read_masks(idx, window=window)
-        valid = np.all(masks > 0, axis=0)
-        if self._alpha is not None:
-            valid &= self.dataset.read(self._alpha, window=window) > 0
+        unique = sorted(set(idx))
+        data = self.dataset.read(unique, window=window)
+        valid = self._valid(unique, window)
         values = data.astype(np.float32)
         if values.dtype.kind == "f":
             valid &= np.all(np.isfinite(values), axis=0)
         values /= np.float32(self.scale)
-        return {ch: values[i] for i, ch in enumerate(spectral)}, valid
+        pos = {band: i for i, band in enumerate(unique)}
+        return {ch: values[pos[i]] for ch, i in zip(spectral, idx)}, valid
+
+    def _valid(self, bands: list[int], window: Window) -> np.ndarray:
+        """Pixels valid in every band read; one mask read when the mask is per dataset."""
+        flags = self.dataset.mask_flag_enums
+        if all(MaskFlags.per_dataset in flags[b - 1] for b in bands):
+            bands = bands[:1]  # the same mask for all bands: reading it once is enough
+        valid = np.all(self.dataset.read_masks(bands, window=window) > 0, axis=0)
+        if self._alpha is not None:
+            valid &= self.dataset.read(self._alpha, window=window) > 0
+        return valid
 
     def has_valid_pixels(self, spectral: Sequence[str]) -> bool:
         """Cheap decimated look first; a full block scan only when that finds nothing."""
-        idx = self.source_indexes(spectral)
+        idx = sorted(set(self.source_indexes(spectral)))
         ds = self.dataset
         f = max(1, math.ceil(max(ds.height, ds.width) / 512))
         shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))

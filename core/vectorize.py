@@ -1,8 +1,10 @@
-"""Landslide polygons from the 0/1 mask raster, with their attributes.
+"""Landslide polygons from the probability raster, with their attributes.
 
-Polygonising runs on the raster band itself (GDAL's streaming line-by-line algorithm),
-so it needs no full-size array; per-polygon mean probabilities are computed cell by
-cell with one rasterisation and one ``bincount`` per cell.
+The raster is read in strips: each strip is thresholded, labelled (4-connected) and
+polygonised in memory; regions that continue across strip edges are stitched by a
+connected-components pass over the labels touching at those edges, and their pieces
+are dissolved. Polygons are built in pixel coordinates, where shared edges are exact
+integers, and moved to map coordinates at the end. Memory holds one strip at a time.
 """
 from __future__ import annotations
 
@@ -14,75 +16,97 @@ import rasterio.features
 import shapely
 from affine import Affine
 from rasterio.windows import Window
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .inference import PROB_NODATA
 from .progress import Reporter
 from .vector_io import VectorLayer
 
-CELL = 1024
+STRIP = 1024                                   # rows per strip; a multiple of the block size
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
-def polygonize(class_path: str | os.PathLike) -> np.ndarray:
-    """Polygons (shapely array) of the pixels equal to 1, in map coordinates, 4-connected."""
-    with rasterio.open(class_path) as ds:
-        band = rasterio.band(ds, 1)
-        geoms = [shapely.geometry.shape(g) for g, _ in rasterio.features.shapes(band, mask=band)]
-    return np.array(geoms, dtype=object) if geoms else np.empty(0, dtype=object)
+def _strips(height: int):
+    for row in range(0, height, STRIP):
+        yield row, min(STRIP, height - row)
 
 
-def _pixel_bounds(geoms: np.ndarray, transform: Affine, height: int, width: int) -> np.ndarray:
-    """(row0, col0, row1, col1) pixel boxes of the geometries, clipped to the raster."""
-    b = shapely.bounds(geoms)
-    inv = ~transform
-    xs = np.stack([b[:, 0], b[:, 2], b[:, 0], b[:, 2]], axis=1)
-    ys = np.stack([b[:, 1], b[:, 1], b[:, 3], b[:, 3]], axis=1)
-    cols, rows = inv * (xs, ys)
-    out = np.stack([np.floor(rows.min(1)), np.floor(cols.min(1)),
-                    np.ceil(rows.max(1)), np.ceil(cols.max(1))], axis=1).astype(np.int64)
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, height)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, width)
-    return out
+def _landslide_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
+    return (prob >= threshold) & (prob != PROB_NODATA)
 
 
-def mean_probability(prob_path: str | os.PathLike, geoms: np.ndarray,
-                     reporter: Reporter | None = None) -> np.ndarray:
-    """Mean of the valid probability pixels whose centres fall in each polygon."""
-    out = np.full(len(geoms), np.nan)
-    if not len(geoms):
-        return out
+def _stitch(ds, threshold: float, reporter: Reporter) -> tuple[np.ndarray, list[int], int]:
+    """Pass 1: per-strip label offsets and the global id of every strip-local label."""
+    offsets, total, pairs, prev_last = [], 0, [], None
+    for row, h in _strips(ds.height):
+        prob = ds.read(1, window=Window(0, row, ds.width, h))
+        labels, n = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
+        labels[labels > 0] += total
+        if prev_last is not None:
+            touching = (prev_last > 0) & (labels[0] > 0)
+            pairs.append(np.stack([prev_last[touching], labels[0][touching]]))
+        prev_last = labels[-1].copy()
+        offsets.append(total)
+        total += n
+        reporter.progress(0.4 * (row + h) / ds.height, "labelling landslide regions")
+    edges = np.concatenate(pairs, axis=1) if pairs else np.empty((2, 0), np.int64)
+    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0] - 1, edges[1] - 1)), shape=(total, total))
+    n_regions, component = connected_components(graph, directed=False)
+    final = np.zeros(total + 1, np.int64)
+    final[1:] = component + 1
+    return final, offsets, n_regions
+
+
+def regions(prob_path: str | os.PathLike, threshold: float, reporter: Reporter | None = None):
+    """Landslide regions: polygons (map coordinates), pixel counts and mean probabilities."""
+    reporter = reporter or Reporter()
     with rasterio.open(prob_path) as ds:
-        boxes = _pixel_bounds(geoms, ds.transform, ds.height, ds.width)
-        cell_ids = (boxes[:, 0] // CELL) * (ds.width // CELL + 1) + boxes[:, 1] // CELL
-        order = np.argsort(cell_ids, kind="stable")
-        splits = np.flatnonzero(np.diff(cell_ids[order])) + 1
-        groups = np.split(order, splits)
-        for n, members in enumerate(groups):
-            r0, c0 = boxes[members, 0].min(), boxes[members, 1].min()
-            r1, c1 = boxes[members, 2].max(), boxes[members, 3].max()
-            win = Window(c0, r0, max(1, c1 - c0), max(1, r1 - r0))
-            prob = ds.read(1, window=win)
-            labels = rasterio.features.rasterize(
-                zip(geoms[members], range(1, len(members) + 1)), out_shape=prob.shape,
-                transform=ds.window_transform(win), fill=0, dtype="int32")
-            ok = prob != PROB_NODATA
-            sums = np.bincount(labels[ok], weights=prob[ok], minlength=len(members) + 1)
-            counts = np.bincount(labels[ok], minlength=len(members) + 1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[members] = sums[1:] / counts[1:]
-            if reporter is not None:
-                reporter.progress((n + 1) / len(groups), "mean probability per polygon")
-    return out
+        final, offsets, n_regions = _stitch(ds, threshold, reporter)
+        sums = np.zeros(n_regions + 1)
+        counts = np.zeros(n_regions + 1, np.int64)
+        geoms, ids = [], []
+        for (row, h), offset in zip(_strips(ds.height), offsets):
+            prob = ds.read(1, window=Window(0, row, ds.width, h))
+            mask = _landslide_mask(prob, threshold)
+            labels, _ = ndimage.label(mask, FOUR_CONNECTED)
+            labels = final[np.where(labels > 0, labels + offset, 0)].astype(np.int32)
+            sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n_regions + 1)
+            counts += np.bincount(labels.ravel(), minlength=n_regions + 1)
+            for geom, value in rasterio.features.shapes(labels, mask=mask, transform=Affine.translation(0, row)):
+                geoms.append(shapely.geometry.shape(geom))
+                ids.append(int(value))
+            reporter.progress(0.4 + 0.5 * (row + h) / ds.height, "polygonising")
+        transform = ds.transform
+    geoms = np.array(geoms, dtype=object) if geoms else np.empty(0, dtype=object)
+    ids = np.array(ids, dtype=np.int64)
+    geoms, ids = _dissolve_pieces(geoms, ids)
+    geoms = shapely.transform(geoms, lambda xy: np.column_stack(transform * (xy[:, 0], xy[:, 1])))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_prob = sums[ids] / counts[ids]
+    return geoms, counts[ids], mean_prob
 
 
-def landslide_polygons(class_path: str | os.PathLike, prob_path: str | os.PathLike, year: int,
+def _dissolve_pieces(geoms: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One polygon per region: pieces cut by strip edges are unioned (exact, in pixel units)."""
+    if not len(ids):
+        return geoms, ids
+    unique, first, n = np.unique(ids, return_index=True, return_counts=True)
+    out = geoms[first]
+    for k in np.flatnonzero(n > 1):
+        out[k] = shapely.union_all(geoms[ids == unique[k]])
+    return out, unique
+
+
+def landslide_polygons(prob_path: str | os.PathLike, year: int, threshold: float,
                        min_area_m2: float, crs_wkt: str,
                        reporter: Reporter | None = None) -> VectorLayer:
     """Polygons of one year with ``year``, ``area_m2``, ``perimeter_m`` and ``mean_prob``."""
-    geoms = polygonize(class_path)
+    geoms, _, mean_prob = regions(prob_path, threshold, reporter)
     area = shapely.area(geoms) if len(geoms) else np.empty(0)
     keep = area >= min_area_m2
-    geoms, area = geoms[keep], area[keep]
-    mean_prob = mean_probability(prob_path, geoms, reporter)
+    geoms, area, mean_prob = geoms[keep], area[keep], mean_prob[keep]
     fields = {
         "year": np.full(len(geoms), int(year), np.int64),
         "area_m2": np.round(area, 2),

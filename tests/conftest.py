@@ -27,7 +27,7 @@ BASELINE = ROOT / "models" / "spectral_baseline.onnx"
 
 # Typical PlanetScope surface reflectance (×10,000), bands B, G, R, NIR.
 FOREST = (300, 600, 350, 3000)
-SCAR = (1100, 1300, 1500, 2100)
+SCAR = (1100, 1300, 1500, 1800)
 
 
 def shared(name: str) -> Path:

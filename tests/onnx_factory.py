@@ -24,8 +24,11 @@ def save(model, path, meta: ModelMetadata | None):
     return path
 
 
-def conv_model(path, kernel: int = 3, n_in: int = 5, meta: ModelMetadata | None = None, seed: int = 0):
-    """sigmoid(conv(x)) with a k×k kernel and zero padding: receptive field k×k."""
+def conv_model(path, kernel: int = 3, n_in: int = 5, meta: ModelMetadata | None = None, seed: int = 0,
+               bare: bool = False):
+    """sigmoid(conv(x)) with a k×k kernel and zero padding: receptive field k×k.
+
+    ``bare``: no Landslide Mapper metadata at all, like a model exported elsewhere."""
     rng = np.random.default_rng(seed)
     w = rng.normal(0, 1, (1, n_in, kernel, kernel)).astype(np.float32)
     b = np.array([-0.5], np.float32)
@@ -37,7 +40,7 @@ def conv_model(path, kernel: int = 3, n_in: int = 5, meta: ModelMetadata | None 
         [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 1, "H", "W"])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    return save(model, path, meta if meta is not None else metadata(tile_size=64))
+    return save(model, path, None if bare else (meta or metadata(tile_size=64)))
 
 
 def nhwc_identity_mean_model(path, n_in: int = 5, meta: ModelMetadata | None = None):

@@ -26,11 +26,11 @@ def whole_image_prediction(raster_path, model: OnnxModel) -> np.ndarray:
 
 
 def run_tiled(tmp_path, raster_path, model, tile, overlap, batch, threshold=0.5):
-    prob, mask = tmp_path / "prob.tif", tmp_path / "mask.tif"
+    prob = tmp_path / "prob.tif"
     with YearRaster(raster_path, 2020) as r:
-        stats = predict_raster(r, model, prob, mask, tile, overlap, batch, threshold)
+        stats = predict_raster(r, model, prob, tile, overlap, batch, threshold)
     with rasterio.open(prob) as ds:
-        return ds.read(1), stats, prob, mask
+        return ds.read(1), stats, prob
 
 
 @pytest.mark.parametrize("shape,tile,overlap,batch", [
@@ -45,7 +45,7 @@ def test_one_pixel_model_tiled_equals_whole_image(tmp_path, baseline_model, shap
     img[:, :7, :] = 0  # a nodata collar along the top edge
     src = write_raster(tmp_path / "in.tif", img)
     model = OnnxModel(baseline_model)
-    tiled, stats, _, _ = run_tiled(tmp_path, src, model, tile, overlap, batch)
+    tiled, stats, _ = run_tiled(tmp_path, src, model, tile, overlap, batch)
     whole = whole_image_prediction(src, model)
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-6)
     assert (tiled[:7] == PROB_NODATA).all() and (tiled[7:] >= 0).all()
@@ -57,7 +57,7 @@ def test_conv_model_tiled_equals_whole_image_when_overlap_covers_receptive_field
     """Centre-cropping keeps pixels at least overlap/2 from a tile edge: exact for radius ≤ overlap/2."""
     src = write_raster(tmp_path / "in.tif", forest_with_scars(301, 263, scars=[(50, 90, 40, 120)]))
     model = OnnxModel(conv_model(tmp_path / "conv.onnx", kernel=kernel))
-    tiled, _, _, _ = run_tiled(tmp_path, src, model, 64, overlap, 5)
+    tiled, _, _ = run_tiled(tmp_path, src, model, 64, overlap, 5)
     whole = whole_image_prediction(src, model)
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
 
@@ -65,13 +65,13 @@ def test_conv_model_tiled_equals_whole_image_when_overlap_covers_receptive_field
 def test_nhwc_models_are_transposed(tmp_path):
     src = write_raster(tmp_path / "in.tif", forest_with_scars(70, 90))
     model = OnnxModel(nhwc_identity_mean_model(tmp_path / "nhwc.onnx"))
-    tiled, _, _, _ = run_tiled(tmp_path, src, model, 32, 8, 4)
+    tiled, _, _ = run_tiled(tmp_path, src, model, 32, 8, 4)
     np.testing.assert_allclose(tiled, whole_image_prediction(src, model), atol=1e-6)
 
 
 def test_outputs_keep_the_input_grid_and_are_tiled_compressed(tmp_path, baseline_model):
     src = write_raster(tmp_path / "in.tif", forest_with_scars(300, 420, scars=[(100, 140, 100, 160)]))
-    _, stats, prob, mask = run_tiled(tmp_path, src, OnnxModel(baseline_model), 128, 16, 4)
+    _, stats, prob = run_tiled(tmp_path, src, OnnxModel(baseline_model), 128, 16, 4)
     with rasterio.open(src) as a, rasterio.open(prob) as b:
         assert a.crs == b.crs and a.transform == b.transform and a.shape == b.shape
         assert b.profile["tiled"] and b.compression.name.lower() == "deflate"
@@ -83,10 +83,10 @@ def test_polygons_have_exact_areas_and_attributes(tmp_path, baseline_model):
     scars = [(100, 140, 100, 160), (10, 14, 10, 14), (200, 220, 300, 310)]  # 2400 px, 16 px (too small), 200 px
     src = write_raster(tmp_path / "in.tif", forest_with_scars(300, 420, scars=scars))
     model = OnnxModel(baseline_model)
-    _, _, prob, mask = run_tiled(tmp_path, src, model, 128, 16, 4)
+    _, _, prob = run_tiled(tmp_path, src, model, 128, 16, 4)
     with YearRaster(src, 2020) as r:
         crs_wkt = r.crs.to_wkt()
-    layer = landslide_polygons(mask, prob, 2020, 200.0, crs_wkt)
+    layer = landslide_polygons(prob, 2020, 0.5, 200.0, crs_wkt)
     areas = sorted(layer.fields["area_m2"])
     assert areas == [200 * 9.0, 2400 * 9.0]  # the 16-pixel (144 m²) one is below 200 m²
     assert sorted(layer.fields["perimeter_m"]) == [2 * (20 + 10) * 3.0, 2 * (40 + 60) * 3.0]
@@ -115,7 +115,7 @@ def test_alpha_band_and_nan_are_masked(tmp_path, baseline_model, dtype):
                           rasterio.enums.ColorInterp.alpha]
     with YearRaster(src, 2020, reflectance_scale=10000) as r:
         assert r.mapping.as_dict() == {"B": 1, "G": 2, "R": 3, "NIR": 4}
-    tiled, stats, _, _ = run_tiled(tmp_path, src, OnnxModel(baseline_model), 32, 8, 4)
+    tiled, stats, _ = run_tiled(tmp_path, src, OnnxModel(baseline_model), 32, 8, 4)
     blank = 10 if dtype == "float32" else 0
     assert (tiled[:, :blank] == PROB_NODATA).all() and (tiled[50:] == PROB_NODATA).all()
     assert (tiled[:50, blank:] > 0.5).all()

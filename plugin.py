@@ -1,0 +1,82 @@
+"""The QGIS plugin object: menu entry, toolbar button and the Landslide Mapper dock."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from qgis.PyQt.QtCore import QFile, Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .ui.dock import LandslideMapperDock
+
+try:  # Compiled Qt resources (resources.py) are only built when packaging the plugin.
+    from . import resources  # noqa: F401
+except ImportError:
+    resources = None
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+ICON_RESOURCE = ":/plugins/landslide_mapper/icons/icon.svg"
+ICON_FILE = PLUGIN_DIR / "icons" / "icon.svg"
+
+PLUGIN_NAME = "Landslide Mapper"
+MENU_NAME = "&Landslide Mapper"
+
+
+def plugin_icon() -> QIcon:
+    """The plugin icon, from the compiled resources when present, else from the file."""
+    if QFile.exists(ICON_RESOURCE):
+        return QIcon(ICON_RESOURCE)
+    return QIcon(str(ICON_FILE))
+
+
+class LandslideMapperPlugin:
+    """Plugin instance created by :func:`landslide_mapper.classFactory`."""
+
+    def __init__(self, iface, models_dir: Union[str, Path, None] = None):
+        self.iface = iface
+        self.models_dir = models_dir
+        """Folder listed by the dock; None means the plugin's own ``models/`` folder."""
+        self.action: Optional[QAction] = None
+        self.dock: Optional[LandslideMapperDock] = None
+
+    def initProcessing(self):  # noqa: N802 (QGIS API name)
+        """Register the Processing provider.
+
+        metadata.txt declares ``hasProcessingProvider=yes``, so QGIS (and qgis_process) may
+        call this without calling :meth:`initGui`. The provider itself is not written yet;
+        until then there is nothing to register.
+        """
+
+    def initGui(self):  # noqa: N802 (QGIS API name)
+        """Create the dock, the menu entry under Raster and the toolbar button."""
+        self.initProcessing()
+        main_window = self.iface.mainWindow()
+
+        # Shown when the plugin is enabled; afterwards QGIS remembers whether the user
+        # keeps it open (the dock has a fixed objectName, so it is part of the saved state).
+        self.dock = LandslideMapperDock(self.models_dir, main_window)
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+
+        self.action = QAction(plugin_icon(), PLUGIN_NAME, main_window)
+        self.action.setObjectName("landslideMapperShowDock")
+        self.action.setToolTip("Show or hide the Landslide Mapper panel")
+        # Keeps the checked state of the action and the open state of the dock in step.
+        self.dock.setToggleVisibilityAction(self.action)
+
+        self.iface.addPluginToRasterMenu(MENU_NAME, self.action)
+        self.iface.addToolBarIcon(self.action)
+
+    def unload(self):
+        """Remove everything initGui added; safe to call more than once."""
+        if self.action is not None:
+            self.iface.removePluginRasterMenu(MENU_NAME, self.action)
+            self.iface.removeToolBarIcon(self.action)
+        if self.dock is not None:
+            self.iface.removeDockWidget(self.dock)
+            self.dock.hide()
+            self.dock.deleteLater()
+            self.dock = None
+        if self.action is not None:
+            self.action.deleteLater()
+            self.action = None

@@ -1,0 +1,1 @@
+"""Qt widgets of the Landslide Mapper plugin (imported only inside QGIS)."""
