@@ -404,6 +404,15 @@ def _colour(name: str, bands: Sequence[int]) -> np.ndarray:
 class _Part:
     year: int
     geom: Polygon
+    axis: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)  # cos, sin, centre, half-length along slope
+
+    @classmethod
+    def make(cls, year: int, geom: Polygon, theta: float) -> "_Part":
+        ca, sa = math.cos(theta), math.sin(theta)
+        xy = shapely.get_coordinates(geom)
+        proj = xy[:, 0] * ca + xy[:, 1] * sa
+        lo, hi = float(proj.min()), float(proj.max())
+        return cls(year, geom, (ca, sa, 0.5 * (lo + hi), max(0.5 * (hi - lo), 1e-6)))
 
 
 @dataclass
@@ -596,7 +605,7 @@ class ScenePlan:
         zn = (z - z.min()) / max(float(np.ptp(z)), 1e-6)
         cells = self._least_cost_path((0.02 + zn) ** 3, cs, horizontal)
         self.river = self._path_line(cells, cs, horizontal, rng, meander=True)
-        self.river_distance = _LineDistance(self.river)
+        self.river_distance = _LineDistance(self.river, self.valley_w + 50.0)
         # A tilted plane through the river's course is the valley floor: no per-pixel
         # look-ups of the river profile are needed, so blocks stay independent.
         rx, ry = np.asarray(self.river.coords).T
@@ -616,6 +625,7 @@ class ScenePlan:
         cost = 1.0 + (tan / 0.12) ** 2 + 60.0 * (d < self.floor_w + 15.0)
         cells = self._least_cost_path(cost, cs, horizontal)
         self.road = self._path_line(cells, cs, horizontal, rng, meander=False)
+        self.road_distance = _LineDistance(self.road, 200.0)
         self.river_zone = shapely.buffer(self.river, self.river_hw + 12.0)
         self.road_zone = shapely.buffer(self.road, self.road_hw + 4.0)
         shapely.prepare(self.river_zone)
@@ -629,14 +639,13 @@ class ScenePlan:
     def _plan_fields(self) -> None:
         rng = _rng(self.spec.seed, "fields")
         side = self.size * self.px
-        n_try = max(40, int(self.spec.area_km2 * 400))
+        n_clusters = max(1, int(round(self.spec.area_km2 * 2.0)))
+        n_try = max(200, 25 * n_clusters)
         x = self.ox + rng.uniform(0, side, n_try)
         y = self.oy - rng.uniform(0, side, n_try)
         slope, gx, gy = self._slope_deg(x, y, 10.0)
-        pts = shapely.points(x, y)
-        ok = (slope < 14.0) & ~shapely.intersects(self.river_zone, shapely.buffer(pts, 30.0)) \
-            & ~shapely.intersects(self.road_zone, shapely.buffer(pts, 10.0))
-        n_clusters = max(1, int(round(self.spec.area_km2 * 2.0)))
+        ok = (slope < 14.0) & (self.river_distance(x, y) > self.river_hw + 45.0) \
+            & (self.road_distance(x, y) > self.road_hw + 15.0)
         polys = []
         for i in np.flatnonzero(ok)[:n_clusters]:
             along = math.atan2(gy[i], gx[i]) + math.pi / 2  # fields follow the contours
@@ -763,7 +772,7 @@ class ScenePlan:
                 shift = (proj.min() - c_proj - 0.3 * length) if up else (proj.max() - c_proj + 0.3 * length)
                 lobe = self._shape(rng, area, ls.theta, c.x + shift * ca, c.y + shift * sa)
                 if shapely.intersects(lobe, base) and not conflicts(lobe, year, own=j):
-                    add(j, _Part(year, lobe))
+                    add(j, _Part.make(year, lobe, ls.theta))
             # new landslides
             rate = 1.0 if year == spec.event_year else spec.background_rate
             n_new = int(round(rate * spec.landslide_density * spec.area_km2))
@@ -783,7 +792,7 @@ class ScenePlan:
                         ls = _Landslide(len(self.landslides), float(theta), float(rng.uniform(0.12, 0.55)),
                                         float(rng.uniform(0.82, 1.18)), float(rng.uniform(0.9, 1.12)))
                         self.landslides.append(ls)
-                        add(ls.ls_id, _Part(year, g))
+                        add(ls.ls_id, _Part.make(year, g, ls.theta))
                         break
         self._all_parts = [(ls, p) for ls in self.landslides for p in ls.parts]
 
@@ -887,15 +896,17 @@ class _LineDistance:
     """Distance to a long polyline via an STRtree of its segments (shapely's direct
     distance scans every vertex for every point, which is far too slow here)."""
 
-    def __init__(self, line: LineString):
+    def __init__(self, line: LineString, max_distance: float):
+        self.max_distance = float(max_distance)
         xy = np.asarray(line.coords)
         self.segments = shapely.linestrings(np.stack([xy[:-1], xy[1:]], 1))
         self.tree = shapely.STRtree(self.segments)
 
     def __call__(self, x, y) -> np.ndarray:
         pts = shapely.points(np.asarray(x, float).ravel(), np.asarray(y, float).ravel())
-        idx, dist = self.tree.query_nearest(pts, return_distance=True, all_matches=False)
-        out = np.empty(len(pts))
+        idx, dist = self.tree.query_nearest(pts, max_distance=self.max_distance, return_distance=True,
+                                            all_matches=False)
+        out = np.full(len(pts), np.inf)  # "farther than max_distance"
         out[idx[0]] = dist
         return out
 
@@ -1083,7 +1094,7 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         xr = ((np.arange(c0 - 1, c1 + 1) + 0.5) * px).astype(np.float64)
         yr_ = (-(np.arange(r0 - 1, r1 + 1) + 0.5) * px).astype(np.float64)
         plane = (a + by * yr_[:, None] + bx * xr[None, :]).astype(np.float32)
-        t = np.clip((d_river - f32(plan.floor_w)) / f32(plan.valley_w - plan.floor_w), 0, 1)
+        t = np.minimum(np.maximum((d_river - f32(plan.floor_w)) / f32(plan.valley_w - plan.floor_w), f32(0)), f32(1))
         wgt = t * t * (f32(3.0) - f32(2.0) * t)
         z = plane + (z - plane) * wgt
         d_river = d_river[1:-1, 1:-1]
@@ -1115,7 +1126,7 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
     v = np.clip(f32(0.62) + f32(0.22) * vig + f32(0.25) * northness
                 - f32(0.25) * _smoothstep(zc, f32(plan.rock_level - 100), f32(plan.rock_level + 150)), 0, 1)
     del vig, northness
-    texture = f32(1.0) + f32(0.09) * tex
+    texture = f32(1.0) + f32(0.13) * tex
     rock = np.clip(_smoothstep(zc, f32(plan.rock_level - 20), f32(plan.rock_level + 60))
                    * _smoothstep(tan_slope, f32(0.5), f32(0.9)) * (f32(0.6) + f32(0.8) * patch), 0, 1)
     del tan_slope, zc
@@ -1149,10 +1160,16 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         if not road.any():
             road = None
 
+    def _clip01(a):
+        return np.minimum(np.maximum(a, f32(0.0)), f32(1.0))
+
     out = {}
     win_tr = _window_transform(plan, r0, c0)
+    win = box(plan.ox + c0 * px, plan.oy - r1 * px, plan.ox + c1 * px, plan.oy - r0 * px)
     rowsi = np.arange(r0, r1)
     colsi = np.arange(c0, c1)
+    river_px = None if bars is None else np.nonzero((bars > 0) | (water > 0))
+    road_px = None if road is None else np.nonzero(road > 0)
     for year in years:
         yr = plan.years[year]
         phen = np.ones(nb, np.float32)
@@ -1161,64 +1178,80 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         if nb == 5:
             phen[3] = 0.5 * (1 + yr.phen_nir)
         phen = phen[:, None, None]
-        veg = (sparse + (dense - sparse) * v) * phen
-        img = veg * texture
+        veg = (sparse + (dense - sparse) * v) * phen * texture
+        img = veg + (_colour("rock", bands) * (f32(0.9) + f32(0.15) * patch) - veg) * rock
         if field_lab is not None:
             state = plan.field_state[year]
             lut = np.zeros((nb, len(plan.fields) + 1), np.float32)
-            cols_ = [_colour("crop", bands) * phen, _colour("grass", bands) * phen, _colour("bare_field", bands)]
-            for s in range(3):
-                sel = np.flatnonzero(state == s) + 1
-                lut[:, sel] = cols_[s][:, 0]
-            m = field_lab > 0
-            fimg = lut[:, field_lab] * (f32(1.0) + f32(0.05) * tex)
-            img = np.where(m, fimg, img)
-        rock_col = _colour("rock", bands) * (f32(0.9) + f32(0.15) * patch)
-        img = img + (rock_col - img) * rock
+            colours = [_colour("crop", bands) * phen, _colour("grass", bands) * phen, _colour("bare_field", bands)]
+            for st in range(3):
+                lut[:, np.flatnonzero(state == st) + 1] = colours[st][:, 0]
+            m = np.nonzero(field_lab)
+            img[:, m[0], m[1]] = lut[:, field_lab[m]] * (f32(1.0) + f32(0.05) * tex[m])
         # landslide scars, burned from exactly the truth polygons
         items = plan.render_parts(year)
         if items:
-            win = box(plan.ox + c0 * px, plan.oy - r1 * px, plan.ox + c1 * px, plan.oy - r0 * px)
             geoms = np.asarray([it[4].geom for it in items], dtype=object)
             hit = np.flatnonzero(shapely.intersects(geoms, win))
             if len(hit):
                 lab = rasterize([(geoms[i], int(i) + 1) for i in hit], out_shape=(h, w), transform=win_tr,
                                 fill=0, dtype="int32")
-                if lab.any():
-                    rec = np.zeros(len(items) + 1, np.float32)
-                    bright = np.ones(len(items) + 1, np.float32)
-                    nirf = np.ones(len(items) + 1, np.float32)
+                m = np.nonzero(lab)
+                if len(m[0]):
+                    n_it = len(items) + 1
+                    rec, bright, nirf = np.zeros(n_it, np.float32), np.ones(n_it, np.float32), np.ones(n_it, np.float32)
+                    axis = np.zeros((4, n_it), np.float64)
+                    axis[3] = 1.0
                     for i in hit:
                         rec[i + 1] = items[i][0]
                         bright[i + 1] = items[i][3].brightness
                         nirf[i + 1] = items[i][3].nir_factor
-                    m = lab > 0
-                    scar = _colour("scar", bands) * bright[lab] * (f32(1.0) + f32(0.08) * tex + f32(0.05) * patch)
-                    scar[-1] *= nirf[lab]
+                        axis[:, i + 1] = items[i][4].axis
+                    lm = lab[m]
+                    # position along the slope: -1 at the crown (fresh, bright scarp), +1 at
+                    # the toe (darker deposit mixed with uprooted vegetation)
+                    xm = plan.ox + (m[1] + c0 + 0.5) * px
+                    ym = plan.oy - (m[0] + r0 + 0.5) * px
+                    u = ((xm * axis[0, lm] + ym * axis[1, lm] - axis[2, lm]) / axis[3, lm]).astype(np.float32)
+                    u = np.minimum(np.maximum(u, f32(-1)), f32(1))
+                    shade = f32(1.0) - f32(0.12) * u + f32(0.08) * tex[m] + f32(0.05) * patch[m]
+                    scar = _colour("scar", bands)[:, :, 0] * bright[lm] * shade
+                    scar[-1] *= nirf[lm]
                     if nb == 5:
-                        scar[3] *= f32(0.5) + f32(0.5) * nirf[lab]
-                    r = rec[lab]
-                    img = np.where(m, scar + (veg * texture - scar) * r, img)
-        if bars is not None:
-            img = img + (_colour("gravel", bands) * (f32(0.92) + f32(0.1) * tex) - img) * bars
-            img = img + (_colour("water", bands) * (f32(1.0) + f32(0.04) * patch) - img) * water
-        if road is not None:
-            img = img + (_colour("road", bands) - img) * road
-        img = img * topo
+                        scar[3] *= f32(0.5) + f32(0.5) * nirf[lm]
+                    under = veg[:, m[0], m[1]]
+                    mix = rec[lm] + (f32(1.0) - rec[lm]) * f32(0.1) * np.maximum(u, f32(0))
+                    img[:, m[0], m[1]] = scar + (under - scar) * mix
+        if river_px is not None:
+            ii, jj = river_px
+            sub = img[:, ii, jj]
+            b_, w_ = bars[ii, jj], water[ii, jj]
+            sub += (_colour("gravel", bands)[:, :, 0] * (f32(0.92) + f32(0.1) * tex[ii, jj]) - sub) * b_
+            sub += (_colour("water", bands)[:, :, 0] * (f32(1.0) + f32(0.04) * patch[ii, jj]) - sub) * w_
+            img[:, ii, jj] = sub
+        if road_px is not None:
+            ii, jj = road_px
+            sub = img[:, ii, jj]
+            img[:, ii, jj] = sub + (_colour("road", bands)[:, :, 0] - sub) * road[ii, jj]
+        img *= topo
         # radiometry of the acquisition: gain, offset, haze
-        haze = f32(yr.haze) * (f32(0.6) + f32(0.4) * plan.haze_noise.grid(r0, r1, c0, c1))
-        img = img * yr.gain[:, None, None] * (f32(1.0) - f32(0.08) * haze) \
-            + yr.offset[:, None, None] + np.asarray([_HAZE[b] for b in bands], np.float32)[:, None, None] * haze
+        if yr.haze > 0.01:
+            haze = f32(yr.haze) * (f32(0.6) + f32(0.4) * plan.haze_noise.grid(r0, r1, c0, c1))
+            img *= yr.gain[:, None, None] * (f32(1.0) - f32(0.08) * haze)
+            img += yr.offset[:, None, None] + np.asarray([_HAZE[b] for b in bands], np.float32)[:, None, None] * haze
+        else:
+            img *= yr.gain[:, None, None]
+            img += yr.offset[:, None, None]
         # clouds and their shadows (the shadow falls away from the sun)
         if yr.clouds:
             dr, dc = yr.shadow_shift
             shadow = _cloud_opacity(plan, yr, r0 + dr, r1 + dr, c0 + dc, c1 + dc)
             if shadow is not None:
-                img = img * (f32(1.0) - f32(0.6) * shadow)
+                img *= f32(1.0) - f32(0.6) * shadow
             op = _cloud_opacity(plan, yr, r0, r1, c0, c1)
             if op is not None:
                 cloud = _colour("cloud", bands) * (f32(0.9) + f32(0.1) * plan.cloud_noise.grid(r0 + 7, r1 + 7, c0 + 7, c1 + 7))
-                img = img + (cloud - img) * op
+                img += (cloud - img) * op
         # sensor noise from a per-pixel hash: independent of the block layout
         key = _key(spec.seed, "noise", year)
         h1 = _hash2d(rowsi, colsi, key)
@@ -1227,9 +1260,13 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         for b in range(nb):
             sh = np.uint64(12 * b)
             u = ((h1 >> sh) & mask12).astype(np.float32) + ((h2 >> sh) & mask12).astype(np.float32)
-            tri = (u - f32(4095.0)) * f32(1.0 / 4096.0)  # triangular on (-1, 1), std 0.41
-            img[b] += tri * (f32(20.0) + f32(0.02) * img[b])
-        arr = np.clip(np.rint(img), 1, 65535).astype(np.uint16)
+            u -= f32(4095.0)
+            u *= f32(1.0 / 4096.0)  # triangular on (-1, 1), std 0.41
+            img[b] += u * (f32(20.0) + f32(0.02) * img[b])
+        np.rint(img, out=img)
+        np.maximum(img, f32(1.0), out=img)
+        np.minimum(img, f32(65535.0), out=img)
+        arr = img.astype(np.uint16)
         nd = _nodata_mask(plan, yr, r0, r1, c0, c1)
         if nd is not None:
             arr[:, nd] = 0

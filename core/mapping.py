@@ -127,6 +127,7 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
             years=result_years)
         run.path("summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         final = run.commit()
+    reporter.progress(1.0, "done")
     result.run_dir = str(final)
     result.geopackage = str(final / GEOPACKAGE)
     return result

@@ -69,17 +69,18 @@ def write_geopackage(path: str | os.PathLike, layers: Mapping[str, VectorLayer])
         ds = driver.CreateDataSource(str(tmp))
     except RuntimeError as exc:
         raise OutputError(f"Cannot create the GeoPackage {path}: {exc}") from exc
+    error = None
     try:
         for name, layer in layers.items():
             _write_layer(ds, name, layer)
         ds.FlushCache()
-        ds = None
-        os.replace(tmp, path)
-    except BaseException:
-        ds = None
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    except BaseException as exc:  # keep no traceback: its frames would keep the file open
+        error = exc.with_traceback(None)
+    ds = None  # closes the GeoPackage
+    if error is not None:
+        tmp.unlink(missing_ok=True)
+        raise error
+    os.replace(tmp, path)
     return path
 
 
@@ -94,7 +95,8 @@ def _write_layer(ds, name: str, layer: VectorLayer) -> None:
     if promote:
         single = shapely.get_type_id(geoms) == 3
         geoms = geoms.copy()
-        geoms[single] = shapely.multipolygons(geoms[single, None].tolist()) if single.any() else geoms[single]
+        if single.any():
+            geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(single.sum()))
     lyr = ds.CreateLayer(name, srs, gtype, options=["SPATIAL_INDEX=YES"])
     names = list(layer.fields)
     columns = [np.asarray(layer.fields[n]) for n in names]

@@ -1,0 +1,99 @@
+"""The command line as a user and as the QGIS task (JSON lines) see it, in real subprocesses."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.baseline import build_baseline_model
+from landslide_mapper.core.events import parse_event
+from landslide_mapper.core.jobs import InferenceJob, YearInput, job_to_json
+
+
+def cli(*args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "landslide_mapper", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300, **kw)
+
+
+def events(stdout):
+    return [e for e in map(parse_event, stdout.splitlines()) if e is not None]
+
+
+@pytest.fixture
+def two_rasters(tmp_path):
+    a = write_raster(tmp_path / "a.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60)]))
+    b = write_raster(tmp_path / "b.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60), (80, 110, 90, 140)]))
+    return a, b
+
+
+def test_infer_for_people_prints_a_summary(tmp_path, two_rasters):
+    a, b = two_rasters
+    r = cli("infer", f"2017={a}", f"2018={b}", "--output", tmp_path / "out", "--tile", 64, "--min-area", 100)
+    assert r.returncode == 0, r.stderr
+    assert "Run folder:" in r.stdout and "landslides.gpkg" in r.stdout
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip().startswith(("2017", "2018"))]
+    assert [row[:2] for row in rows] == [["2017", "1"], ["2018", "2"]]
+
+
+def test_infer_jsonl_emits_progress_and_a_result(tmp_path, two_rasters):
+    a, b = two_rasters
+    r = cli("infer", f"2017={a}", f"2018={b}", "-o", tmp_path / "out", "--tile", 64, "--jsonl")
+    assert r.returncode == 0, r.stderr
+    ev = events(r.stdout)
+    assert len(ev) == len(r.stdout.splitlines())  # nothing but events on stdout
+    kinds = [e["event"] for e in ev]
+    assert kinds[-1] == "result" and "progress" in kinds and "log" in kinds
+    fractions = [e["fraction"] for e in ev if e["event"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    result = ev[-1]["result"]
+    assert [y["polygons"] for y in result["years"]] == [1, 2]
+    assert Path(result["geopackage"]).exists()
+    assert any("CPUExecutionProvider" in e["message"] for e in ev if e["event"] == "log")
+
+
+def test_errors_are_reported_with_the_file_name(tmp_path):
+    r = cli("infer", f"2017={tmp_path / 'missing.tif'}", "-o", tmp_path / "out", "--jsonl")
+    assert r.returncode == 2
+    err = events(r.stdout)[-1]
+    assert err["event"] == "error" and err["type"] == "InputError" and "missing.tif does not exist" in err["message"]
+    r = cli("infer", "twenty=a.tif", "-o", tmp_path / "out")
+    assert r.returncode == 2 and "Expected YEAR=PATH" in r.stderr
+
+
+def test_run_job_reads_a_spec_on_stdin(tmp_path, two_rasters):
+    a, _ = two_rasters
+    job = InferenceJob(years=[YearInput(2017, str(a), "planetscope4")], model=str(ROOT / "models/spectral_baseline.onnx"),
+                       output_dir=str(tmp_path / "out"), tile_size=64, run_name="from_qgis")
+    r = cli("run-job", input=job_to_json(job))
+    assert r.returncode == 0, r.stderr
+    assert events(r.stdout)[-1]["result"]["run_dir"].endswith("from_qgis")
+
+
+def test_sigterm_cancels_promptly_and_leaves_nothing(tmp_path):
+    big = write_raster(tmp_path / "big.tif", forest_with_scars(1500, 1500))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "landslide_mapper", "infer", f"2017={big}", "-o", str(out),
+                             "--tile", "32", "--overlap", "8", "--batch", "1", "--jsonl"],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        event = parse_event(line)
+        if event and event["event"] == "progress" and event["fraction"] > 0:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 130
+    last = events(rest)[-1]
+    assert last["event"] == "error" and last["cancelled"] is True
+    assert list(out.iterdir()) == []  # no run folder, no staging folder, no partial files
+
+
+def test_bundled_baseline_is_the_built_one():
+    """models/spectral_baseline.onnx must be what core.baseline builds (rebuild: build-baseline)."""
+    assert (ROOT / "models/spectral_baseline.onnx").read_bytes() == build_baseline_model().SerializeToString()
+    card = json.loads((ROOT / "models/spectral_baseline.json").read_text())
+    assert card["kind"] == "baseline" and card["bands"] == ["B", "G", "R", "NIR", "NDVI"]

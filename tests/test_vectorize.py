@@ -1,0 +1,66 @@
+"""Strip-wise labelling must give exactly the polygons of a single whole-raster pass."""
+import numpy as np
+import pytest
+import shapely
+from rasterio.transform import Affine
+from scipy import ndimage
+
+from conftest import write_raster
+from landslide_mapper.core import vectorize
+from landslide_mapper.core.inference import PROB_NODATA
+
+
+def blobs(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    prob = ndimage.gaussian_filter(rng.random(shape), 2.5)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    prob = prob.astype(np.float32)
+    prob[:, :5] = PROB_NODATA
+    return prob
+
+
+def canonical(geoms, counts, means):
+    order = np.lexsort(np.array(shapely.bounds(geoms)).T[::-1])
+    return geoms[order], counts[order], means[order]
+
+
+@pytest.mark.parametrize("strip", [1, 7, 64])
+def test_strips_give_the_same_regions_as_one_pass(tmp_path, monkeypatch, strip):
+    prob = blobs((150, 170))
+    # a rotated grid too: stitching happens in pixel space, before the transform
+    tf = Affine(2.5, 0.4, 500000.0, 0.3, -2.5, 4000000.0)
+    path = write_raster(tmp_path / "p.tif", prob, transform=tf, nodata=PROB_NODATA)
+    whole = canonical(*vectorize.regions(path, 0.55))
+    monkeypatch.setattr(vectorize, "STRIP", strip)
+    striped = canonical(*vectorize.regions(path, 0.55))
+    assert len(whole[0]) == len(striped[0]) > 10
+    assert (shapely.area(shapely.symmetric_difference(whole[0], striped[0])) < 1e-6).all()
+    assert (whole[1] == striped[1]).all()
+    np.testing.assert_allclose(whole[2], striped[2], rtol=1e-9)
+    assert (shapely.get_type_id(striped[0]) == 3).all() and shapely.is_valid(striped[0]).all()
+
+
+def test_region_pixels_match_the_thresholded_raster(tmp_path):
+    prob = blobs((90, 120), seed=3)
+    path = write_raster(tmp_path / "p.tif", prob, nodata=PROB_NODATA)
+    geoms, counts, means = vectorize.regions(path, 0.6)
+    mask = (prob >= 0.6) & (prob != PROB_NODATA)
+    labels, n = ndimage.label(mask)
+    assert len(geoms) == n and counts.sum() == mask.sum()
+    np.testing.assert_allclose(np.sort(shapely.area(geoms)), np.sort(counts * 9.0))
+    expected = ndimage.mean(prob, labels, range(1, n + 1))
+    np.testing.assert_allclose(np.sort(means), np.sort(expected), rtol=1e-6)
+
+
+def test_diagonal_pixels_are_separate_regions(tmp_path):
+    prob = np.zeros((4, 4), np.float32)
+    prob[0, 0] = prob[1, 1] = 0.9
+    path = write_raster(tmp_path / "p.tif", prob, nodata=PROB_NODATA)
+    geoms, counts, _ = vectorize.regions(path, 0.5)
+    assert len(geoms) == 2 and list(counts) == [1, 1]
+
+
+def test_empty_raster_gives_an_empty_layer(tmp_path):
+    path = write_raster(tmp_path / "p.tif", np.zeros((20, 20), np.float32), nodata=PROB_NODATA)
+    layer = vectorize.landslide_polygons(path, 2020, 0.5, 200.0, None)
+    assert len(layer) == 0 and set(layer.fields) == {"year", "area_m2", "perimeter_m", "mean_prob"}
