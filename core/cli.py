@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -64,6 +65,8 @@ def _execute(job_fn, jsonl: bool, quiet: bool = False):
     out = JsonlEmitter() if jsonl else HumanOutput(quiet)
     reporter = Reporter(out.progress, out.log)
     _install_cancel_handlers(reporter)
+    if jsonl:
+        out.emit("start", pid=os.getpid())
     try:
         result = job_fn(reporter)
     except LandslideMapperError as exc:

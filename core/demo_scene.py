@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -167,8 +168,8 @@ class SceneManifest:
     generator_version: int = GENERATOR_VERSION
 
     def to_json(self) -> str:
-        d = self.directory
-        rel = lambda p: os.path.relpath(p, d) if os.path.isabs(p) and Path(p).parent == Path(d) else p
+        d = Path(self.directory)
+        rel = lambda p: Path(p).name if Path(p).parent == d else str(p)
         return json.dumps({
             "generator_version": self.generator_version,
             "directory": str(d),
@@ -205,7 +206,7 @@ class SceneManifest:
         path = Path(directory) / SCENE_JSON
         if not path.exists():
             raise InputError(f"{path} does not exist; generate the demo scene first.")
-        return cls.from_json(path.read_text(), directory=str(Path(directory)))
+        return cls.from_json(path.read_text(), directory=str(Path(directory).absolute()))
 
 
 # ------------------------------------------------------------------ hash and noise
@@ -674,6 +675,7 @@ class ScenePlan:
                 & ~shapely.intersects(self.road_zone, polys) & shapely.intersects(self.scene_box, polys)
             polys = polys[keep]
         self.fields = polys
+        self.fields_tree = shapely.STRtree(polys)
         # per year: 0 green crop, 1 grass/fallow, 2 bare ploughed soil
         self.field_state = {}
         for y in self.spec.years:
@@ -749,7 +751,7 @@ class ScenePlan:
                         return True
             return False
 
-        def add(j, part):
+        def add(j, part):  # j: index in self.landslides (ls_id - 1)
             self.landslides[j].parts.append(part)
             for c in cells_of(part.geom):
                 index.setdefault(c, []).append((j, part))
@@ -789,12 +791,15 @@ class ScenePlan:
                     cx, cy, theta = pool.pop()
                     g = self._shape(rng, float(area), float(theta), float(cx), float(cy))
                     if not conflicts(g, year):
-                        ls = _Landslide(len(self.landslides), float(theta), float(rng.uniform(0.12, 0.55)),
+                        # ids start at 1 so that 0 stays free for "no landslide" in label rasters
+                        ls = _Landslide(len(self.landslides) + 1, float(theta), float(rng.uniform(0.12, 0.55)),
                                         float(rng.uniform(0.82, 1.18)), float(rng.uniform(0.9, 1.12)))
                         self.landslides.append(ls)
-                        add(ls.ls_id, _Part.make(year, g, ls.theta))
+                        add(len(self.landslides) - 1, _Part.make(year, g, ls.theta))
                         break
         self._all_parts = [(ls, p) for ls in self.landslides for p in ls.parts]
+        self._lock = threading.Lock()
+        self._render_cache: dict = {}
 
     # -- per-year conditions --------------------------------------------------
     def _plan_year(self, year: int) -> _Year:
@@ -872,15 +877,23 @@ class ScenePlan:
         return layers
 
     def render_parts(self, year: int):
-        """Scar parts drawn in ``year``: most recovered first so fresher ones win overlaps."""
-        items = []
-        for ls, p in self._all_parts:
-            if p.year <= year:
-                r = ls.recovery(p, year)
-                if r < RENDER_RECOVERY:
-                    items.append((r, ls.ls_id, p.year, ls, p))
-        items.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return items
+        """Scar parts drawn in ``year``, most recovered first so that fresher ones win
+        where parts overlap (that keeps every truth pixel a visible scar), plus an
+        STRtree over them."""
+        with self._lock:
+            cached = self._render_cache.get(year)
+            if cached is None:
+                items = []
+                for ls, p in self._all_parts:
+                    if p.year <= year:
+                        r = ls.recovery(p, year)
+                        if r < RENDER_RECOVERY:
+                            items.append((r, ls.ls_id, p.year, ls, p))
+                items.sort(key=lambda t: (-t[0], t[1], t[2]))
+                geoms = np.asarray([it[4].geom for it in items], dtype=object) if items else np.empty(0, object)
+                cached = (items, geoms, shapely.STRtree(geoms))
+                self._render_cache[year] = cached
+            return cached
 
 
 def _resample(pts: np.ndarray, step: float) -> np.ndarray:
@@ -1135,7 +1148,7 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
     field_lab = None
     if len(plan.fields):
         win = box(plan.ox + c0 * px, plan.oy - r1 * px, plan.ox + c1 * px, plan.oy - r0 * px)
-        hit = np.flatnonzero(shapely.intersects(plan.fields, win))
+        hit = np.sort(plan.fields_tree.query(win, predicate="intersects"))
         if len(hit):
             field_lab = rasterize([(plan.fields[i], int(i) + 1) for i in hit], out_shape=(h, w),
                                   transform=_window_transform(plan, r0, c0), fill=0, dtype="int32")
@@ -1189,10 +1202,9 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
             m = np.nonzero(field_lab)
             img[:, m[0], m[1]] = lut[:, field_lab[m]] * (f32(1.0) + f32(0.05) * tex[m])
         # landslide scars, burned from exactly the truth polygons
-        items = plan.render_parts(year)
+        items, geoms, tree = plan.render_parts(year)
         if items:
-            geoms = np.asarray([it[4].geom for it in items], dtype=object)
-            hit = np.flatnonzero(shapely.intersects(geoms, win))
+            hit = np.sort(tree.query(win, predicate="intersects"))
             if len(hit):
                 lab = rasterize([(geoms[i], int(i) + 1) for i in hit], out_shape=(h, w), transform=win_tr,
                                 fill=0, dtype="int32")
@@ -1295,7 +1307,7 @@ def generate_scene(directory: str | os.PathLike, spec: SceneSpec, progress: Prog
     from rasterio.windows import Window
 
     spec.validate()
-    directory = Path(directory)
+    directory = Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     years = list(spec.years if years is None else years)
     unknown = [y for y in years if y not in spec.years]
@@ -1327,6 +1339,8 @@ def generate_scene(directory: str | os.PathLike, spec: SceneSpec, progress: Prog
                 dsts[y] = rasterio.open(partial[y], "w", **profile)
                 for i, n in enumerate(names, 1):
                     dsts[y].set_band_description(i, n)
+                dsts[y].update_tags(YEAR=str(y), SENSOR=spec.resolved_sensor(), SCALE="reflectance x 10000",
+                                    GENERATOR=f"landslide_mapper demo_scene v{GENERATOR_VERSION} seed {spec.seed}")
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 pending = []
                 todo = iter(blocks)

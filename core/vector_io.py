@@ -54,14 +54,14 @@ def _geometry_type(geoms: np.ndarray) -> tuple[int, bool]:
 def write_geopackage(path: str | os.PathLike, layers: Mapping[str, VectorLayer]) -> Path:
     """Write all ``layers`` into one new GeoPackage, atomically.
 
-    The file is built under ``<name>.partial`` and renamed into place only when every
+    The file is built under ``.<stem>.partial.gpkg`` and renamed into place only when every
     layer is complete, so a crash or cancel never leaves a half-written GeoPackage.
     An existing file is never overwritten.
     """
     path = Path(path)
     if path.exists():
         raise OutputError(f"{path} already exists; refusing to overwrite it.")
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     if tmp.exists():
         tmp.unlink()
     driver = ogr.GetDriverByName("GPKG")

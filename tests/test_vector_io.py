@@ -19,7 +19,7 @@ def test_round_trip_with_mixed_polygon_types(tmp_path):
     assert (shapely.get_type_id(back.geometries) == 6).all()  # promoted to one MultiPolygon type
     assert back.fields["year"].tolist() == [2017, 2018] and back.fields["change"].tolist() == ["new", "enlarged"]
     assert "32645" in back.crs_wkt
-    assert not list(tmp_path.glob("*.partial"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.gpkg"]
 
 
 def test_refuses_to_overwrite_and_reports_missing_layers(tmp_path):

@@ -1,0 +1,155 @@
+"""Benchmark: tiled inference end to end vs the bare ONNX Runtime forward pass.
+
+For each scene size, in fresh subprocesses (so peak RSS is per run):
+  * pipeline: predict_raster (windowed reads, channels, normalisation, batched ONNX,
+    block-aligned compressed writes) and then vectorising, on a generated demo scene;
+  * bare: session.run over the same number of tiles, same batch, inputs already in memory.
+Reports the overhead ratio (pipeline inference time / bare forward time), throughput
+in Mpx/s and peak RSS, for the bundled baseline and for a small CNN whose cost per
+pixel is closer to a real network's.
+
+    ./dev.sh bench                      # 2,048² and 16,384² (the issue's sizes)
+    .venv/bin/python bench/infer.py --sizes 1024 4096 --models cnn
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def build_cnn(path: Path) -> Path:
+    """A 3-layer 3×3 CNN (5→16→16→1): ~6 kFLOP/pixel, random but fixed weights."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from landslide_mapper.core.model import METADATA_KEY, ModelMetadata
+
+    rng = np.random.default_rng(0)
+    widths = [5, 16, 16, 1]
+    nodes, inits, prev = [], [], "x"
+    for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
+        w = (rng.normal(0, 1, (cout, cin, 3, 3)) / np.sqrt(cin * 9)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1] * 4))
+        prev = f"c{i}"
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+            prev = f"r{i}"
+    nodes.append(helper.make_node("Sigmoid", [prev], ["p"]))
+    graph = helper.make_graph(nodes, "bench_cnn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, "H", "W"])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 1, "H", "W"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    meta = ModelMetadata(name="bench_cnn", channels=["B", "G", "R", "NIR", "NDVI"], mean=[0.05, 0.07, 0.06, 0.25, 0.5],
+                         std=[0.05, 0.05, 0.05, 0.1, 0.3], tile_size=256, threshold=0.5, kind="benchmark")
+    helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def child_pipeline(raster: str, model: str, tile: int, overlap: int, batch: int, out: str) -> dict:
+    from landslide_mapper.core.inference import predict_raster
+    from landslide_mapper.core.model import OnnxModel
+    from landslide_mapper.core.raster import YearRaster
+    from landslide_mapper.core.vectorize import landslide_polygons
+    import rasterio
+
+    m = OnnxModel(model)
+    with rasterio.Env(GDAL_CACHEMAX=64), YearRaster(raster, 2017) as r:
+        t0 = time.perf_counter()
+        stats = predict_raster(r, m, out, tile, overlap, batch, m.metadata.threshold)
+        t1 = time.perf_counter()
+        rss_infer = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        layer = landslide_polygons(out, 2017, m.metadata.threshold, 200.0, r.crs.to_wkt())
+        t2 = time.perf_counter()
+        pixels = r.width * r.height
+    return {"tiles": stats.tiles, "pixels": pixels, "infer_s": t1 - t0, "vectorise_s": t2 - t1,
+            "polygons": len(layer), "rss_after_infer_mb": rss_infer,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child_bare(model: str, tiles: int, tile: int, batch: int) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).normal(0, 1, (batch, 5, tile, tile)).astype(np.float32)
+    sess.run(None, {name: x[:1]})  # warm-up, as the pipeline's first batch is part of its time
+    t0 = time.perf_counter()
+    done = 0
+    while done < tiles:
+        n = min(batch, tiles - done)
+        sess.run(None, {name: x[:n]})
+        done += n
+    return {"bare_s": time.perf_counter() - t0}
+
+
+def run_child(kind: str, **kw) -> dict:
+    code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import infer; "
+            f"print(json.dumps(infer.child_{kind}(**{kw!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 16384])
+    ap.add_argument("--models", nargs="+", default=["baseline", "cnn"], choices=["baseline", "cnn"])
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workdir", default=str(ROOT / "bench_output"))
+    args = ap.parse_args()
+
+    from landslide_mapper.core.bundled import BASELINE_MODEL
+    from landslide_mapper.core.demo_scene import SceneSpec, load_or_generate
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    models = {"baseline": str(BASELINE_MODEL), "cnn": str(build_cnn(work / "bench_cnn.onnx"))}
+    rows = []
+    for size in args.sizes:
+        t = time.perf_counter()
+        manifest = load_or_generate(work / f"scene_{size}", SceneSpec(size=size, years=(2017,), event_year=2017, seed=11))
+        print(f"scene {size}²: ready in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        raster = manifest.rasters[2017]
+        for name in args.models:
+            out = work / f"prob_{size}_{name}.tif"
+            out.unlink(missing_ok=True)
+            pipe = run_child("pipeline", raster=raster, model=models[name], tile=args.tile, overlap=args.overlap,
+                             batch=args.batch, out=str(out))
+            bare = run_child("bare", model=models[name], tiles=pipe["tiles"], tile=args.tile, batch=args.batch)
+            row = {"size": size, "model": name, **pipe, **bare,
+                   "overhead_ratio": pipe["infer_s"] / bare["bare_s"],
+                   "mpx_per_s": pipe["pixels"] / 1e6 / pipe["infer_s"],
+                   "mpx_per_s_with_vectorising": pipe["pixels"] / 1e6 / (pipe["infer_s"] + pipe["vectorise_s"])}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+            out.unlink(missing_ok=True)
+    print(f"\n{'size':>6} {'model':>8} {'tiles':>6} {'infer s':>8} {'bare s':>7} {'ratio':>6} {'Mpx/s':>7} "
+          f"{'vect s':>7} {'polys':>6} {'peak RSS MB':>11}")
+    for r in rows:
+        print(f"{r['size']:>6} {r['model']:>8} {r['tiles']:>6} {r['infer_s']:>8.2f} {r['bare_s']:>7.2f} "
+              f"{r['overhead_ratio']:>6.2f} {r['mpx_per_s']:>7.2f} {r['vectorise_s']:>7.2f} {r['polygons']:>6} "
+              f"{r['peak_rss_mb']:>11.0f}")
+    for name in args.models:
+        sized = {r["size"]: r for r in rows if r["model"] == name}
+        if len(sized) >= 2:
+            small, large = sized[min(sized)], sized[max(sized)]
+            print(f"{name}: peak RSS {max(sized)}² / {min(sized)}² = {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+    (work / "bench_infer.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
