@@ -5,8 +5,9 @@ For each scene size, in fresh subprocesses (so peak RSS is per run):
     block-aligned compressed writes) and then vectorising, on a generated demo scene;
   * bare: session.run over the same number of tiles, same batch, inputs already in memory.
 Reports the overhead ratio (pipeline inference time / bare forward time), throughput
-in Mpx/s and peak RSS, for the bundled baseline and for a small CNN whose cost per
-pixel is closer to a real network's.
+in Mpx/s and peak RSS, for the bundled baseline (almost free: its ratio measures pure
+I/O cost), a small CNN and a small U-Net whose cost per pixel is closer to a real
+network's (still lighter than the ADSMS U-Net, whose ratio will be lower still).
 
     ./dev.sh bench                      # 2,048² and 16,384² (the issue's sizes)
     .venv/bin/python bench/infer.py --sizes 1024 4096 --models cnn
@@ -25,36 +26,90 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def build_cnn(path: Path) -> Path:
-    """A 3-layer 3×3 CNN (5→16→16→1): ~6 kFLOP/pixel, random but fixed weights."""
-    import numpy as np
+def _save_bench_model(nodes, inits, name: str, path: Path) -> Path:
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from landslide_mapper.core.model import METADATA_KEY, ModelMetadata
 
-    rng = np.random.default_rng(0)
-    widths = [5, 16, 16, 1]
-    nodes, inits, prev = [], [], "x"
-    for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
-        w = (rng.normal(0, 1, (cout, cin, 3, 3)) / np.sqrt(cin * 9)).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}")]
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1] * 4))
-        prev = f"c{i}"
-        if i < 2:
-            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
-            prev = f"r{i}"
-    nodes.append(helper.make_node("Sigmoid", [prev], ["p"]))
-    graph = helper.make_graph(nodes, "bench_cnn",
+    graph = helper.make_graph(nodes, name,
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, "H", "W"])],
                               [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 1, "H", "W"])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    meta = ModelMetadata(name="bench_cnn", channels=["B", "G", "R", "NIR", "NDVI"], mean=[0.05, 0.07, 0.06, 0.25, 0.5],
-                         std=[0.05, 0.05, 0.05, 0.1, 0.3], tile_size=256, threshold=0.5, kind="benchmark")
+    meta = ModelMetadata(name=name, channels=["B", "G", "R", "NIR", "NDVI"], mean=[0.05, 0.07, 0.06, 0.25, 0.5],
+                         std=[0.05, 0.05, 0.05, 0.1, 0.3], tile_size=256, threshold=0.5, size_multiple=4,
+                         kind="benchmark")
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+    onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+class _Graph:
+    """Tiny ONNX graph builder with random, fixed weights (benchmarks only)."""
+
+    def __init__(self):
+        import numpy as np
+
+        self.rng = np.random.default_rng(0)
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def _name(self, stem):
+        self.n += 1
+        return f"{stem}{self.n}"
+
+    def conv(self, x, cin, cout, k=3, relu=True):
+        import numpy as np
+        from onnx import helper, numpy_helper
+
+        w, b, y = self._name("w"), self._name("b"), self._name("c")
+        self.inits += [numpy_helper.from_array((self.rng.normal(0, 1, (cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32), w),
+                       numpy_helper.from_array(np.zeros(cout, np.float32), b)]
+        self.nodes.append(helper.make_node("Conv", [x, w, b], [y], pads=[k // 2] * 4))
+        if relu:
+            r = self._name("r")
+            self.nodes.append(helper.make_node("Relu", [y], [r]))
+            return r
+        return y
+
+    def op(self, kind, inputs, **attrs):
+        from onnx import helper
+
+        y = self._name(kind.lower())
+        self.nodes.append(helper.make_node(kind, inputs, [y], **attrs))
+        return y
+
+    def upsample(self, x):
+        import numpy as np
+        from onnx import numpy_helper
+
+        scales = self._name("scales")
+        self.inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), scales))
+        return self.op("Resize", [x, "", scales], mode="nearest")
+
+
+def build_cnn(path: Path) -> Path:
+    """A 3-layer 3×3 CNN (5→16→16→1): ~6 kFLOP/pixel."""
+    g = _Graph()
+    x = g.conv(g.conv("x", 5, 16), 16, 16)
+    y = g.conv(x, 16, 1, relu=False)
+    g.nodes.append(__import__("onnx").helper.make_node("Sigmoid", [y], ["p"]))
+    return _save_bench_model(g.nodes, g.inits, "bench_cnn", path)
+
+
+def build_unet(path: Path) -> Path:
+    """A 3-level U-Net (widths 16/32/64, skip connections): ~60 kFLOP/pixel, still several
+    times lighter than the ADSMS U-Net (base width 32, four levels, attention gates)."""
+    g = _Graph()
+    e1 = g.conv(g.conv("x", 5, 16), 16, 16)
+    e2 = g.conv(g.conv(g.op("MaxPool", [e1], kernel_shape=[2, 2], strides=[2, 2]), 16, 32), 32, 32)
+    e3 = g.conv(g.conv(g.op("MaxPool", [e2], kernel_shape=[2, 2], strides=[2, 2]), 32, 64), 64, 64)
+    d2 = g.conv(g.conv(g.op("Concat", [g.upsample(e3), e2], axis=1), 96, 32), 32, 32)
+    d1 = g.conv(g.conv(g.op("Concat", [g.upsample(d2), e1], axis=1), 48, 16), 16, 16)
+    y = g.conv(d1, 16, 1, k=1, relu=False)
+    g.nodes.append(__import__("onnx").helper.make_node("Sigmoid", [y], ["p"]))
+    return _save_bench_model(g.nodes, g.inits, "bench_unet", path)
 
 
 def child_pipeline(raster: str, model: str, tile: int, overlap: int, batch: int, out: str) -> dict:
@@ -105,7 +160,7 @@ def run_child(kind: str, **kw) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 16384])
-    ap.add_argument("--models", nargs="+", default=["baseline", "cnn"], choices=["baseline", "cnn"])
+    ap.add_argument("--models", nargs="+", default=["baseline", "cnn", "unet"], choices=["baseline", "cnn", "unet"])
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
@@ -117,7 +172,8 @@ def main() -> None:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    models = {"baseline": str(BASELINE_MODEL), "cnn": str(build_cnn(work / "bench_cnn.onnx"))}
+    models = {"baseline": str(BASELINE_MODEL), "cnn": str(build_cnn(work / "bench_cnn.onnx")),
+              "unet": str(build_unet(work / "bench_unet.onnx"))}
     rows = []
     for size in args.sizes:
         t = time.perf_counter()

@@ -23,6 +23,14 @@ Design choices that matter to users of the data:
 * ``new_<year>`` holds what is new relative to the previous year of the series:
   a whole polygon (``change="new"``) or ``union(P_T) - union(P_prev)``
   (``change="enlarged"``).  It is computed before footprint clipping, then clipped.
+* History: five years before the first year get a background rate of landslides
+  (so the first year shows a few old, partly healed scars), the event year a burst
+  of ``landslide_density`` per km², every other year the background rate again, and
+  each visible landslide may grow by a lobe at its crown or toe.  New landslides are
+  whole, inside the scene and off rivers and roads, and their areas (not those of
+  enlargement lobes) follow the truncated power law, so its exponent is known.
+* Terrain, land cover and noise live on pixel lattices, so a 5 m scene with the same
+  seed is a 5/3 enlargement of the 3 m one, not the same ground at a new resolution.
 """
 from __future__ import annotations
 
@@ -32,7 +40,7 @@ import os
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -102,6 +110,8 @@ class SceneSpec:
             raise InputError(f"The power-law exponent must be > 1, not {self.powerlaw_alpha}.")
         if self.seed < 0:
             raise InputError(f"The demo scene seed must be >= 0, not {self.seed}.")
+        if not 0 < self.sun_elevation <= 90:
+            raise InputError(f"The sun elevation must be in (0, 90] degrees, not {self.sun_elevation}.")
         if self.resolved_sensor() not in ("planetscope", "rapideye"):
             raise InputError(f"Unknown sensor {self.sensor!r}; use planetscope, rapideye or auto.")
 
@@ -289,12 +299,6 @@ def _bspline(t: np.ndarray):
     return (s * s * s / 6.0, (3 * t3 - 6 * t2 + 4) / 6.0, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6.0, t3 / 6.0)
 
 
-def _bspline_d(t: np.ndarray):
-    t2 = t * t
-    s = 1.0 - t
-    return (-0.5 * s * s, 1.5 * t2 - 2 * t, -1.5 * t2 + t + 0.5, 0.5 * t2)
-
-
 _ONE_OCTAVE_STD = math.sqrt(1.0 / 3.0) * (151.0 / 315.0)  # std of B-spline value noise from U(-1,1)
 
 
@@ -329,7 +333,8 @@ class _Fbm:
             rr.append(_parent(*rr[-1]))
             cc.append(_parent(*cc[-1]))
         top = self.top
-        ctl = np.float32(self.amps.get(top, 0.0)) * _white(np.arange(*rr[top]), np.arange(*cc[top]), self.keys[top])
+        ctl = _white(np.arange(*rr[top]), np.arange(*cc[top]), self.keys[top])
+        ctl *= np.float32(self.amps.get(top, 0.0))
         for lev in range(top - 1, -1, -1):
             ctl = _subdivide(ctl, rr[lev + 1][0], *rr[lev], 0)
             ctl = _subdivide(ctl, cc[lev + 1][0], *cc[lev], 1)
@@ -340,13 +345,11 @@ class _Fbm:
         ctl = (ctl[:-2] + np.float32(4.0) * ctl[1:-1] + ctl[2:]) * sixth
         return (ctl[:, :-2] + np.float32(4.0) * ctl[:, 1:-1] + ctl[:, 2:]) * sixth
 
-    def points(self, row, col, deriv: bool = False, min_level: int = 0):
-        """Value (and d/drow, d/dcol) at float pixel coordinates, in float64."""
+    def points(self, row, col, min_level: int = 0) -> np.ndarray:
+        """Values at float pixel coordinates (float64); ``min_level`` skips fine octaves."""
         row = np.asarray(row, np.float64).ravel()
         col = np.asarray(col, np.float64).ravel()
         val = np.zeros(row.shape)
-        drow = np.zeros(row.shape) if deriv else None
-        dcol = np.zeros(row.shape) if deriv else None
         taps = np.arange(-1, 3)
         for lev, amp in self.amps.items():
             if lev < min_level:
@@ -360,14 +363,8 @@ class _Fbm:
             h = _hash2d((iy.astype(np.int64)[:, None] + taps)[:, :, None],
                         (ix.astype(np.int64)[:, None] + taps)[:, None, :], self.keys[lev])
             v = (h >> _S40).astype(np.float64) * 2.0 ** -23 - 1.0  # (n, 4, 4)
-            vx = np.einsum("nij,nj->ni", v, wx)
-            val += amp * np.einsum("ni,ni->n", vx, wy)
-            if deriv:
-                dwy = np.stack(_bspline_d(ty), -1)
-                dwx = np.stack(_bspline_d(tx), -1)
-                drow += amp / s * np.einsum("ni,ni->n", vx, dwy)
-                dcol += amp / s * np.einsum("ni,ni->n", np.einsum("nij,nj->ni", v, dwx), wy)
-        return (val, drow, dcol) if deriv else val
+            val += amp * np.einsum("ni,ni->n", np.einsum("nij,nj->ni", v, wx), wy)
+        return val
 
 
 def _smoothstep(x, lo, hi):
@@ -486,20 +483,12 @@ class ScenePlan:
     def to_pixel(self, x, y):
         return (self.oy - np.asarray(y, float)) / self.px - 0.5, (np.asarray(x, float) - self.ox) / self.px - 0.5
 
-    def _raw_z_points(self, x, y, deriv=False, min_level=0):
+    def _raw_z_points(self, x, y, min_level=0):
+        """DEM before the river valley is carved; |f2| adds sharp V-shaped ravines."""
         row, col = self.to_pixel(x, y)
-        k = self.relief_scale
-        if not deriv:
-            f1 = self.dem1.points(row, col, min_level=min_level)
-            f2 = self.dem2.points(row, col, min_level=min_level)
-            return self.base_elevation + k * (180.0 * f1 + 150.0 * np.abs(f2))
-        f1, r1, c1 = self.dem1.points(row, col, True, min_level)
-        f2, r2, c2 = self.dem2.points(row, col, True, min_level)
-        z = self.base_elevation + k * (180.0 * f1 + 150.0 * np.abs(f2))
-        sg = np.sign(f2)
-        dz_drow = k * (180.0 * r1 + 150.0 * sg * r2)
-        dz_dcol = k * (180.0 * c1 + 150.0 * sg * c2)
-        return z, dz_dcol / self.px, -dz_drow / self.px  # dz/dx (east), dz/dy (north)
+        f1 = self.dem1.points(row, col, min_level)
+        f2 = self.dem2.points(row, col, min_level)
+        return self.base_elevation + self.relief_scale * (180.0 * f1 + 150.0 * np.abs(f2))
 
     def _plane_at(self, x, y):
         a, bx, by = self.plane
@@ -554,7 +543,8 @@ class ScenePlan:
             src += [a.ravel(), b.ravel()]
             dst += [b.ravel(), a.ravel()]
             w += [ww, ww]
-        g = coo_matrix((np.concatenate(w), (np.concatenate(src), np.concatenate(dst))), shape=(n * n, n * n)).tocsr()
+        g = coo_matrix((np.concatenate(w), (np.concatenate(src), np.concatenate(dst))), shape=(n * n, n * n))
+        g = g.tocsr()
         starts = idx[:, 0] if horizontal else idx[0, :]
         ends = idx[:, -1] if horizontal else idx[-1, :]
         dist, pred, _ = dijkstra(g, indices=starts, min_only=True, return_predecessors=True)
@@ -593,9 +583,12 @@ class ScenePlan:
             pts = np.stack([gaussian_filter1d(pts[:, 0], 2.0, mode="nearest"),
                             gaussian_filter1d(pts[:, 1], 2.0, mode="nearest")], 1)
         ext = 3 * cs + 10 * self.px
-        head = pts[0] + (pts[0] - pts[min(3, len(pts) - 1)]) / max(np.linalg.norm(pts[0] - pts[min(3, len(pts) - 1)]), 1e-9) * ext
-        tail = pts[-1] + (pts[-1] - pts[max(-4, -len(pts))]) / max(np.linalg.norm(pts[-1] - pts[max(-4, -len(pts))]), 1e-9) * ext
-        return LineString(np.vstack([head, pts, tail]))
+        def extend(end, inner):
+            d = end - inner
+            return end + d / max(float(np.linalg.norm(d)), 1e-9) * ext
+
+        k = min(3, len(pts) - 1)
+        return LineString(np.vstack([extend(pts[0], pts[k]), pts, extend(pts[-1], pts[-1 - k])]))
 
     def _plan_river_and_road(self) -> None:
         n, cs, xx, yy = self._coarse_grid()
@@ -610,7 +603,8 @@ class ScenePlan:
         # A tilted plane through the river's course is the valley floor: no per-pixel
         # look-ups of the river profile are needed, so blocks stay independent.
         rx, ry = np.asarray(self.river.coords).T
-        inside = (rx > self.ox) & (rx < self.ox + self.size * self.px) & (ry < self.oy) & (ry > self.oy - self.size * self.px)
+        side = self.size * self.px
+        inside = (rx > self.ox) & (rx < self.ox + side) & (ry < self.oy) & (ry > self.oy - side)
         rx, ry = rx[inside], ry[inside]
         rz = self._raw_z_points(rx, ry, min_level=min_level)
         a = np.stack([np.ones_like(rx), rx - self.ox, ry - self.oy], 1)
@@ -737,7 +731,8 @@ class ScenePlan:
                     for j in range(int(y0 // cell), int(y1 // cell) + 1)]
 
         def conflicts(g, year, own=-1):
-            if not inner.contains(g) or shapely.intersects(self.river_zone, g) or shapely.intersects(self.road_zone, g):
+            if not inner.contains(g) or shapely.intersects(self.river_zone, g) \
+                    or shapely.intersects(self.road_zone, g):
                 return True
             seen = set()
             for c in cells_of(g):
@@ -823,7 +818,8 @@ class ScenePlan:
                 r = rng.uniform(60, 320) / self.px * max(1.0, self.size / 2048) ** 0.3
                 cr, cc = rng.uniform(0, self.size, 2)
                 for _ in range(int(rng.integers(4, 11))):
-                    clouds.append((cr + rng.normal(0, 1.1 * r), cc + rng.normal(0, 1.1 * r), r * rng.uniform(0.3, 0.8)))
+                    dr, dc = rng.normal(0, 1.1 * r, 2)
+                    clouds.append((cr + dr, cc + dc, r * rng.uniform(0.3, 0.8)))
                 total += 1.3 * math.pi * r * r
         footprint = self.scene_box
         nodata = None
@@ -1083,7 +1079,8 @@ def _nodata_mask(plan: ScenePlan, yr: _Year, r0, r1, c0, c1):
     return mask if mask.any() else None
 
 
-def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Sequence[int]) -> dict[int, np.ndarray]:
+def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int,
+                 years: Sequence[int]) -> dict[int, np.ndarray]:
     """All requested years of one pixel window, as uint16 (bands, rows, cols) arrays."""
     from rasterio.features import rasterize
 
@@ -1107,9 +1104,10 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         xr = ((np.arange(c0 - 1, c1 + 1) + 0.5) * px).astype(np.float64)
         yr_ = (-(np.arange(r0 - 1, r1 + 1) + 0.5) * px).astype(np.float64)
         plane = (a + by * yr_[:, None] + bx * xr[None, :]).astype(np.float32)
-        t = np.minimum(np.maximum((d_river - f32(plan.floor_w)) / f32(plan.valley_w - plan.floor_w), f32(0)), f32(1))
-        wgt = t * t * (f32(3.0) - f32(2.0) * t)
-        z = plane + (z - plane) * wgt
+        wgt = _smoothstep(d_river, f32(plan.floor_w), f32(plan.valley_w))
+        # only where carved: (z - p) + p is not always z in floating point, and pixels
+        # must not depend on whether their block happened to be near the river
+        z = np.where(wgt < 1, plane + (z - plane) * wgt, z)
         d_river = d_river[1:-1, 1:-1]
     else:
         d_river = None
@@ -1173,9 +1171,6 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         if not road.any():
             road = None
 
-    def _clip01(a):
-        return np.minimum(np.maximum(a, f32(0.0)), f32(1.0))
-
     out = {}
     win_tr = _window_transform(plan, r0, c0)
     win = box(plan.ox + c0 * px, plan.oy - r1 * px, plan.ox + c1 * px, plan.oy - r0 * px)
@@ -1211,7 +1206,9 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
                 m = np.nonzero(lab)
                 if len(m[0]):
                     n_it = len(items) + 1
-                    rec, bright, nirf = np.zeros(n_it, np.float32), np.ones(n_it, np.float32), np.ones(n_it, np.float32)
+                    rec = np.zeros(n_it, np.float32)
+                    bright = np.ones(n_it, np.float32)
+                    nirf = np.ones(n_it, np.float32)
                     axis = np.zeros((4, n_it), np.float64)
                     axis[3] = 1.0
                     for i in hit:
@@ -1250,7 +1247,8 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
         if yr.haze > 0.01:
             haze = f32(yr.haze) * (f32(0.6) + f32(0.4) * plan.haze_noise.grid(r0, r1, c0, c1))
             img *= yr.gain[:, None, None] * (f32(1.0) - f32(0.08) * haze)
-            img += yr.offset[:, None, None] + np.asarray([_HAZE[b] for b in bands], np.float32)[:, None, None] * haze
+            path_radiance = np.asarray([_HAZE[b] for b in bands], np.float32)[:, None, None]
+            img += yr.offset[:, None, None] + path_radiance * haze
         else:
             img *= yr.gain[:, None, None]
             img += yr.offset[:, None, None]
@@ -1262,7 +1260,8 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int, years: Seq
                 img *= f32(1.0) - f32(0.6) * shadow
             op = _cloud_opacity(plan, yr, r0, r1, c0, c1)
             if op is not None:
-                cloud = _colour("cloud", bands) * (f32(0.9) + f32(0.1) * plan.cloud_noise.grid(r0 + 7, r1 + 7, c0 + 7, c1 + 7))
+                puff = plan.cloud_noise.grid(r0 + 7, r1 + 7, c0 + 7, c1 + 7)  # shifted: not the edge noise
+                cloud = _colour("cloud", bands) * (f32(0.9) + f32(0.1) * puff)
                 img += (cloud - img) * op
         # sensor noise from a per-pixel hash: independent of the block layout
         key = _key(spec.seed, "noise", year)
@@ -1371,7 +1370,8 @@ def generate_scene(directory: str | os.PathLike, spec: SceneSpec, progress: Prog
                 ds.close()
             except Exception:
                 pass
-        for p in partial.values():
+        # the previous scene is already gone: leave no half scene behind either
+        for p in list(partial.values()) + [directory / TRUTH_NAME]:
             if p.exists():
                 p.unlink()
         raise

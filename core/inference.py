@@ -29,7 +29,7 @@ def geotiff_profile(raster: YearRaster, dtype: str, nodata) -> dict:
     return dict(
         driver="GTiff", width=raster.width, height=raster.height, count=1, dtype=dtype,
         crs=raster.crs, transform=raster.transform, nodata=nodata, tiled=True,
-        blockxsize=BLOCK, blockysize=BLOCK, compress="deflate",
+        blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", zlevel=1,
         predictor=3 if dtype.startswith("float") else 2, BIGTIFF="IF_SAFER")
 
 

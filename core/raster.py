@@ -141,7 +141,7 @@ class YearRaster:
         idx = self.source_indexes(spectral)
         unique = sorted(set(idx))
         data = self.dataset.read(unique, window=window)
-        valid = self._valid(unique, window)
+        valid = self._valid(data, unique, window)
         values = data.astype(np.float32)
         if values.dtype.kind == "f":
             valid &= np.all(np.isfinite(values), axis=0)
@@ -149,12 +149,29 @@ class YearRaster:
         pos = {band: i for i, band in enumerate(unique)}
         return {ch: values[pos[i]] for ch, i in zip(spectral, idx)}, valid
 
-    def _valid(self, bands: list[int], window: Window) -> np.ndarray:
-        """Pixels valid in every band read; one mask read when the mask is per dataset."""
+    def _valid(self, data: np.ndarray, bands: list[int], window: Window) -> np.ndarray:
+        """Pixels valid in every band read.
+
+        A nodata-value mask is computed from the pixels already read (asking GDAL for it
+        would decode every band a second time); internal masks and alpha are read once.
+        """
+        valid = np.ones(data.shape[1:], bool)
         flags = self.dataset.mask_flag_enums
-        if all(MaskFlags.per_dataset in flags[b - 1] for b in bands):
-            bands = bands[:1]  # the same mask for all bands: reading it once is enough
-        valid = np.all(self.dataset.read_masks(bands, window=window) > 0, axis=0)
+        nodata = self.dataset.nodatavals
+        to_read = []
+        for i, b in enumerate(bands):
+            f = flags[b - 1]
+            if MaskFlags.all_valid in f:
+                continue
+            if MaskFlags.nodata in f and nodata[b - 1] is not None:
+                nd = nodata[b - 1]
+                valid &= ~np.isnan(data[i]) if np.isnan(nd) else data[i] != np.array(nd).astype(data.dtype)
+            else:
+                to_read.append(b)
+        if to_read:
+            if all(MaskFlags.per_dataset in flags[b - 1] for b in to_read):
+                to_read = to_read[:1]  # one mask for all bands: read it once
+            valid &= np.all(self.dataset.read_masks(to_read, window=window) > 0, axis=0)
         if self._alpha is not None:
             valid &= self.dataset.read(self._alpha, window=window) > 0
         return valid
@@ -168,7 +185,7 @@ class YearRaster:
                    for r in range(0, ds.height, step) for c in range(0, ds.width, step)]
         centre = len(windows) // 2
         for win in windows[centre:centre + 1] + windows[:centre] + windows[centre + 1:]:
-            if self._valid(sorted(set(self.source_indexes(spectral))), win).any():
+            if self.read(win, spectral)[1].any():
                 return True
         return False
 

@@ -1,10 +1,11 @@
 """Landslide polygons from the probability raster, with their attributes.
 
-The raster is read in strips: each strip is thresholded, labelled (4-connected) and
-polygonised in memory; regions that continue across strip edges are stitched by a
-connected-components pass over the labels touching at those edges, and their pieces
-are dissolved. Polygons are built in pixel coordinates, where shared edges are exact
-integers, and moved to map coordinates at the end. Memory holds one strip at a time.
+The raster is read in strips: each strip is thresholded and labelled (4-connected);
+regions that continue across strip edges are stitched by a connected-components pass
+over the labels touching at those edges. That gives every region its pixel count (so
+regions below the minimum area are dropped before any polygon is built) and its
+probability sum. A scratch raster of region ids then goes through GDAL's polygoniser,
+which streams line by line, one polygon per region. Memory holds one strip at a time.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import numpy as np
 import rasterio
 import rasterio.features
 import shapely
-from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -37,12 +37,13 @@ def _landslide_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return (prob >= threshold) & (prob != PROB_NODATA)
 
 
-def _stitch(ds, threshold: float, reporter: Reporter) -> tuple[np.ndarray, list[int], int]:
-    """Pass 1: per-strip label offsets and the global id of every strip-local label."""
-    offsets, total, pairs, prev_last = [], 0, [], None
+def _stitch(ds, threshold: float, reporter: Reporter):
+    """Pass 1: global region id of every strip-local label, and region pixel counts."""
+    offsets, total, pairs, prev_last, local_counts = [], 0, [], None, [np.zeros(1, np.int64)]
     for row, h in _strips(ds.height):
         prob = ds.read(1, window=Window(0, row, ds.width, h))
         labels, n = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
+        local_counts.append(np.bincount(labels.ravel(), minlength=n + 1)[1:])
         labels[labels > 0] += total
         if prev_last is not None:
             touching = (prev_last > 0) & (labels[0] > 0)
@@ -56,56 +57,65 @@ def _stitch(ds, threshold: float, reporter: Reporter) -> tuple[np.ndarray, list[
     n_regions, component = connected_components(graph, directed=False)
     final = np.zeros(total + 1, np.int64)
     final[1:] = component + 1
-    return final, offsets, n_regions
+    pixels = np.bincount(final, weights=np.concatenate(local_counts), minlength=n_regions + 1).astype(np.int64)
+    return final, offsets, pixels
 
 
-def regions(prob_path: str | os.PathLike, threshold: float, reporter: Reporter | None = None):
-    """Landslide regions: polygons (map coordinates), pixel counts and mean probabilities."""
+def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
+            reporter: Reporter | None = None):
+    """Landslide regions of at least ``min_pixels``: polygons (map coordinates), pixel
+    counts and mean probabilities. Smaller regions are dropped before polygonising,
+    which keeps noisy probability maps fast."""
     reporter = reporter or Reporter()
-    with rasterio.open(prob_path) as ds:
-        final, offsets, n_regions = _stitch(ds, threshold, reporter)
-        sums = np.zeros(n_regions + 1)
-        counts = np.zeros(n_regions + 1, np.int64)
+    prob_path = str(prob_path)
+    label_path, mask_path = prob_path + ".labels.tif", prob_path + ".regions.tif"
+    try:
+        with rasterio.open(prob_path) as ds:
+            final, offsets, pixels = _stitch(ds, threshold, reporter)
+            keep = pixels >= max(1, min_pixels)
+            keep[0] = False
+            sums = np.zeros(len(pixels))
+            # Uncompressed scratch rasters: GDAL's polygoniser reads them line by line.
+            scratch = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
+                           transform=ds.transform, crs=ds.crs, BIGTIFF="IF_SAFER")
+            with rasterio.open(label_path, "w", dtype="int32", **scratch) as lab_ds, \
+                    rasterio.open(mask_path, "w", dtype="uint8", **scratch) as mask_ds:
+                for (row, h), offset in zip(_strips(ds.height), offsets):
+                    win = Window(0, row, ds.width, h)
+                    prob = ds.read(1, window=win)
+                    labels, _ = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
+                    labels = final[np.where(labels > 0, labels + offset, 0)]
+                    labels[~keep[labels]] = 0
+                    sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(pixels))
+                    lab_ds.write(labels.astype(np.int32), 1, window=win)
+                    mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)
+                    reporter.progress(0.4 + 0.3 * (row + h) / ds.height, "labelling landslide regions")
         geoms, ids = [], []
-        for (row, h), offset in zip(_strips(ds.height), offsets):
-            prob = ds.read(1, window=Window(0, row, ds.width, h))
-            mask = _landslide_mask(prob, threshold)
-            labels, _ = ndimage.label(mask, FOUR_CONNECTED)
-            labels = final[np.where(labels > 0, labels + offset, 0)].astype(np.int32)
-            sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n_regions + 1)
-            counts += np.bincount(labels.ravel(), minlength=n_regions + 1)
-            for geom, value in rasterio.features.shapes(labels, mask=mask, transform=Affine.translation(0, row)):
+        with rasterio.open(label_path) as lab_ds, rasterio.open(mask_path) as mask_ds:
+            for geom, value in rasterio.features.shapes(rasterio.band(lab_ds, 1), mask=rasterio.band(mask_ds, 1)):
                 geoms.append(shapely.geometry.shape(geom))
                 ids.append(int(value))
-            reporter.progress(0.4 + 0.5 * (row + h) / ds.height, "polygonising")
-        transform = ds.transform
+        reporter.progress(1.0, "polygonising")
+    finally:
+        for path in (label_path, mask_path):
+            if os.path.exists(path):
+                os.unlink(path)
     geoms = np.array(geoms, dtype=object) if geoms else np.empty(0, dtype=object)
     ids = np.array(ids, dtype=np.int64)
-    geoms, ids = _dissolve_pieces(geoms, ids)
-    geoms = shapely.transform(geoms, lambda xy: np.column_stack(transform * (xy[:, 0], xy[:, 1])))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_prob = sums[ids] / counts[ids]
-    return geoms, counts[ids], mean_prob
-
-
-def _dissolve_pieces(geoms: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One polygon per region: pieces cut by strip edges are unioned (exact, in pixel units)."""
-    if not len(ids):
-        return geoms, ids
-    unique, first, n = np.unique(ids, return_index=True, return_counts=True)
-    out = geoms[first]
-    for k in np.flatnonzero(n > 1):
-        out[k] = shapely.union_all(geoms[ids == unique[k]])
-    return out, unique
+    return geoms, pixels[ids], sums[ids] / np.maximum(pixels[ids], 1)
 
 
 def landslide_polygons(prob_path: str | os.PathLike, year: int, threshold: float,
                        min_area_m2: float, crs_wkt: str,
                        reporter: Reporter | None = None) -> VectorLayer:
     """Polygons of one year with ``year``, ``area_m2``, ``perimeter_m`` and ``mean_prob``."""
-    geoms, _, mean_prob = regions(prob_path, threshold, reporter)
+    with rasterio.open(prob_path) as ds:
+        pixel_area = abs(ds.transform.determinant)
+    # a region's polygon covers exactly its pixels, so its area is known before polygonising
+    min_pixels = int(np.ceil(min_area_m2 / pixel_area - 1e-9))
+    geoms, _, mean_prob = regions(prob_path, threshold, min_pixels, reporter)
     area = shapely.area(geoms) if len(geoms) else np.empty(0)
-    keep = area >= min_area_m2
+    keep = area >= min_area_m2 - 1e-6
     geoms, area, mean_prob = geoms[keep], area[keep], mean_prob[keep]
     fields = {
         "year": np.full(len(geoms), int(year), np.int64),

@@ -64,3 +64,13 @@ def test_empty_raster_gives_an_empty_layer(tmp_path):
     path = write_raster(tmp_path / "p.tif", np.zeros((20, 20), np.float32), nodata=PROB_NODATA)
     layer = vectorize.landslide_polygons(path, 2020, 0.5, 200.0, None)
     assert len(layer) == 0 and set(layer.fields) == {"year", "area_m2", "perimeter_m", "mean_prob"}
+
+
+def test_small_regions_are_dropped_before_polygonising(tmp_path):
+    prob = blobs((120, 140), seed=5)
+    path = write_raster(tmp_path / "p.tif", prob, nodata=PROB_NODATA)
+    all_geoms, all_counts, _ = vectorize.regions(path, 0.55)
+    big_geoms, big_counts, _ = vectorize.regions(path, 0.55, min_pixels=20)
+    assert sorted(big_counts) == sorted(c for c in all_counts if c >= 20) and len(big_counts) < len(all_counts)
+    layer = vectorize.landslide_polygons(path, 2020, 0.55, 20 * 9.0, None)
+    assert sorted(layer.fields["area_m2"]) == sorted(c * 9.0 for c in all_counts if c >= 20)
