@@ -7,6 +7,8 @@ pixels are never predicted and stay nodata in the probability raster.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,78 @@ def _pad_to(x: np.ndarray, tile: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
 
 
+@dataclass
+class _Chunk:
+    """Normalised input for consecutive tiles of one tile row, read in one window."""
+
+    row_index: int
+    row_tiles: list[Tile]
+    tiles: list[Tile]
+    col0: int
+    x: np.ndarray          # (C, rows, cols) normalised channels, nodata set to 0
+    valid: np.ndarray      # (rows, cols)
+
+
+def _read_chunks(raster: YearRaster, model: OnnxModel, grid: TileGrid, per_chunk: int):
+    """Read, build channels and normalise, one chunk of up to ``per_chunk`` tiles at a time."""
+    channels = model.metadata.channels
+    spectral = required_spectral(channels)
+    for row_index, row_tiles in grid.tile_rows():
+        r0, r1 = row_tiles[0].row, min(row_tiles[0].row + grid.tile, raster.height)
+        for start in range(0, len(row_tiles), per_chunk):
+            chunk = row_tiles[start:start + per_chunk]
+            c0, c1 = chunk[0].col, min(chunk[-1].col + grid.tile, raster.width)
+            spec, valid = raster.read(Window(c0, r0, c1 - c0, r1 - r0), spectral)
+            x = model.normalise(build_channels(spec, channels))
+            x[:, ~valid] = 0.0
+            yield _Chunk(row_index, row_tiles, chunk, c0, x, valid)
+
+
+class _Prefetcher:
+    """Runs a generator in a thread, a few items ahead, so reading and decoding the
+    next chunk overlaps the model's forward pass (both release the GIL)."""
+
+    _END = object()
+
+    def __init__(self, items, depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items,), daemon=True)
+        self._thread.start()
+
+    def _run(self, items) -> None:
+        try:
+            for item in items:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(self._END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._queue.put(exc)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
 def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.PathLike,
                    tile: int, overlap: int, batch_size: int, threshold: float,
                    reporter: Reporter | None = None) -> PredictionStats:
@@ -100,12 +174,10 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                          f"which the model {model.path.name} needs.")
     if batch_size < 1:
         raise InputError(f"Batch size must be at least 1, got {batch_size}.")
-    channels = meta.channels
-    spectral = required_spectral(channels)
-    raster.source_indexes(spectral)
+    raster.source_indexes(required_spectral(meta.channels))
     grid = TileGrid(raster.height, raster.width, tile, overlap)
     width = raster.width
-    batch = np.zeros((batch_size, len(channels), tile, tile), np.float32)
+    batch = np.zeros((batch_size, len(meta.channels), tile, tile), np.float32)
     pending: list[tuple[_Strip, Tile]] = []
     strips: list[_Strip] = []
     done_tiles = 0
@@ -130,24 +202,26 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                 writer.add(done.prob, done.valid)
             reporter.progress(done_tiles / len(grid), f"{done_tiles}/{len(grid)} tiles")
 
-        for _, row_tiles in grid.tile_rows():
-            first = row_tiles[0]
-            r0, r1 = first.row, min(first.row + tile, raster.height)
-            strip = _Strip(first.keep_row0, first.keep_row1, width, len(row_tiles))
-            strips.append(strip)
-            for start in range(0, len(row_tiles), batch_size):
-                chunk = row_tiles[start:start + batch_size]
-                c0, c1 = chunk[0].col, min(chunk[-1].col + tile, width)
-                spec, valid = raster.read(Window(c0, r0, c1 - c0, r1 - r0), spectral)
-                x = model.normalise(build_channels(spec, channels))
-                x[:, ~valid] = 0.0
-                k0, k1 = chunk[0].keep_col0, chunk[-1].keep_col1
-                strip.valid[:, k0:k1] = valid[first.keep_row0 - r0:first.keep_row1 - r0, k0 - c0:k1 - c0]
-                for t in chunk:
-                    batch[len(pending)] = _pad_to(x[:, :, t.col - c0:t.col - c0 + tile], tile)
+        chunks = _Prefetcher(_read_chunks(raster, model, grid, batch_size))
+        try:
+            current_row = -1
+            for chunk in chunks:
+                first = chunk.row_tiles[0]
+                if chunk.row_index != current_row:
+                    current_row = chunk.row_index
+                    strips.append(_Strip(first.keep_row0, first.keep_row1, width, len(chunk.row_tiles)))
+                strip = strips[-1]
+                k0, k1 = chunk.tiles[0].keep_col0, chunk.tiles[-1].keep_col1
+                strip.valid[:, k0:k1] = chunk.valid[first.keep_row0 - first.row:first.keep_row1 - first.row,
+                                                    k0 - chunk.col0:k1 - chunk.col0]
+                for t in chunk.tiles:
+                    c = t.col - chunk.col0
+                    batch[len(pending)] = _pad_to(chunk.x[:, :, c:c + tile], tile)
                     pending.append((strip, t))
                     if len(pending) == batch_size:
                         flush()
-        flush()
+            flush()
+        finally:
+            chunks.close()
         writer.close()
     return PredictionStats(writer.valid_pixels, writer.landslide_pixels, len(grid))

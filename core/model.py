@@ -100,6 +100,8 @@ class OnnxModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        # Idle ORT threads must not spin: the reader thread needs the CPU meanwhile.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = choose_providers(device, ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
