@@ -143,4 +143,5 @@ class OnnxModel:
         out = self.session.run([self.output_name], {self.input_name: x})[0]
         if out.ndim == 4:
             out = out[:, 0] if self.metadata.layout == "NCHW" else out[..., 0]
-        return out.astype(np.float32, copy=False)
+        # a probability outside [0, 1] would collide with the nodata value (-1)
+        return np.clip(out.astype(np.float32, copy=False), 0.0, 1.0)
