@@ -1,7 +1,7 @@
 """The spectral baseline: a per-pixel NDVI/brightness rule written as an ONNX graph.
 
-Fresh landslide scars are bare (low NDVI) and bright; the literature used such
-thresholds before deep learning. Shipping the rule as an ONNX model lets it run through
+Fresh landslide scars are bare (low NDVI) and bright, but not as bright as clouds;
+the literature used such thresholds before deep learning. Shipping the rule as an ONNX model lets it run through
 exactly the same tiled pipeline as the cascade network, as a comparison and as the
 model that works before any checkpoint is trained. Its receptive field is one pixel.
 """
@@ -13,12 +13,15 @@ from pathlib import Path
 from .model import METADATA_KEY, ModelMetadata
 
 # Rule parameters (reflectance units). A pixel is a landslide when NDVI is below
-# NDVI_MAX and the visible brightness above BRIGHTNESS_MIN; the sigmoid slopes make the
-# output a usable probability instead of a hard 0/1.
+# NDVI_MAX and the visible brightness between BRIGHTNESS_MIN and CLOUD_BRIGHTNESS (fresh
+# scars reflect ~0.08-0.2, clouds ~0.5+); the sigmoid slopes make the output a usable
+# probability instead of a hard 0/1.
 NDVI_MAX = 0.30
 NDVI_SLOPE = 25.0
 BRIGHTNESS_MIN = 0.075
 BRIGHTNESS_SLOPE = 120.0
+CLOUD_BRIGHTNESS = 0.30
+CLOUD_SLOPE = 40.0
 
 CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
 
@@ -34,12 +37,13 @@ def baseline_metadata() -> ModelMetadata:
         threshold=0.5,
         layout="NCHW",
         size_multiple=1,
-        architecture="per-pixel rule: sigmoid(k1*(t_ndvi-NDVI)) * sigmoid(k2*(mean(B,G,R)-t_b))",
+        architecture=("per-pixel rule: sigmoid(k1*(t_ndvi-NDVI)) * sigmoid(k2*(b-t_b)) * sigmoid(k3*(t_cloud-b)), "
+                      "b = mean(B,G,R)"),
         description=(
             "Spectral baseline (not deep learning): bare, bright pixels with low NDVI. "
-            f"NDVI < {NDVI_MAX}, mean visible reflectance > {BRIGHTNESS_MIN}. Confuses bare rock, "
-            "roads, river gravel and ploughed fields with landslides; use it as the "
-            "pre-deep-learning comparison."),
+            f"NDVI < {NDVI_MAX}, mean visible reflectance between {BRIGHTNESS_MIN} and "
+            f"{CLOUD_BRIGHTNESS} (brighter is cloud). Confuses bare rock, roads, river gravel "
+            "and ploughed fields with landslides; use it as the pre-deep-learning comparison."),
     )
 
 
@@ -61,7 +65,11 @@ def build_baseline_model():
         helper.make_node("Sub", ["brightness", "bright_min"], ["bright_margin"], name="bright_margin"),
         helper.make_node("Mul", ["bright_margin", "bright_slope"], ["bright_logit"], name="bright_logit"),
         helper.make_node("Sigmoid", ["bright_logit"], ["p_bright"], name="p_bright"),
-        helper.make_node("Mul", ["p_bare", "p_bright"], ["probability"], name="probability"),
+        helper.make_node("Sub", ["cloud_max", "brightness"], ["cloud_margin"], name="cloud_margin"),
+        helper.make_node("Mul", ["cloud_margin", "cloud_slope"], ["cloud_logit"], name="cloud_logit"),
+        helper.make_node("Sigmoid", ["cloud_logit"], ["p_not_cloud"], name="p_not_cloud"),
+        helper.make_node("Mul", ["p_bare", "p_bright"], ["p_bare_bright"], name="p_bare_bright"),
+        helper.make_node("Mul", ["p_bare_bright", "p_not_cloud"], ["probability"], name="probability"),
     ]
     inits = [
         const("s_ndvi", [4], TensorProto.INT64), const("e_ndvi", [5], TensorProto.INT64),
@@ -69,6 +77,7 @@ def build_baseline_model():
         const("axis1", [1], TensorProto.INT64),
         const("ndvi_max", [NDVI_MAX]), const("ndvi_slope", [NDVI_SLOPE]),
         const("bright_min", [BRIGHTNESS_MIN]), const("bright_slope", [BRIGHTNESS_SLOPE]),
+        const("cloud_max", [CLOUD_BRIGHTNESS]), const("cloud_slope", [CLOUD_SLOPE]),
     ]
     graph = helper.make_graph(
         nodes, "spectral_baseline",

@@ -60,13 +60,25 @@ DEFAULT_BLOCK = 1024
 
 ProgressFn = Callable[[float, str], None]
 
+# rasterio's rasterize is not quite thread-safe (it emits spurious georeferencing
+# warnings when called concurrently); it is a small part of a block's time, so serialise it
+_RASTERIZE_LOCK = threading.Lock()
+
+
+def _rasterize(*args, **kwargs) -> np.ndarray:
+    from rasterio.features import rasterize
+
+    with _RASTERIZE_LOCK:
+        return rasterize(*args, **kwargs)
+
 
 # --------------------------------------------------------------------------- spec
 
 
 @dataclass
 class SceneSpec:
-    """Everything that determines a scene; equal specs give byte-identical scenes."""
+    """Everything that determines a scene: equal specs give identical pixels and polygons
+    (and byte-identical GeoTIFFs when written with the same block size)."""
 
     size: int = 512
     pixel_size: float = 3.0
@@ -108,6 +120,10 @@ class SceneSpec:
             raise InputError(f"Demo scene years must be increasing and distinct, not {self.years}.")
         if self.powerlaw_alpha <= 1.0:
             raise InputError(f"The power-law exponent must be > 1, not {self.powerlaw_alpha}.")
+        if not self.min_landslide_area > 0 or self.landslide_density < 0 or self.background_rate < 0:
+            raise InputError("Landslide area and densities must be positive.")
+        if not 0 <= self.cloud_cover <= 0.9:
+            raise InputError(f"The cloud cover must be between 0 and 0.9, not {self.cloud_cover}.")
         if self.seed < 0:
             raise InputError(f"The demo scene seed must be >= 0, not {self.seed}.")
         if not 0 < self.sun_elevation <= 90:
@@ -144,7 +160,8 @@ class SceneSpec:
         return (self.size * self.pixel_size) ** 2 / 1e6
 
     def effective_max_area(self) -> float:
-        return float(min(self.max_landslide_area, 0.05 * (self.size * self.pixel_size) ** 2))
+        cap = min(self.max_landslide_area, 0.05 * (self.size * self.pixel_size) ** 2)
+        return float(max(cap, 2.0 * self.min_landslide_area))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -695,9 +712,10 @@ class ScenePlan:
         n = 72
         t = np.linspace(0, 2 * np.pi, n, endpoint=False)
         aspect = float(np.clip(rng.lognormal(math.log(2.2), 0.3), 1.3, 5.0)) if aspect is None else aspect
-        rho = np.ones(n)
-        for k in range(2, 16):
-            rho += rng.normal(0, 0.16 / k ** 0.75) * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+        k = np.arange(2, 16)
+        amp = rng.normal(0, 1, len(k)) * 0.16 / k ** 0.75
+        phase = rng.uniform(0, 2 * np.pi, len(k))
+        rho = 1.0 + amp @ np.cos(np.outer(k, t) + phase[:, None])  # ragged outline
         jitter = rng.normal(0, 0.05, n)
         rho *= 1 + 0.5 * jitter + 0.25 * (np.roll(jitter, 1) + np.roll(jitter, -1))
         rho = np.clip(rho, 0.45, 1.7)
@@ -708,10 +726,11 @@ class ScenePlan:
         if not poly.is_valid:
             poly = max(getattr(shapely.make_valid(poly), "geoms", [poly]), key=lambda g: g.area)
         c = poly.centroid
-        s = math.sqrt(area / poly.area)
+        s = math.sqrt(area / poly.area)  # exact target area: the power law is not distorted
         ca, sa = math.cos(theta), math.sin(theta)
-        uu = (np.asarray(poly.exterior.coords)[:, 0] - c.x) * s
-        vv = (np.asarray(poly.exterior.coords)[:, 1] - c.y) * s
+        xy = shapely.get_coordinates(poly.exterior)
+        uu = (xy[:, 0] - c.x) * s
+        vv = (xy[:, 1] - c.y) * s
         return Polygon(np.stack([cx + uu * ca - vv * sa, cy + uu * sa + vv * ca], 1))
 
     def _plan_landslides(self) -> None:
@@ -837,28 +856,34 @@ class ScenePlan:
 
     # -- truth ----------------------------------------------------------------
     def truth(self) -> dict[str, VectorLayer]:
+        """``landslides_<year>`` and ``new_<year>`` layers for every year of the spec."""
         spec = self.spec
         crs = _crs_wkt(spec.epsg)
         layers = {}
-        prev: dict[int, object] = {}
+        prev: dict[int, tuple] = {}  # ls_id -> (visible part indices, union)
         for k, year in enumerate(spec.years):
             cur = {}
             for ls in self.landslides:
-                parts = ls.visible_parts(year)
-                if parts:
-                    cur[ls.ls_id] = shapely.union_all(parts).intersection(self.scene_box)
+                idx = tuple(j for j, p in enumerate(ls.parts)
+                            if p.year <= year and ls.recovery(p, year) < VISIBLE_RECOVERY)
+                if idx:
+                    old = prev.get(ls.ls_id)
+                    same = old is not None and old[0] == idx
+                    cur[ls.ls_id] = (idx, old[1] if same else shapely.union_all([ls.parts[j].geom for j in idx]))
             fp = self.years[year].footprint
-            full_fp = fp.equals(self.scene_box)
+            full_fp = fp.equals(self.scene_box)  # landslides lie inside the scene by construction
             ids, geoms, areas = [], [], []
-            for i, g in cur.items():
+            for i, (_, g) in cur.items():
                 g = _polygonal(g if full_fp else g.intersection(fp))
                 if g is not None:
                     ids.append(i), geoms.append(g), areas.append(g.area)
             layers[f"landslides_{year}"] = _layer(geoms, ids, year, areas, crs)
             ids, geoms, areas, change = [], [], [], []
-            for i, g in cur.items():
+            for i, (idx, g) in cur.items():
                 if k > 0 and i in prev:
-                    g = _polygonal(g.difference(prev[i]), min_area=0.25 * self.px * self.px)
+                    if set(idx) <= set(prev[i][0]):
+                        continue  # parts only healed: nothing new
+                    g = _polygonal(g.difference(prev[i][1]), min_area=0.25 * self.px * self.px)
                     kind = "enlarged"
                 else:
                     kind = "new"
@@ -1008,7 +1033,6 @@ def slope_at(spec: SceneSpec, x, y) -> np.ndarray:
 
 def _edt_distance(line, r0, r1, c0, c1, halo, plan: ScenePlan) -> np.ndarray:
     """Distance in pixels from each pixel of the window to the rasterised line (≤ halo)."""
-    from rasterio.features import rasterize
     from rasterio.transform import from_origin
     from scipy.ndimage import distance_transform_edt
 
@@ -1019,7 +1043,7 @@ def _edt_distance(line, r0, r1, c0, c1, halo, plan: ScenePlan) -> np.ndarray:
     if part.is_empty:
         return np.full((h, w), np.float32(halo + 1))
     tr = from_origin(plan.ox + C0 * plan.px, plan.oy - R0 * plan.px, plan.px, plan.px)
-    burned = rasterize([part], out_shape=(R1 - R0, C1 - C0), transform=tr, fill=0, default_value=1,
+    burned = _rasterize([part], out_shape=(R1 - R0, C1 - C0), transform=tr, fill=0, default_value=1,
                        all_touched=True, dtype="uint8")
     if not burned.any():
         return np.full((h, w), np.float32(halo + 1))
@@ -1082,8 +1106,6 @@ def _nodata_mask(plan: ScenePlan, yr: _Year, r0, r1, c0, c1):
 def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int,
                  years: Sequence[int]) -> dict[int, np.ndarray]:
     """All requested years of one pixel window, as uint16 (bands, rows, cols) arrays."""
-    from rasterio.features import rasterize
-
     spec = plan.spec
     px = plan.px
     h, w = r1 - r0, c1 - c0
@@ -1148,7 +1170,7 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int,
         win = box(plan.ox + c0 * px, plan.oy - r1 * px, plan.ox + c1 * px, plan.oy - r0 * px)
         hit = np.sort(plan.fields_tree.query(win, predicate="intersects"))
         if len(hit):
-            field_lab = rasterize([(plan.fields[i], int(i) + 1) for i in hit], out_shape=(h, w),
+            field_lab = _rasterize([(plan.fields[i], int(i) + 1) for i in hit], out_shape=(h, w),
                                   transform=_window_transform(plan, r0, c0), fill=0, dtype="int32")
             if not field_lab.any():
                 field_lab = None
@@ -1201,7 +1223,7 @@ def render_block(plan: ScenePlan, r0: int, r1: int, c0: int, c1: int,
         if items:
             hit = np.sort(tree.query(win, predicate="intersects"))
             if len(hit):
-                lab = rasterize([(geoms[i], int(i) + 1) for i in hit], out_shape=(h, w), transform=win_tr,
+                lab = _rasterize([(geoms[i], int(i) + 1) for i in hit], out_shape=(h, w), transform=win_tr,
                                 fill=0, dtype="int32")
                 m = np.nonzero(lab)
                 if len(m[0]):

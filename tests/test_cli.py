@@ -1,5 +1,4 @@
 """The command line as a user and as the QGIS task (JSON lines) see it, in real subprocesses."""
-import json
 import os
 import signal
 import subprocess
@@ -9,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, forest_with_scars, write_raster
-from landslide_mapper.core.baseline import build_baseline_model
 from landslide_mapper.core.events import parse_event
 from landslide_mapper.core.jobs import InferenceJob, YearInput, job_to_json
 
@@ -90,10 +88,3 @@ def test_sigterm_cancels_promptly_and_leaves_nothing(tmp_path):
     last = events(rest)[-1]
     assert last["event"] == "error" and last["cancelled"] is True
     assert list(out.iterdir()) == []  # no run folder, no staging folder, no partial files
-
-
-def test_bundled_baseline_is_the_built_one():
-    """models/spectral_baseline.onnx must be what core.baseline builds (rebuild: build-baseline)."""
-    assert (ROOT / "models/spectral_baseline.onnx").read_bytes() == build_baseline_model().SerializeToString()
-    card = json.loads((ROOT / "models/spectral_baseline.json").read_text())
-    assert card["kind"] == "baseline" and card["bands"] == ["B", "G", "R", "NIR", "NDVI"]
