@@ -6,8 +6,8 @@ For each scene size, in fresh subprocesses (so peak RSS is per run):
   * bare: session.run over the same number of tiles, same batch, inputs already in memory.
 Reports the overhead ratio (pipeline inference time / bare forward time), throughput
 in Mpx/s and peak RSS, for the bundled baseline (almost free: its ratio measures pure
-I/O cost), a small CNN and a small U-Net whose cost per pixel is closer to a real
-network's (still lighter than the ADSMS U-Net, whose ratio will be lower still).
+I/O cost), a small CNN, a small U-Net and (``--models unet32``) a U-Net sized like the
+ADSMS U-Net, all with random weights: the ratio depends on how much the network costs.
 
     ./dev.sh bench                      # 2,048² and 16,384² (the issue's sizes)
     .venv/bin/python bench/infer.py --sizes 1024 4096 --models cnn
@@ -38,7 +38,7 @@ def _save_bench_model(nodes, inits, name: str, path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     meta = ModelMetadata(name=name, channels=["B", "G", "R", "NIR", "NDVI"], mean=[0.05, 0.07, 0.06, 0.25, 0.5],
-                         std=[0.05, 0.05, 0.05, 0.1, 0.3], tile_size=256, threshold=0.5, size_multiple=4,
+                         std=[0.05, 0.05, 0.05, 0.1, 0.3], tile_size=256, threshold=0.5, size_multiple=8,
                          kind="benchmark")
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(model)
@@ -98,39 +98,58 @@ def build_cnn(path: Path) -> Path:
     return _save_bench_model(g.nodes, g.inits, "bench_cnn", path)
 
 
-def build_unet(path: Path) -> Path:
-    """A 3-level U-Net (widths 16/32/64, skip connections): ~60 kFLOP/pixel, still several
-    times lighter than the ADSMS U-Net (base width 32, four levels, attention gates)."""
+def build_unet(path: Path, base: int = 16, levels: int = 3) -> Path:
+    """A U-Net with random weights: ``levels`` encoder levels of 2 convs starting at ``base``
+    filters, max-pooling, nearest upsampling and skip connections. base=16/levels=3 costs
+    ~60 kFLOP/pixel; base=32/levels=4 (~250 kFLOP/pixel) is sized like the ADSMS U-Net
+    without its attention gates and side outputs."""
     g = _Graph()
-    e1 = g.conv(g.conv("x", 5, 16), 16, 16)
-    e2 = g.conv(g.conv(g.op("MaxPool", [e1], kernel_shape=[2, 2], strides=[2, 2]), 16, 32), 32, 32)
-    e3 = g.conv(g.conv(g.op("MaxPool", [e2], kernel_shape=[2, 2], strides=[2, 2]), 32, 64), 64, 64)
-    d2 = g.conv(g.conv(g.op("Concat", [g.upsample(e3), e2], axis=1), 96, 32), 32, 32)
-    d1 = g.conv(g.conv(g.op("Concat", [g.upsample(d2), e1], axis=1), 48, 16), 16, 16)
-    y = g.conv(d1, 16, 1, k=1, relu=False)
+    skips, x, cin = [], "x", 5
+    for level in range(levels):
+        width = base * 2 ** level
+        if level:
+            x = g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        x = g.conv(g.conv(x, cin, width), width, width)
+        skips.append((x, width))
+        cin = width
+    for skip, width in reversed(skips[:-1]):
+        x = g.op("Concat", [g.upsample(x), skip], axis=1)
+        x = g.conv(g.conv(x, cin + width, width), width, width)
+        cin = width
+    y = g.conv(x, cin, 1, k=1, relu=False)
     g.nodes.append(__import__("onnx").helper.make_node("Sigmoid", [y], ["p"]))
-    return _save_bench_model(g.nodes, g.inits, "bench_unet", path)
+    return _save_bench_model(g.nodes, g.inits, f"bench_unet{base}x{levels}", path)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that across
+    exec, so a child would report its parent's peak (here: the scene generator's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child_pipeline(raster: str, model: str, tile: int, overlap: int, batch: int, out: str) -> dict:
     from landslide_mapper.core.inference import predict_raster
+    from landslide_mapper.core.mapping import GDAL_CACHE_BYTES
     from landslide_mapper.core.model import OnnxModel
     from landslide_mapper.core.raster import YearRaster
     from landslide_mapper.core.vectorize import landslide_polygons
     import rasterio
 
     m = OnnxModel(model)
-    with rasterio.Env(GDAL_CACHEMAX=64), YearRaster(raster, 2017) as r:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), YearRaster(raster, 2017) as r:
         t0 = time.perf_counter()
         stats = predict_raster(r, m, out, tile, overlap, batch, m.metadata.threshold)
         t1 = time.perf_counter()
-        rss_infer = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_infer = peak_rss_mb()
         layer = landslide_polygons(out, 2017, m.metadata.threshold, 200.0, r.crs.to_wkt())
         t2 = time.perf_counter()
         pixels = r.width * r.height
     return {"tiles": stats.tiles, "pixels": pixels, "infer_s": t1 - t0, "vectorise_s": t2 - t1,
             "polygons": len(layer), "rss_after_infer_mb": rss_infer,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def child_bare(model: str, tiles: int, tile: int, batch: int) -> dict:
@@ -160,7 +179,9 @@ def run_child(kind: str, **kw) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 16384])
-    ap.add_argument("--models", nargs="+", default=["baseline", "cnn", "unet"], choices=["baseline", "cnn", "unet"])
+    ap.add_argument("--models", nargs="+", default=["baseline", "cnn", "unet"],
+                    choices=["baseline", "cnn", "unet", "unet32"],
+                    help="unet32 is ADSMS-sized: about 10 s per 2,048² on 2 cores, 11 min per 16,384²")
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
@@ -173,7 +194,8 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     models = {"baseline": str(BASELINE_MODEL), "cnn": str(build_cnn(work / "bench_cnn.onnx")),
-              "unet": str(build_unet(work / "bench_unet.onnx"))}
+              "unet": str(build_unet(work / "bench_unet.onnx")),
+              "unet32": str(build_unet(work / "bench_unet32.onnx", base=32, levels=4))}
     rows = []
     for size in args.sizes:
         t = time.perf_counter()

@@ -1355,7 +1355,7 @@ def generate_scene(directory: str | os.PathLike, spec: SceneSpec, progress: Prog
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     dsts = {}
     try:
-        with rasterio.Env(GDAL_CACHEMAX=256):
+        with rasterio.Env(GDAL_CACHEMAX=256 * 2**20):  # bytes, as rasterio passes it on
             for y in years:
                 dsts[y] = rasterio.open(partial[y], "w", **profile)
                 for i, n in enumerate(names, 1):

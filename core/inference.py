@@ -43,43 +43,45 @@ class PredictionStats:
 
 
 class _BlockRowWriter:
-    """Writes whole GeoTIFF block rows only, so no compressed block is written twice."""
+    """Writes whole GeoTIFF block rows only, so no compressed block is written twice;
+    holds back fewer than one block row between strips."""
 
     def __init__(self, prob_ds, width: int, threshold: float):
         self.prob_ds, self.width, self.threshold = prob_ds, width, threshold
         self.row = 0
-        self.pending_prob = np.empty((0, width), np.float32)
-        self.valid_pixels = 0
+        self.pending = np.empty((0, width), np.float32)
         self.landslide_pixels = 0
 
-    def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
-        prob[~valid] = PROB_NODATA
-        self.valid_pixels += int(valid.sum())
-        buf = np.concatenate([self.pending_prob, prob]) if len(self.pending_prob) else prob
-        full = (len(buf) // BLOCK) * BLOCK
+    def add(self, rows: np.ndarray) -> None:
+        if len(self.pending):
+            need = BLOCK - len(self.pending)
+            if len(rows) < need:
+                self.pending = np.concatenate([self.pending, rows])
+                return
+            self._write(np.concatenate([self.pending, rows[:need]]))
+            rows = rows[need:]
+        full = (len(rows) // BLOCK) * BLOCK
         if full:
-            self._write(buf[:full])
-        self.pending_prob = buf[full:].copy()
+            self._write(rows[:full])
+        self.pending = rows[full:].copy()
 
     def close(self) -> None:
-        if len(self.pending_prob):
-            self._write(self.pending_prob)
-            self.pending_prob = self.pending_prob[:0]
+        if len(self.pending):
+            self._write(self.pending)
+            self.pending = self.pending[:0]
 
     def _write(self, prob: np.ndarray) -> None:
-        win = Window(0, self.row, self.width, len(prob))
         self.landslide_pixels += int(np.count_nonzero(prob >= self.threshold))
-        self.prob_ds.write(prob, 1, window=win)
+        self.prob_ds.write(prob, 1, window=Window(0, self.row, self.width, len(prob)))
         self.row += len(prob)
 
 
 class _Strip:
-    """The kept rows of one tile row, filled tile by tile."""
+    """The kept rows of one tile row, filled tile by tile (nodata where input was)."""
 
     def __init__(self, row0: int, row1: int, width: int, n_tiles: int):
         self.row0 = row0
         self.prob = np.full((row1 - row0, width), PROB_NODATA, np.float32)
-        self.valid = np.zeros((row1 - row0, width), bool)
         self.remaining = n_tiles
 
 
@@ -178,28 +180,30 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     grid = TileGrid(raster.height, raster.width, tile, overlap)
     width = raster.width
     batch = np.zeros((batch_size, len(meta.channels), tile, tile), np.float32)
-    pending: list[tuple[_Strip, Tile]] = []
+    pending: list[tuple[_Strip, Tile, _Chunk]] = []
     strips: list[_Strip] = []
-    done_tiles = 0
+    done_tiles = valid_pixels = 0
 
     with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds:
         prob_ds.set_band_description(1, f"landslide probability ({model.path.name})")
         writer = _BlockRowWriter(prob_ds, width, threshold)
 
         def flush() -> None:
-            nonlocal done_tiles
+            nonlocal done_tiles, valid_pixels
             if not pending:
                 return
             probs = model.predict(batch[:len(pending)])
-            for k, (strip, t) in enumerate(pending):
-                strip.prob[t.keep_row0 - strip.row0:t.keep_row1 - strip.row0, t.keep_col0:t.keep_col1] = \
-                    probs[k, t.keep_row0 - t.row:t.keep_row1 - t.row, t.keep_col0 - t.col:t.keep_col1 - t.col]
+            for k, (strip, t, chunk) in enumerate(pending):
+                rows, cols = slice(t.keep_row0 - t.row, t.keep_row1 - t.row), slice(t.keep_col0, t.keep_col1)
+                valid = chunk.valid[rows, t.keep_col0 - chunk.col0:t.keep_col1 - chunk.col0]
+                valid_pixels += int(np.count_nonzero(valid))
+                strip.prob[t.keep_row0 - strip.row0:t.keep_row1 - strip.row0, cols] = np.where(
+                    valid, probs[k, rows, t.keep_col0 - t.col:t.keep_col1 - t.col], PROB_NODATA)
                 strip.remaining -= 1
             done_tiles += len(pending)
             pending.clear()
             while strips and strips[0].remaining == 0:
-                done = strips.pop(0)
-                writer.add(done.prob, done.valid)
+                writer.add(strips.pop(0).prob)
             reporter.progress(done_tiles / len(grid), f"{done_tiles}/{len(grid)} tiles")
 
         chunks = _Prefetcher(_read_chunks(raster, model, grid, batch_size))
@@ -211,17 +215,14 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                     current_row = chunk.row_index
                     strips.append(_Strip(first.keep_row0, first.keep_row1, width, len(chunk.row_tiles)))
                 strip = strips[-1]
-                k0, k1 = chunk.tiles[0].keep_col0, chunk.tiles[-1].keep_col1
-                strip.valid[:, k0:k1] = chunk.valid[first.keep_row0 - first.row:first.keep_row1 - first.row,
-                                                    k0 - chunk.col0:k1 - chunk.col0]
                 for t in chunk.tiles:
                     c = t.col - chunk.col0
                     batch[len(pending)] = _pad_to(chunk.x[:, :, c:c + tile], tile)
-                    pending.append((strip, t))
+                    pending.append((strip, t, chunk))
                     if len(pending) == batch_size:
                         flush()
             flush()
         finally:
             chunks.close()
         writer.close()
-    return PredictionStats(writer.valid_pixels, writer.landslide_pixels, len(grid))
+    return PredictionStats(valid_pixels, writer.landslide_pixels, len(grid))

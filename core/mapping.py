@@ -24,7 +24,7 @@ from .vector_io import write_geopackage
 from .vectorize import landslide_polygons
 
 GEOPACKAGE = "landslides.gpkg"
-GDAL_CACHE_MB = 64
+GDAL_CACHE_BYTES = 32 * 2**20  # rasterio passes the number to GDALSetCacheMax: bytes
 
 
 @dataclass
@@ -85,7 +85,7 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
     threshold = job.threshold if job.threshold is not None else meta.threshold
     if not 0 <= job.overlap < tile:
         raise InputError(f"Overlap {job.overlap} must be smaller than the tile size ({tile}).")
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         rasters = open_years(job, meta.channels, reporter.log)
         try:
             return _map_years(job, model, rasters, tile, threshold, reporter)

@@ -10,6 +10,7 @@ which streams line by line, one polygon per region. Memory holds one strip at a 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -37,28 +38,52 @@ def _landslide_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return (prob >= threshold) & (prob != PROB_NODATA)
 
 
-def _stitch(ds, threshold: float, reporter: Reporter):
-    """Pass 1: global region id of every strip-local label, and region pixel counts."""
-    offsets, total, pairs, prev_last, local_counts = [], 0, [], None, [np.zeros(1, np.int64)]
+@dataclass
+class _StripLabels:
+    """Which local labels of one strip are candidate regions, and their first global id."""
+
+    local: np.ndarray      # sorted local label numbers kept as candidates
+    first_id: int          # global id of local[0]; the others follow consecutively
+
+    def lookup(self, n_local: int) -> np.ndarray:
+        lut = np.zeros(n_local + 1, np.int64)
+        lut[self.local] = self.first_id + np.arange(len(self.local))
+        return lut
+
+
+def _stitch(ds, threshold: float, min_pixels: int, reporter: Reporter):
+    """Pass 1: candidate regions per strip, stitched across strip edges.
+
+    A region lying inside one strip (touching neither its first nor its last row) is
+    complete there: when it is below ``min_pixels`` it is dropped at once, so the global
+    arrays grow with the number of real regions, not with speckle."""
+    strips, total, pairs, prev_last, counts = [], 0, [], None, [np.zeros(1, np.int64)]
     for row, h in _strips(ds.height):
         prob = ds.read(1, window=Window(0, row, ds.width, h))
         labels, n = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
-        local_counts.append(np.bincount(labels.ravel(), minlength=n + 1)[1:])
-        labels[labels > 0] += total
+        size = np.bincount(labels.ravel(), minlength=n + 1)
+        on_edge = np.zeros(n + 1, bool)
+        on_edge[labels[0]] = on_edge[labels[-1]] = True
+        keep = (size >= min_pixels) | on_edge
+        keep[0] = False
+        entry = _StripLabels(np.flatnonzero(keep), total + 1)
+        strips.append(entry)
+        counts.append(size[entry.local])
+        total += len(entry.local)
+        lut = entry.lookup(n)
         if prev_last is not None:
-            touching = (prev_last > 0) & (labels[0] > 0)
-            pairs.append(np.stack([prev_last[touching], labels[0][touching]]))
-        prev_last = labels[-1].copy()
-        offsets.append(total)
-        total += n
+            first = lut[labels[0]]
+            touching = (prev_last > 0) & (first > 0)
+            pairs.append(np.stack([prev_last[touching], first[touching]]))
+        prev_last = lut[labels[-1]]
         reporter.progress(0.4 * (row + h) / ds.height, "labelling landslide regions")
     edges = np.concatenate(pairs, axis=1) if pairs else np.empty((2, 0), np.int64)
     graph = coo_matrix((np.ones(edges.shape[1]), (edges[0] - 1, edges[1] - 1)), shape=(total, total))
     n_regions, component = connected_components(graph, directed=False)
     final = np.zeros(total + 1, np.int64)
     final[1:] = component + 1
-    pixels = np.bincount(final, weights=np.concatenate(local_counts), minlength=n_regions + 1).astype(np.int64)
-    return final, offsets, pixels
+    pixels = np.bincount(final, weights=np.concatenate(counts), minlength=n_regions + 1).astype(np.int64)
+    return final, strips, pixels
 
 
 def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
@@ -71,7 +96,7 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
     label_path, mask_path = prob_path + ".labels.tif", prob_path + ".regions.tif"
     try:
         with rasterio.open(prob_path) as ds:
-            final, offsets, pixels = _stitch(ds, threshold, reporter)
+            final, strip_labels, pixels = _stitch(ds, threshold, max(1, min_pixels), reporter)
             keep = pixels >= max(1, min_pixels)
             keep[0] = False
             sums = np.zeros(len(pixels))
@@ -80,11 +105,11 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
                            transform=ds.transform, crs=ds.crs, BIGTIFF="IF_SAFER")
             with rasterio.open(label_path, "w", dtype="int32", **scratch) as lab_ds, \
                     rasterio.open(mask_path, "w", dtype="uint8", **scratch) as mask_ds:
-                for (row, h), offset in zip(_strips(ds.height), offsets):
+                for (row, h), entry in zip(_strips(ds.height), strip_labels):
                     win = Window(0, row, ds.width, h)
                     prob = ds.read(1, window=win)
-                    labels, _ = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
-                    labels = final[np.where(labels > 0, labels + offset, 0)]
+                    labels, n = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
+                    labels = final[entry.lookup(n)[labels]]
                     labels[~keep[labels]] = 0
                     sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(pixels))
                     lab_ds.write(labels.astype(np.int32), 1, window=win)

@@ -1,4 +1,5 @@
 """The command line as a user and as the QGIS task (JSON lines) see it, in real subprocesses."""
+import json
 import os
 import signal
 import subprocess
@@ -88,3 +89,22 @@ def test_sigterm_cancels_promptly_and_leaves_nothing(tmp_path):
     last = events(rest)[-1]
     assert last["event"] == "error" and last["cancelled"] is True
     assert list(out.iterdir()) == []  # no run folder, no staging folder, no partial files
+
+
+@pytest.mark.parametrize("pixel_size,bands", [(3, "B=band 1, G=band 2, R=band 3, NIR=band 4"),
+                                              (5, "B=band 1, G=band 2, R=band 3, RE=band 4, NIR=band 5")])
+def test_demo_main_job_end_to_end(tmp_path, pixel_size, bands):
+    r = cli("demo", "--size", 256, "--pixel-size", pixel_size, "--seed", 3,
+            "--data-dir", tmp_path / "data", "--output", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert bands in r.stderr  # the band mapping that was used is logged
+    table = [line.split() for line in r.stdout.splitlines() if line.strip()[:4].isdigit()]
+    assert [row[0] for row in table] == ["2016", "2017", "2018", "2019"]
+    assert all(len(row) == 7 for row in table)  # year, polygons, area, mapped km², P, R, F1
+    run = Path(r.stdout.split("Run folder:")[1].split()[0])
+    accuracy = json.loads((run / "accuracy.json").read_text())
+    assert set(accuracy) == {"2016", "2017", "2018", "2019"} and accuracy["2017"]["recall"] > 0.5
+    # a second demo reuses the scene and writes a second run folder next to the first
+    again = cli("demo", "--size", 256, "--pixel-size", pixel_size, "--seed", 3, "--quiet",
+                "--data-dir", tmp_path / "data", "--output", tmp_path / "out")
+    assert again.returncode == 0 and len(list((tmp_path / "out").iterdir())) == 2

@@ -66,10 +66,13 @@ def test_empty_raster_gives_an_empty_layer(tmp_path):
     assert len(layer) == 0 and set(layer.fields) == {"year", "area_m2", "perimeter_m", "mean_prob"}
 
 
-def test_small_regions_are_dropped_before_polygonising(tmp_path):
+@pytest.mark.parametrize("strip", [1024, 5, 1])
+def test_small_regions_are_dropped_before_polygonising(tmp_path, monkeypatch, strip):
+    """Also when strips cut regions into pieces smaller than the minimum."""
     prob = blobs((120, 140), seed=5)
     path = write_raster(tmp_path / "p.tif", prob, nodata=PROB_NODATA)
     all_geoms, all_counts, _ = vectorize.regions(path, 0.55)
+    monkeypatch.setattr(vectorize, "STRIP", strip)
     big_geoms, big_counts, _ = vectorize.regions(path, 0.55, min_pixels=20)
     assert sorted(big_counts) == sorted(c for c in all_counts if c >= 20) and len(big_counts) < len(all_counts)
     layer = vectorize.landslide_polygons(path, 2020, 0.55, 20 * 9.0, None)
