@@ -25,7 +25,7 @@ from .inference import PROB_NODATA
 from .progress import Reporter
 from .vector_io import VectorLayer
 
-STRIP = 1024                                   # rows per strip; a multiple of the block size
+STRIP = 256    # rows per strip, a multiple of the block size; temporaries are ~30 bytes per pixel
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
@@ -46,7 +46,7 @@ class _StripLabels:
     first_id: int          # global id of local[0]; the others follow consecutively
 
     def lookup(self, n_local: int) -> np.ndarray:
-        lut = np.zeros(n_local + 1, np.int64)
+        lut = np.zeros(n_local + 1, np.int32)
         lut[self.local] = self.first_id + np.arange(len(self.local))
         return lut
 
@@ -80,7 +80,7 @@ def _stitch(ds, threshold: float, min_pixels: int, reporter: Reporter):
     edges = np.concatenate(pairs, axis=1) if pairs else np.empty((2, 0), np.int64)
     graph = coo_matrix((np.ones(edges.shape[1]), (edges[0] - 1, edges[1] - 1)), shape=(total, total))
     n_regions, component = connected_components(graph, directed=False)
-    final = np.zeros(total + 1, np.int64)
+    final = np.zeros(total + 1, np.int32)
     final[1:] = component + 1
     pixels = np.bincount(final, weights=np.concatenate(counts), minlength=n_regions + 1).astype(np.int64)
     return final, strips, pixels
@@ -112,7 +112,7 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
                     labels = final[entry.lookup(n)[labels]]
                     labels[~keep[labels]] = 0
                     sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(pixels))
-                    lab_ds.write(labels.astype(np.int32), 1, window=win)
+                    lab_ds.write(labels, 1, window=win)
                     mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)
                     reporter.progress(0.4 + 0.3 * (row + h) / ds.height, "labelling landslide regions")
         geoms, ids = [], []
