@@ -27,7 +27,7 @@ setup() {
     echo ">> installing Debian packages: $APT_PACKAGES" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $APT_PACKAGES >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
   fi
   local stamp="$VENV/.requirements.sha"
   local want

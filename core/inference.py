@@ -10,7 +10,6 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -43,32 +42,37 @@ class PredictionStats:
 
 
 class _BlockRowWriter:
-    """Writes whole GeoTIFF block rows only, so no compressed block is written twice;
-    holds back fewer than one block row between strips."""
+    """Writes whole GeoTIFF block rows only, so no compressed block is written twice.
+
+    Rows are copied into one reusable block-row buffer; full block rows of a strip that
+    start on a block boundary are written straight from the strip."""
 
     def __init__(self, prob_ds, width: int, threshold: float):
         self.prob_ds, self.width, self.threshold = prob_ds, width, threshold
-        self.row = 0
-        self.pending = np.empty((0, width), np.float32)
+        self.row = 0                                       # first row not yet written
+        self.buffer = np.empty((BLOCK, width), np.float32)
+        self.filled = 0                                    # rows waiting in the buffer
         self.landslide_pixels = 0
 
     def add(self, rows: np.ndarray) -> None:
-        if len(self.pending):
-            need = BLOCK - len(self.pending)
-            if len(rows) < need:
-                self.pending = np.concatenate([self.pending, rows])
-                return
-            self._write(np.concatenate([self.pending, rows[:need]]))
-            rows = rows[need:]
-        full = (len(rows) // BLOCK) * BLOCK
-        if full:
-            self._write(rows[:full])
-        self.pending = rows[full:].copy()
+        while len(rows):
+            if self.filled == 0 and len(rows) >= BLOCK:
+                full = (len(rows) // BLOCK) * BLOCK
+                self._write(rows[:full])
+                rows = rows[full:]
+                continue
+            n = min(BLOCK - self.filled, len(rows))
+            self.buffer[self.filled:self.filled + n] = rows[:n]
+            self.filled += n
+            rows = rows[n:]
+            if self.filled == BLOCK:
+                self._write(self.buffer)
+                self.filled = 0
 
     def close(self) -> None:
-        if len(self.pending):
-            self._write(self.pending)
-            self.pending = self.pending[:0]
+        if self.filled:
+            self._write(self.buffer[:self.filled])
+            self.filled = 0
 
     def _write(self, prob: np.ndarray) -> None:
         self.landslide_pixels += int(np.count_nonzero(prob >= self.threshold))

@@ -6,7 +6,7 @@ executes them, in the QGIS process or in a worker process fed the JSON on stdin.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from .errors import InputError

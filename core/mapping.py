@@ -24,7 +24,7 @@ from .vector_io import write_geopackage
 from .vectorize import landslide_polygons
 
 GEOPACKAGE = "landslides.gpkg"
-GDAL_CACHE_BYTES = 32 * 2**20  # rasterio passes the number to GDALSetCacheMax: bytes
+GDAL_CACHE_BYTES = 8 * 2**20  # rasterio hands this to GDALSetCacheMax: bytes, not MB
 
 
 @dataclass

@@ -5,7 +5,7 @@ import rasterio
 import shapely
 
 from conftest import forest_with_scars, write_raster
-from onnx_factory import conv_model, metadata, nhwc_identity_mean_model
+from onnx_factory import conv_model, nhwc_identity_mean_model
 from landslide_mapper.core.bands import build_channels, required_spectral
 from landslide_mapper.core.inference import PROB_NODATA, predict_raster
 from landslide_mapper.core.model import OnnxModel
