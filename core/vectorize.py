@@ -2,10 +2,11 @@
 
 The raster is read in strips: each strip is thresholded and labelled (4-connected);
 regions that continue across strip edges are stitched by a connected-components pass
-over the labels touching at those edges. That gives every region its pixel count (so
-regions below the minimum area are dropped before any polygon is built) and its
-probability sum. A scratch raster of region ids then goes through GDAL's polygoniser,
-which streams line by line, one polygon per region. Memory holds one strip at a time.
+over the labels touching at those edges. Holes below the minimum area are filled as
+each strip is read (with a halo of rows that makes this exact), and every region gets
+its pixel count, so regions below the minimum area are dropped before any polygon is
+built. A scratch raster of region ids then goes through GDAL's polygoniser, which
+streams line by line, one polygon per region. Memory holds one strip at a time.
 """
 from __future__ import annotations
 
@@ -38,6 +39,32 @@ def _landslide_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return (prob >= threshold) & (prob != PROB_NODATA)
 
 
+def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probability and landslide mask of rows [row, row+h), holes below ``min_pixels`` filled.
+
+    A hole is a 4-connected patch of valid non-landslide pixels that touches neither the
+    raster edge nor nodata. One smaller than ``min_pixels`` spans fewer rows than that,
+    so reading a halo of ``min_pixels`` rows above and below decides every such hole in
+    the strip exactly, whatever the strip boundaries."""
+    halo = min_pixels if min_pixels > 1 else 0
+    top, bottom = max(0, row - halo), min(ds.height, row + h + halo)
+    prob = ds.read(1, window=Window(0, top, ds.width, bottom - top))
+    mask = _landslide_mask(prob, threshold)
+    if halo:
+        valid = prob != PROB_NODATA
+        background, n = ndimage.label(valid & ~mask, FOUR_CONNECTED)
+        size = np.bincount(background.ravel(), minlength=n + 1)
+        open_ = np.zeros(n + 1, bool)   # reaches the window or raster edge, or nodata
+        open_[background[0]] = open_[background[-1]] = True
+        open_[background[:, 0]] = open_[background[:, -1]] = True
+        open_[background[ndimage.binary_dilation(~valid, FOUR_CONNECTED)]] = True
+        hole = (size < min_pixels) & ~open_
+        hole[0] = False
+        mask |= hole[background]
+    core = slice(row - top, row - top + h)
+    return prob[core], mask[core]
+
+
 @dataclass
 class _StripLabels:
     """Which local labels of one strip are candidate regions, and their first global id."""
@@ -59,8 +86,7 @@ def _stitch(ds, threshold: float, min_pixels: int, reporter: Reporter):
     arrays grow with the number of real regions, not with speckle."""
     strips, total, pairs, prev_last, counts = [], 0, [], None, [np.zeros(1, np.int64)]
     for row, h in _strips(ds.height):
-        prob = ds.read(1, window=Window(0, row, ds.width, h))
-        labels, n = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
+        labels, n = ndimage.label(_strip_mask(ds, row, h, threshold, min_pixels)[1], FOUR_CONNECTED)
         size = np.bincount(labels.ravel(), minlength=n + 1)
         on_edge = np.zeros(n + 1, bool)
         on_edge[labels[0]] = on_edge[labels[-1]] = True
@@ -89,16 +115,24 @@ def _stitch(ds, threshold: float, min_pixels: int, reporter: Reporter):
 def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
             reporter: Reporter | None = None):
     """Landslide regions of at least ``min_pixels``: polygons (map coordinates), pixel
-    counts and mean probabilities. Smaller regions are dropped before polygonising,
-    which keeps noisy probability maps fast."""
+    counts and mean probabilities.
+
+    Holes below ``min_pixels`` are filled and regions below it dropped before any
+    polygon is built: speckle inside a large region would otherwise become thousands of
+    holes, costing time and memory, and neither is a mapping unit."""
     reporter = reporter or Reporter()
+    min_pixels = max(1, int(min_pixels))
     prob_path = str(prob_path)
     label_path, mask_path = prob_path + ".labels.tif", prob_path + ".regions.tif"
     try:
         with rasterio.open(prob_path) as ds:
-            final, strip_labels, pixels = _stitch(ds, threshold, max(1, min_pixels), reporter)
-            keep = pixels >= max(1, min_pixels)
+            final, strip_labels, pixels = _stitch(ds, threshold, min_pixels, reporter)
+            keep = pixels >= min_pixels
             keep[0] = False
+            if len(pixels) > 1 and pixels[1:].max() > max(10**6, 0.5 * ds.width * ds.height):
+                reporter.log(f"{prob_path}: one connected region holds {pixels[1:].max():,} pixels, over half the "
+                             "raster. Check the band mapping, reflectance scale and threshold: polygonising "
+                             "such a region is slow and memory-hungry.")
             sums = np.zeros(len(pixels))
             # Uncompressed scratch rasters: GDAL's polygoniser reads them line by line.
             scratch = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
@@ -107,8 +141,8 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
                     rasterio.open(mask_path, "w", dtype="uint8", **scratch) as mask_ds:
                 for (row, h), entry in zip(_strips(ds.height), strip_labels):
                     win = Window(0, row, ds.width, h)
-                    prob = ds.read(1, window=win)
-                    labels, n = ndimage.label(_landslide_mask(prob, threshold), FOUR_CONNECTED)
+                    prob, mask = _strip_mask(ds, row, h, threshold, min_pixels)
+                    labels, n = ndimage.label(mask, FOUR_CONNECTED)
                     labels = final[entry.lookup(n)[labels]]
                     labels[~keep[labels]] = 0
                     sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(pixels))
@@ -120,6 +154,8 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
             for geom, value in rasterio.features.shapes(rasterio.band(lab_ds, 1), mask=rasterio.band(mask_ds, 1)):
                 geoms.append(shapely.geometry.shape(geom))
                 ids.append(int(value))
+                if len(ids) % 1000 == 0:
+                    reporter.check_cancelled()
         reporter.progress(1.0, "polygonising")
     finally:
         for path in (label_path, mask_path):

@@ -74,6 +74,29 @@ def test_small_regions_are_dropped_before_polygonising(tmp_path, monkeypatch, st
     all_geoms, all_counts, _ = vectorize.regions(path, 0.55)
     monkeypatch.setattr(vectorize, "STRIP", strip)
     big_geoms, big_counts, _ = vectorize.regions(path, 0.55, min_pixels=20)
-    assert sorted(big_counts) == sorted(c for c in all_counts if c >= 20) and len(big_counts) < len(all_counts)
+    assert len(big_counts) == sum(c >= 20 for c in all_counts) < len(all_counts)
+    # each kept region still covers its own pixels (plus any holes below 20 px it had)
+    assert sorted(big_counts) >= sorted(c for c in all_counts if c >= 20)
     layer = vectorize.landslide_polygons(path, 2020, 0.55, 20 * 9.0, None)
-    assert sorted(layer.fields["area_m2"]) == sorted(c * 9.0 for c in all_counts if c >= 20)
+    assert sorted(layer.fields["area_m2"]) == sorted(c * 9.0 for c in big_counts)
+
+
+@pytest.mark.parametrize("strip", [256, 11, 1])
+def test_holes_below_the_minimum_are_filled_but_never_nodata(tmp_path, monkeypatch, strip):
+    monkeypatch.setattr(vectorize, "STRIP", strip)
+    prob = np.zeros((40, 40), np.float32)
+    prob[5:35, 5:35] = 0.9
+    prob[10:12, 10:12] = 0.1          # 4-pixel hole: filled
+    prob[20:30, 20:30] = 0.1          # 100-pixel hole: kept
+    prob[14:16, 25:27] = PROB_NODATA  # nodata hole: stays a hole
+    path = write_raster(tmp_path / "p.tif", prob, nodata=PROB_NODATA)
+    geoms, counts, means = vectorize.regions(path, 0.5, min_pixels=10)
+    assert len(geoms) == 1 and len(geoms[0].interiors) == 2
+    assert counts[0] == 30 * 30 - 100 - 4 and shapely.area(geoms[0]) == counts[0] * 9.0
+    assert means[0] == pytest.approx((0.9 * (900 - 108) + 0.1 * 4) / counts[0])
+    # a small pocket open to the raster edge is a notch, not a hole
+    prob[0:2, 0:40] = 0.9
+    prob[0:1, 20:22] = 0.1
+    edge = write_raster(tmp_path / "edge.tif", prob, nodata=PROB_NODATA)
+    geoms, counts, _ = vectorize.regions(edge, 0.5, min_pixels=10)
+    assert counts.sum() == (prob >= 0.5).sum() + 4  # only the 4-pixel hole was filled
