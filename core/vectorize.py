@@ -78,7 +78,7 @@ class _StripLabels:
         return lut
 
 
-def _stitch(ds, threshold: float, min_pixels: int, reporter: Reporter):
+def _stitch(ds, threshold: float, min_pixels: int, mask_ds, reporter: Reporter):
     """Pass 1: candidate regions per strip, stitched across strip edges.
 
     A region lying inside one strip (touching neither its first nor its last row) is
@@ -86,7 +86,9 @@ def _stitch(ds, threshold: float, min_pixels: int, reporter: Reporter):
     arrays grow with the number of real regions, not with speckle."""
     strips, total, pairs, prev_last, counts = [], 0, [], None, [np.zeros(1, np.int64)]
     for row, h in _strips(ds.height):
-        labels, n = ndimage.label(_strip_mask(ds, row, h, threshold, min_pixels)[1], FOUR_CONNECTED)
+        mask = _strip_mask(ds, row, h, threshold, min_pixels)[1]
+        mask_ds.write(mask.astype(np.uint8), 1, window=Window(0, row, ds.width, h))  # kept for pass 2
+        labels, n = ndimage.label(mask, FOUR_CONNECTED)
         size = np.bincount(labels.ravel(), minlength=n + 1)
         on_edge = np.zeros(n + 1, bool)
         on_edge[labels[0]] = on_edge[labels[-1]] = True
@@ -126,29 +128,29 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
     label_path, mask_path = prob_path + ".labels.tif", prob_path + ".regions.tif"
     try:
         with rasterio.open(prob_path) as ds:
-            final, strip_labels, pixels = _stitch(ds, threshold, min_pixels, reporter)
-            keep = pixels >= min_pixels
-            keep[0] = False
-            if len(pixels) > 1 and pixels[1:].max() > max(10**6, 0.5 * ds.width * ds.height):
-                reporter.log(f"{prob_path}: one connected region holds {pixels[1:].max():,} pixels, over half the "
-                             "raster. Check the band mapping, reflectance scale and threshold: polygonising "
-                             "such a region is slow and memory-hungry.")
-            sums = np.zeros(len(pixels))
             # Uncompressed scratch rasters: GDAL's polygoniser reads them line by line.
             scratch = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
                            transform=ds.transform, crs=ds.crs, BIGTIFF="IF_SAFER")
-            with rasterio.open(label_path, "w", dtype="int32", **scratch) as lab_ds, \
-                    rasterio.open(mask_path, "w", dtype="uint8", **scratch) as mask_ds:
-                for (row, h), entry in zip(_strips(ds.height), strip_labels):
-                    win = Window(0, row, ds.width, h)
-                    prob, mask = _strip_mask(ds, row, h, threshold, min_pixels)
-                    labels, n = ndimage.label(mask, FOUR_CONNECTED)
-                    labels = final[entry.lookup(n)[labels]]
-                    labels[~keep[labels]] = 0
-                    sums += np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(pixels))
-                    lab_ds.write(labels, 1, window=win)
-                    mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)
-                    reporter.progress(0.4 + 0.3 * (row + h) / ds.height, "labelling landslide regions")
+            with rasterio.open(mask_path, "w+", dtype="uint8", **scratch) as mask_ds:
+                final, strip_labels, pixels = _stitch(ds, threshold, min_pixels, mask_ds, reporter)
+                keep = pixels >= min_pixels
+                keep[0] = False
+                if len(pixels) > 1 and pixels[1:].max() > max(10**6, 0.5 * ds.width * ds.height):
+                    reporter.log(f"{prob_path}: one connected region holds {pixels[1:].max():,} pixels, over "
+                                 "half the raster. Check the band mapping, reflectance scale and threshold: "
+                                 "polygonising such a region is slow and memory-hungry.")
+                sums = np.zeros(len(pixels))
+                with rasterio.open(label_path, "w", dtype="int32", **scratch) as lab_ds:
+                    for (row, h), entry in zip(_strips(ds.height), strip_labels):
+                        win = Window(0, row, ds.width, h)
+                        labels, n = ndimage.label(mask_ds.read(1, window=win), FOUR_CONNECTED)
+                        labels = final[entry.lookup(n)[labels]]
+                        labels[~keep[labels]] = 0
+                        sums += np.bincount(labels.ravel(), weights=ds.read(1, window=win).ravel(),
+                                            minlength=len(pixels))
+                        lab_ds.write(labels, 1, window=win)
+                        mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)  # now: kept regions
+                        reporter.progress(0.4 + 0.3 * (row + h) / ds.height, "labelling landslide regions")
         geoms, ids = [], []
         with rasterio.open(label_path) as lab_ds, rasterio.open(mask_path) as mask_ds:
             for geom, value in rasterio.features.shapes(rasterio.band(lab_ds, 1), mask=rasterio.band(mask_ds, 1)):
