@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .bundled import default_model
-from .errors import Cancelled, LandslideMapperError
+from .errors import Cancelled, InputError, LandslideMapperError
 from .events import JsonlEmitter
 from .jobs import InferenceJob, YearInput, job_from_json
 from .progress import Reporter
@@ -51,10 +51,14 @@ class HumanOutput:
 
 
 def _install_cancel_handlers(reporter: Reporter) -> None:
-    """SIGTERM/SIGINT ask the job to stop at its next progress point (and clean up)."""
+    """SIGTERM/SIGINT ask the job to stop at its next progress point (and clean up).
+
+    A repeated SIGTERM changes nothing (a driver may send it twice); a second Ctrl-C
+    (SIGINT) stops at once, for a person who does not want to wait."""
     def handler(signum, _frame):
         reporter.cancel()
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
+        if signum == signal.SIGINT:
+            signal.signal(signum, signal.SIG_DFL)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
@@ -143,9 +147,11 @@ def cmd_infer(args) -> int:
 def cmd_run_job(args) -> int:
     from .runner import run_job
 
-    text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
-
     def job_fn(reporter):
+        try:
+            text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
+        except OSError as exc:
+            raise InputError(f"Cannot read the job specification {args.spec}: {exc.strerror or exc}.") from None
         return run_job(job_from_json(text), reporter)
 
     return _execute(job_fn, jsonl=True)[0]

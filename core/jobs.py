@@ -37,6 +37,12 @@ class InferenceJob:
     device: str = "auto"
 
     def validate(self) -> None:
+        _check_types(self, {"overlap": int, "batch_size": int, "min_area_m2": (int, float), "device": str,
+                            "model": str, "output_dir": str, "tile_size": (int, type(None)),
+                            "threshold": (int, float, type(None)), "run_name": (str, type(None))})
+        for y in self.years:
+            _check_types(y, {"year": int, "path": str, "bands": str,
+                             "reflectance_scale": (int, float, type(None))})
         if not self.years:
             raise InputError("No years given: add at least one YEAR=RASTER pair.")
         seen: dict[int, str] = {}
@@ -72,6 +78,13 @@ class InferenceJob:
 
 
 JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob}
+
+
+def _check_types(obj, types: dict) -> None:
+    for name, kind in types.items():
+        value = getattr(obj, name)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise InputError(f"{type(obj).__name__}.{name} has the wrong type: {value!r}.")
 
 
 def _check_keys(cls, data: dict) -> None:

@@ -81,7 +81,10 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
     job.validate()
     model = OnnxModel(job.model, job.device, log=reporter.log)
     meta = model.metadata
-    tile = job.tile_size or meta.tile_size
+    tile = job.tile_size or model.fixed_size or meta.tile_size
+    if model.fixed_size is not None and tile != model.fixed_size:
+        raise InputError(f"The model {model.path.name} takes fixed {model.fixed_size}×{model.fixed_size} "
+                         f"tiles; tile size {tile} cannot be used.")
     threshold = job.threshold if job.threshold is not None else meta.threshold
     if not 0 <= job.overlap < tile:
         raise InputError(f"Overlap {job.overlap} must be smaller than the tile size ({tile}).")
@@ -126,8 +129,8 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
             provider=model.provider, crs=crs_rules.describe(crs), tile_size=tile, threshold=threshold,
             years=result_years)
         run.path("summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        reporter.progress(1.0, "done")  # the last cancellation point: after it, the run stands
         final = run.commit()
-    reporter.progress(1.0, "done")
     result.run_dir = str(final)
     result.geopackage = str(final / GEOPACKAGE)
     return result

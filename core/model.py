@@ -125,6 +125,11 @@ class OnnxModel:
         if len(shape) != 4:
             raise ModelError(f"{self.path}: input must be 4-D (batch, channels, height, width), got {shape}.")
         c = shape[1] if self.metadata.layout == "NCHW" else shape[3]
+        h, w = (shape[2], shape[3]) if self.metadata.layout == "NCHW" else (shape[1], shape[2])
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.fixed_size = h if isinstance(h, int) else None
+        if self.fixed_size is not None and h != w:
+            raise ModelError(f"{self.path}: fixed non-square input {h}×{w} is not supported.")
         if isinstance(c, int) and c != len(self.metadata.channels):
             raise ModelError(f"{self.path}: the network takes {c} channels but its metadata lists "
                              f"{len(self.metadata.channels)} ({', '.join(self.metadata.channels)}).")
@@ -139,8 +144,17 @@ class OnnxModel:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) normalised tiles -> (N, H, W) probabilities."""
+        if self.fixed_batch and len(batch) != self.fixed_batch:  # a model exported with a fixed batch
+            parts = [self.predict(np.concatenate([part, np.zeros((self.fixed_batch - len(part),) + part.shape[1:],
+                                                                 part.dtype)]))[:len(part)]
+                     for part in np.array_split(batch, range(self.fixed_batch, len(batch), self.fixed_batch))]
+            return np.concatenate(parts)
         x = np.ascontiguousarray(batch if self.metadata.layout == "NCHW" else batch.transpose(0, 2, 3, 1))
-        out = self.session.run([self.output_name], {self.input_name: x})[0]
+        try:
+            out = self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:  # ORT's own error types; say which model and which input
+            raise ModelError(f"{self.path} failed on a batch of shape {tuple(x.shape)}: "
+                             f"{str(exc).strip()[:300]}") from None
         if out.ndim == 4:
             out = out[:, 0] if self.metadata.layout == "NCHW" else out[..., 0]
         # a probability outside [0, 1] would collide with the nodata value (-1)

@@ -96,7 +96,11 @@ class YearRaster:
         self._alpha: int | None = None
         if target_crs is not None and src.crs != target_crs:
             self.reprojected_from = crs_rules.describe(src.crs)
-            self.dataset = WarpedVRT(src, crs=target_crs, resampling=Resampling.bilinear)
+            # Without a nodata value the warp's fill outside the source footprint would read
+            # as valid zeros: an alpha band marks it instead.
+            has_alpha = ColorInterp.alpha in src.colorinterp
+            self.dataset = WarpedVRT(src, crs=target_crs, resampling=Resampling.bilinear,
+                                     add_alpha=src.nodata is None and not has_alpha)
             log(f"{self.path}: reprojected on the fly from {self.reprojected_from} to "
                 f"{crs_rules.describe(target_crs)}.")
         # GDAL derives masks from 8/16-bit alpha bands only; honour any alpha band ourselves.
@@ -140,8 +144,12 @@ class YearRaster:
         """Reflectance arrays (float32) for ``spectral`` channels, and the valid-pixel mask."""
         idx = self.source_indexes(spectral)
         unique = sorted(set(idx))
-        data = self.dataset.read(unique, window=window)
-        valid = self._valid(data, unique, window)
+        try:
+            data = self.dataset.read(unique, window=window)
+            valid = self._valid(data, unique, window)
+        except RasterioIOError as exc:
+            raise InputError(f"Year {self.year}: reading {self.path} failed; the file may be truncated "
+                             f"or corrupt ({exc}).") from None
         values = data.astype(np.float32)
         if values.dtype.kind == "f":
             valid &= np.all(np.isfinite(values), axis=0)

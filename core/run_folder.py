@@ -1,6 +1,6 @@
 """A run's output folder that appears only when complete and never replaces another.
 
-Everything is written into a hidden ``.<name>.partial`` folder beside the final one and
+Everything is written into a hidden ``.<name>.<random>.partial`` folder beside the final one and
 renamed into place at the end; on failure or cancel the staging folder is deleted. A
 name that is taken (e.g. a run whose layers the user has since edited) gets a suffix.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +23,8 @@ class RunFolder:
             raise OutputError(f"The output folder {self.output_dir} is a file, not a folder.")
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.staging = Path(os.path.join(self.output_dir, f".{self.name}.{os.getpid()}.partial"))
-            if self.staging.exists():
-                shutil.rmtree(self.staging)
-            self.staging.mkdir()
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".partial",
+                                                 dir=self.output_dir))
             probe = self.staging / ".write_test"
             probe.write_bytes(b"")
             probe.unlink()

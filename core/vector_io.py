@@ -6,6 +6,7 @@ tests all write files with the same library version.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -16,8 +17,22 @@ from osgeo import ogr, osr
 
 from .errors import InputError, OutputError
 
-ogr.UseExceptions()
-osr.UseExceptions()
+
+
+@contextmanager
+def _gdal_exceptions():
+    """OGR/OSR raise exceptions inside, and the process-wide setting is restored after
+    (inside QGIS other code relies on the default)."""
+    was_ogr, was_osr = ogr.GetUseExceptions(), osr.GetUseExceptions()
+    ogr.UseExceptions()
+    osr.UseExceptions()
+    try:
+        yield
+    finally:  # GDAL keeps a stack of error handlers: undo in reverse order
+        if not was_osr:
+            osr.DontUseExceptions()
+        if not was_ogr:
+            ogr.DontUseExceptions()
 
 
 @dataclass
@@ -52,6 +67,11 @@ def _geometry_type(geoms: np.ndarray) -> tuple[int, bool]:
 
 
 def write_geopackage(path: str | os.PathLike, layers: Mapping[str, VectorLayer]) -> Path:
+    with _gdal_exceptions():
+        return _write_geopackage(path, layers)
+
+
+def _write_geopackage(path: str | os.PathLike, layers: Mapping[str, VectorLayer]) -> Path:
     """Write all ``layers`` into one new GeoPackage, atomically.
 
     The file is built under ``.<stem>.partial.gpkg`` and renamed into place only when every
@@ -119,8 +139,9 @@ def _write_layer(ds, name: str, layer: VectorLayer) -> None:
 
 
 def list_layers(path: str | os.PathLike) -> list[str]:
-    ds = _open(path)
-    return [ds.GetLayerByIndex(i).GetName() for i in range(ds.GetLayerCount())]
+    with _gdal_exceptions():
+        ds = _open(path)
+        return [ds.GetLayerByIndex(i).GetName() for i in range(ds.GetLayerCount())]
 
 
 def _open(path: str | os.PathLike):
@@ -141,6 +162,11 @@ def _open(path: str | os.PathLike):
 
 def read_layer(path: str | os.PathLike, layer: str | int | None = None) -> VectorLayer:
     """Read one layer (by name or index; the first when None) into a :class:`VectorLayer`."""
+    with _gdal_exceptions():
+        return _read_layer(path, layer)
+
+
+def _read_layer(path, layer) -> VectorLayer:
     ds = _open(path)
     if layer is None:
         lyr = ds.GetLayerByIndex(0)

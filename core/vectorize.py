@@ -27,6 +27,7 @@ from .progress import Reporter
 from .vector_io import VectorLayer
 
 STRIP = 256    # rows per strip, a multiple of the block size; temporaries are ~30 bytes per pixel
+MAX_HALO = 256  # rows read above and below a strip to decide its holes
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
@@ -44,9 +45,11 @@ def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> tupl
 
     A hole is a 4-connected patch of valid non-landslide pixels that touches neither the
     raster edge nor nodata. One smaller than ``min_pixels`` spans fewer rows than that,
-    so reading a halo of ``min_pixels`` rows above and below decides every such hole in
-    the strip exactly, whatever the strip boundaries."""
-    halo = min_pixels if min_pixels > 1 else 0
+    so a halo of ``min_pixels`` rows above and below decides every such hole in the
+    strip exactly, whatever the strip boundaries. The halo is capped at ``MAX_HALO``
+    rows to bound memory: a hole below the minimum area yet taller than that (a slit a
+    few pixels wide) is then left open."""
+    halo = min(min_pixels, MAX_HALO) if min_pixels > 1 else 0
     top, bottom = max(0, row - halo), min(ds.height, row + h + halo)
     prob = ds.read(1, window=Window(0, top, ds.width, bottom - top))
     mask = _landslide_mask(prob, threshold)

@@ -108,3 +108,10 @@ def test_demo_main_job_end_to_end(tmp_path, pixel_size, bands):
     again = cli("demo", "--size", 256, "--pixel-size", pixel_size, "--seed", 3, "--quiet",
                 "--data-dir", tmp_path / "data", "--output", tmp_path / "out")
     assert again.returncode == 0 and len(list((tmp_path / "out").iterdir())) == 2
+
+
+def test_run_job_with_a_missing_spec_reports_an_error_event(tmp_path):
+    r = cli("run-job", tmp_path / "missing.json")
+    assert r.returncode == 2
+    ev = events(r.stdout)
+    assert ev[0]["event"] == "start" and ev[-1]["event"] == "error" and "missing.json" in ev[-1]["message"]

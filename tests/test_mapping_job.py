@@ -250,3 +250,57 @@ def test_real_web_mercator_raster_is_reprojected(tmp_path, baseline_model):
     result = run_inference(job_for(tmp_path, [YearInput(2017, str(path), "B=1,G=1,R=1,NIR=1")], baseline_model),
                            Reporter(on_log=logs.append))
     assert result.crs.startswith("EPSG:326") and any("Web Mercator" in m for m in logs)
+
+
+def test_reprojected_corners_outside_the_footprint_are_nodata(tmp_path, baseline_model):
+    """A source without nodata value: the warp's fill must not be read as valid ground."""
+    dx, dy = 3.0 / (111320 * np.cos(np.radians(27.7))), 3.0 / 110574
+    src = write_raster(tmp_path / "geo.tif", forest_with_scars(150, 150), crs="EPSG:4326",
+                       transform=from_origin(85.3, 27.7, dx, dy), nodata=None)
+    result = run_inference(job_for(tmp_path, [YearInput(2017, str(src))], baseline_model))
+    with rasterio.open(Path(result.run_dir) / "probability_2017.tif") as ds:
+        prob = ds.read(1)
+    assert (prob == -1).any() and (prob[prob != -1] < 0.5).all()
+    assert result.years[0].mapped_area_km2 == pytest.approx(150 * 150 * 9 / 1e6, rel=0.03)
+
+
+def test_models_with_fixed_input_sizes(tmp_path):
+    import onnx
+    from onnx import helper
+    fixed = onnx.load(str(conv_model(tmp_path / "c.onnx")))
+    dims = fixed.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, 64, 64
+    path = tmp_path / "fixed.onnx"
+    onnx.save(fixed, str(path))
+    src = write_raster(tmp_path / "ps.tif", forest_with_scars(150, 130, scars=[(20, 60, 20, 70)]))
+    result = run_inference(InferenceJob(years=[YearInput(2017, str(src))], model=str(path),
+                                        output_dir=str(tmp_path / "out"), overlap=8, batch_size=4))
+    assert result.tile_size == 64  # the model's fixed size, batches of 4 split into batches of 1
+    with pytest.raises(InputError, match=r"fixed\.onnx takes fixed 64×64 tiles; tile size 128"):
+        run_inference(InferenceJob(years=[YearInput(2017, str(src))], model=str(path),
+                                   output_dir=str(tmp_path / "out"), tile_size=128))
+
+
+def test_job_fields_of_the_wrong_type():
+    with pytest.raises(InputError, match=r"InferenceJob.overlap has the wrong type: None"):
+        job_from_json('{"kind": "infer", "years": [{"year": 2017, "path": "a.tif"}], "model": "m", '
+                      '"output_dir": "o", "overlap": null}').validate()
+
+
+def test_two_runs_with_one_name_in_one_process_do_not_collide(tmp_path):
+    from landslide_mapper.core.run_folder import RunFolder
+    with RunFolder(tmp_path, "same") as a, RunFolder(tmp_path, "same") as b:
+        a.path("x").write_text("a")
+        b.path("x").write_text("b")
+        assert a.commit().name == "same" and b.commit().name == "same_2"
+    assert (tmp_path / "same" / "x").read_text() == "a" and (tmp_path / "same_2" / "x").read_text() == "b"
+
+
+def test_truncated_geotiff(tmp_path, baseline_model):
+    src = write_raster(tmp_path / "cut.tif", forest_with_scars(300, 300), tiled=True, blockxsize=64,
+                       blockysize=64, compress="deflate")
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.tif"):
+        run_inference(job_for(tmp_path, [YearInput(2017, str(src))], baseline_model))
+    assert outputs(tmp_path) == []
