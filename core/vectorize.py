@@ -40,8 +40,8 @@ def _landslide_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return (prob >= threshold) & (prob != PROB_NODATA)
 
 
-def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probability and landslide mask of rows [row, row+h), holes below ``min_pixels`` filled.
+def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> np.ndarray:
+    """Landslide mask of rows [row, row+h), holes below ``min_pixels`` filled.
 
     A hole is a 4-connected patch of valid non-landslide pixels that touches neither the
     raster edge nor nodata. One smaller than ``min_pixels`` spans fewer rows than that,
@@ -64,8 +64,7 @@ def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> tupl
         hole = (size < min_pixels) & ~open_
         hole[0] = False
         mask |= hole[background]
-    core = slice(row - top, row - top + h)
-    return prob[core], mask[core]
+    return mask[row - top:row - top + h]
 
 
 @dataclass
@@ -89,7 +88,7 @@ def _stitch(ds, threshold: float, min_pixels: int, mask_ds, reporter: Reporter):
     arrays grow with the number of real regions, not with speckle."""
     strips, total, pairs, prev_last, counts = [], 0, [], None, [np.zeros(1, np.int64)]
     for row, h in _strips(ds.height):
-        mask = _strip_mask(ds, row, h, threshold, min_pixels)[1]
+        mask = _strip_mask(ds, row, h, threshold, min_pixels)
         mask_ds.write(mask.astype(np.uint8), 1, window=Window(0, row, ds.width, h))  # kept for pass 2
         labels, n = ndimage.label(mask, FOUR_CONNECTED)
         size = np.bincount(labels.ravel(), minlength=n + 1)

@@ -266,7 +266,6 @@ def test_reprojected_corners_outside_the_footprint_are_nodata(tmp_path, baseline
 
 def test_models_with_fixed_input_sizes(tmp_path):
     import onnx
-    from onnx import helper
     fixed = onnx.load(str(conv_model(tmp_path / "c.onnx")))
     dims = fixed.graph.input[0].type.tensor_type.shape.dim
     dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, 64, 64
