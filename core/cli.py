@@ -16,7 +16,7 @@ from pathlib import Path
 from .bundled import default_model
 from .errors import Cancelled, InputError, LandslideMapperError
 from .events import JsonlEmitter
-from .jobs import InferenceJob, YearInput, job_from_json
+from .jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json
 from .progress import Reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
@@ -67,7 +67,7 @@ def _install_cancel_handlers(reporter: Reporter) -> None:
 def _execute(job_fn, jsonl: bool, quiet: bool = False):
     """Run ``job_fn(reporter)`` with the chosen output; returns (exit code, result)."""
     out = JsonlEmitter() if jsonl else HumanOutput(quiet)
-    reporter = Reporter(out.progress, out.log)
+    reporter = Reporter(out.progress, out.log, on_event=out.emit if jsonl else None)
     _install_cancel_handlers(reporter)
     if jsonl:
         out.emit("start", pid=os.getpid())
@@ -140,6 +140,84 @@ def cmd_infer(args) -> int:
         print(f"Run folder: {result.run_dir}")
         print(f"Polygons:   {result.geopackage}")
         _print_inference_table(result)
+    return code
+
+
+# -- train / finetune ---------------------------------------------------------------
+def _split_layer(value: str) -> tuple[str, str | None]:
+    """``path|layername=NAME`` (QGIS' notation) or ``path|NAME`` -> (path, layer)."""
+    path, sep, layer = value.partition("|")
+    if not sep:
+        return path, None
+    return path, layer.split("=", 1)[1] if layer.startswith("layername=") else layer
+
+
+def _parse_source(text: str, defaults: dict) -> TrainingSource:
+    fields = dict(defaults)
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("raster", "labels", "reviewed", "bands", "region", "year", "reflectance_scale"):
+            raise InputError(f"--source: expected key=value pairs separated by ';' with keys raster, labels, "
+                             f"reviewed, bands, region, year, reflectance_scale; got {part!r}.")
+        fields[key] = value.strip()
+    return _make_source(fields)
+
+
+def _make_source(f: dict) -> TrainingSource:
+    if not f.get("raster") or not f.get("labels"):
+        raise InputError("Each training source needs a raster and a label layer (--raster and --labels, "
+                         "or --source 'raster=...;labels=...').")
+    labels, labels_layer = _split_layer(f["labels"])
+    reviewed, reviewed_layer = _split_layer(f["reviewed"]) if f.get("reviewed") else (None, None)
+    try:
+        year = int(f["year"]) if f.get("year") not in (None, "") else None
+        scale = float(f["reflectance_scale"]) if f.get("reflectance_scale") not in (None, "") else None
+    except ValueError as exc:
+        raise InputError(f"Training source {f['raster']}: {exc}.") from None
+    return TrainingSource(raster=f["raster"], labels=labels, labels_layer=labels_layer, reviewed=reviewed,
+                          reviewed_layer=reviewed_layer, bands=f.get("bands") or "auto",
+                          reflectance_scale=scale, region=f.get("region") or "", year=year)
+
+
+def _train_job(args, base: str | None) -> TrainJob:
+    defaults = {"bands": args.bands, "region": args.region, "year": args.year,
+                "reflectance_scale": args.reflectance_scale}
+    sources = [_parse_source(s, defaults) for s in args.source or []]
+    if args.raster or args.labels:
+        sources.insert(0, _make_source({**defaults, "raster": args.raster, "labels": args.labels,
+                                        "reviewed": args.reviewed}))
+    extra = {}
+    if base is None:
+        extra = dict(architecture=args.architecture, base_filters=args.base_filters,
+                     channels=args.channels.split(",") if args.channels else None)
+    return TrainJob(
+        sources=sources, output_dir=args.output, name=args.name, base_checkpoint=base,
+        patch_size=args.patch_size, stride=args.stride, drop_empty=args.drop_empty,
+        validation=args.validation, validation_fraction=args.val_fraction, augment=not args.no_augment,
+        epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr, loss=args.loss,
+        freeze=args.freeze, patience=args.patience, mixed_precision=args.mixed_precision, seed=args.seed,
+        trigger=args.trigger, description=args.description, max_steps_per_epoch=args.max_steps,
+        device=args.device, **extra)
+
+
+def cmd_train(args) -> int:
+    from .training import run_training
+
+    base = getattr(args, "checkpoint", None)
+    code, result = _execute(lambda reporter: run_training(_train_job(args, base), reporter),
+                            args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"{'epoch':>5} {'loss':>8} {'val loss':>9} {'precision':>10} {'recall':>7} {'F1':>6} {'IoU':>6}")
+        for h in result.history:
+            mark = " *" if h["epoch"] == result.best_epoch else ""
+            s = {k: "–" if h[k] is None else f"{h[k]:.3f}" for k in ("val_precision", "val_recall", "val_f1", "val_iou")}
+            print(f"{h['epoch']:>5} {h['loss']:>8.4f} {h['val_loss']:>9.4f} {s['val_precision']:>10} "
+                  f"{s['val_recall']:>7} {s['val_f1']:>6} {s['val_iou']:>6}{mark}")
+        print(f"\nCheckpoint: {result.checkpoint}  (stage {result.stage}, id {result.id}, best epoch "
+              f"{result.best_epoch} marked *, {result.seconds:.0f} s on {result.device})")
     return code
 
 
@@ -220,6 +298,18 @@ def cmd_demo(args) -> int:
     return code
 
 
+def cmd_build_pretrained(args) -> int:
+    from .pretrained import build_pretrained
+
+    code, result = _execute(lambda reporter: build_pretrained(
+        args.output, args.workdir, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+        base_filters=args.base_filters, max_steps=args.max_steps, regions=args.regions,
+        reporter=reporter), args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"Bundled checkpoint: {result}")
+    return code
+
+
 def cmd_build_baseline(args) -> int:
     from .baseline import write_baseline
 
@@ -274,9 +364,64 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         p.set_defaults(func=func)
 
+    for name, help_ in (("train", "train a new cascade checkpoint from scratch"),
+                        ("finetune", "fine-tune a cascade checkpoint into a new stage")):
+        p = sub.add_parser(name, help=help_)
+        if name == "finetune":
+            p.add_argument("--checkpoint", required=True, help="the base checkpoint (folder); it is not modified")
+        p.add_argument("--raster", help="image of one training source")
+        p.add_argument("--labels", help="landslide polygons for --raster (file, or file|layername=NAME)")
+        p.add_argument("--reviewed", help="reviewed-area polygons: negatives are taken only inside them "
+                                          "(default: the whole raster is taken as reviewed)")
+        p.add_argument("--source", action="append", metavar="'raster=..;labels=..[;reviewed=..;region=..;year=..]'",
+                       help="a further training source (repeatable)")
+        p.add_argument("--bands", default="auto", help="band mapping of the rasters (default auto)")
+        p.add_argument("--reflectance-scale", type=float, help="value of reflectance 1.0 (default from dtype)")
+        p.add_argument("--region", default="", help="region name recorded in the lineage")
+        p.add_argument("--year", type=int, help="year recorded in the lineage")
+        p.add_argument("--trigger", default="", help="triggering event recorded in the lineage")
+        p.add_argument("--description", default="", help="text for the model card")
+        p.add_argument("--output", "-o", required=True, help="folder in which the new checkpoint folder is created")
+        p.add_argument("--name", required=True, help="name of the new checkpoint (a suffix is added if taken)")
+        if name == "train":
+            p.add_argument("--architecture", default="adsms_unet",
+                           choices=["adsms_unet", "unet", "resunet", "attention_unet"])
+            p.add_argument("--base-filters", type=int, default=32, help="filters of the first block (default 32)")
+            p.add_argument("--channels", help="input channels, default B,G,R,NIR,NDVI")
+        p.add_argument("--epochs", type=int, default=30)
+        p.add_argument("--batch", type=int, default=16)
+        p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+        p.add_argument("--patch-size", type=int, default=128)
+        p.add_argument("--stride", type=int, help="patch stride (default half a patch)")
+        p.add_argument("--loss", default="adsms",
+                       choices=["adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky"])
+        p.add_argument("--freeze", default="none", help="none, encoder, or upto:<block> (e.g. upto:enc3)")
+        p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
+        p.add_argument("--validation", default="blocked", choices=["blocked", "random"])
+        p.add_argument("--val-fraction", type=float, default=0.2)
+        p.add_argument("--no-augment", action="store_true")
+        p.add_argument("--drop-empty", action="store_true", help="drop patches without landslide pixels")
+        p.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--max-steps", type=int, help="cap on batches per epoch (quick runs)")
+        _common(p)
+        p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("run-job", help="run a JSON job specification, printing JSON-lines events (worker mode)")
     p.add_argument("spec", nargs="?", default="-", help="job JSON file, or - for stdin (default)")
     p.set_defaults(func=cmd_run_job)
+
+    p = sub.add_parser("build-pretrained", help="retrain the bundled cascade checkpoint over procedural regions")
+    p.add_argument("--output", default=str(Path(__file__).resolve().parent.parent / "models"))
+    p.add_argument("--workdir", default="build/pretrained", help="scenes and intermediate stages")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of the first stage (default 20)")
+    p.add_argument("--finetune-epochs", type=int, default=10, help="epochs of each later stage (default 10)")
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--regions", type=int, default=4, help="number of regions (stages), at most 4")
+    p.add_argument("--max-steps", type=int, help="cap on batches per epoch")
+    _common(p)
+    p.set_defaults(func=cmd_build_pretrained)
 
     p = sub.add_parser("build-baseline", help="rebuild the bundled spectral baseline ONNX model")
     p.add_argument("--output", default=str(default_model()))

@@ -1446,3 +1446,22 @@ def load_or_generate(directory: str | os.PathLike, spec: SceneSpec, progress: Pr
             progress(1.0, "Reusing the existing demo scene")
         return m
     return generate_scene(directory, spec, progress, **kwargs)
+
+
+def cloud_cover_polygons(spec: SceneSpec, year: int, opacity: float = 0.5):
+    """Where clouds hide the ground in ``year`` (opacity above ``opacity``), as one geometry.
+
+    The truth keeps landslides under clouds (a mapper should report them as unseen, not
+    absent); training labels must not, or a network learns that clouds are landslides."""
+    import rasterio.features
+    from shapely.geometry import shape
+
+    plan = plan_scene(spec)
+    yr = plan.years[int(year)]
+    cover = _cloud_opacity(plan, yr, 0, plan.size, 0, plan.size)
+    if cover is None:
+        return shapely.Polygon()
+    mask = (cover > opacity).astype(np.uint8)
+    parts = [shape(g) for g, v in rasterio.features.shapes(mask, mask=mask.astype(bool),
+                                                            transform=_window_transform(plan, 0, 0)) if v]
+    return shapely.union_all(parts) if parts else shapely.Polygon()

@@ -77,7 +77,123 @@ class InferenceJob:
         return cls(years=years, **data)
 
 
-JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob}
+@dataclass
+class TrainingSource:
+    """One (raster, label polygons, reviewed-area polygons) set of a region and year.
+
+    Label polygons are landslides; inside the reviewed-area polygons everything that is not
+    a label is taken as a known negative. Without a reviewed-area layer the whole raster
+    is taken as reviewed (the labels must then be complete). Layers may be in any CRS.
+    """
+
+    raster: str
+    labels: str                              # any OGR source: GeoPackage, shapefile, zip
+    labels_layer: str | None = None          # None: the first layer
+    reviewed: str | None = None
+    reviewed_layer: str | None = None
+    bands: str = "auto"
+    reflectance_scale: float | None = None
+    region: str = ""                         # for the checkpoint's lineage
+    year: int | None = None
+
+
+FREEZE_CHOICES = ("none", "encoder")         # or "upto:<block>", e.g. "upto:enc3"
+LOSSES = ("adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky")
+
+
+@dataclass
+class TrainJob:
+    """Train a cascade checkpoint from scratch, or fine-tune one (``base_checkpoint``).
+
+    The result is a new checkpoint folder ``output_dir/name`` (a suffix is added if the
+    name is taken); the base checkpoint is never modified.
+    """
+
+    kind: ClassVar[str] = "train"
+    sources: list[TrainingSource]
+    output_dir: str
+    name: str
+    base_checkpoint: str | None = None       # None: train from scratch
+    architecture: str = "adsms_unet"         # from scratch only
+    base_filters: int = 32                   # from scratch only
+    channels: list[str] | None = None        # from scratch only; None: B,G,R,NIR,NDVI
+    patch_size: int = 128
+    stride: int | None = None                # None: half a patch
+    drop_empty: bool = False                 # drop patches without any landslide pixel
+    validation: str = "blocked"              # "blocked" (spatial blocks) or "random"
+    validation_fraction: float = 0.2
+    augment: bool = True
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    loss: str = "adsms"
+    freeze: str = "none"
+    patience: int = 8                        # early stopping; LR is reduced after patience // 2
+    mixed_precision: str = "auto"            # auto: on a GPU only; "on" / "off"
+    seed: int = 0
+    trigger: str = ""                        # e.g. "earthquake", "monsoon rainfall" (lineage)
+    description: str = ""
+    max_steps_per_epoch: int | None = None   # cap for quick runs and tests
+    device: str = "auto"
+
+    def validate(self) -> None:
+        _check_types(self, {"output_dir": str, "name": str, "base_checkpoint": (str, type(None)),
+                            "architecture": str, "base_filters": int, "patch_size": int,
+                            "stride": (int, type(None)), "drop_empty": bool, "validation": str,
+                            "validation_fraction": (int, float), "augment": bool, "epochs": int,
+                            "batch_size": int, "learning_rate": (int, float), "loss": str,
+                            "freeze": str, "patience": int, "mixed_precision": str, "seed": int,
+                            "trigger": str, "description": str,
+                            "max_steps_per_epoch": (int, type(None)), "device": str,
+                            "channels": (list, type(None))})
+        for s in self.sources:
+            _check_types(s, {"raster": str, "labels": str, "labels_layer": (str, type(None)),
+                             "reviewed": (str, type(None)), "reviewed_layer": (str, type(None)),
+                             "bands": str, "reflectance_scale": (int, float, type(None)),
+                             "region": str, "year": (int, type(None))})
+        if not self.sources:
+            raise InputError("No training data given: add at least one raster with its label polygons.")
+        if not self.name.strip() or any(c in self.name for c in '/\\:*?"<>|'):
+            raise InputError(f"Checkpoint name {self.name!r} is empty or contains a character not "
+                             "allowed in a folder name.")
+        if self.patch_size < 16 or self.patch_size % 16:
+            raise InputError(f"Patch size must be a multiple of 16 and at least 16, got {self.patch_size}.")
+        if self.stride is not None and not 0 < self.stride:
+            raise InputError(f"Stride must be positive, got {self.stride}.")
+        if self.validation not in ("blocked", "random"):
+            raise InputError(f"Validation split must be 'blocked' or 'random', not {self.validation!r}.")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise InputError(f"Validation fraction must lie in (0, 1), got {self.validation_fraction}.")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise InputError("Epochs, batch size and patience must be at least 1.")
+        if not self.learning_rate > 0:
+            raise InputError(f"Learning rate must be positive, got {self.learning_rate}.")
+        if self.loss not in LOSSES:
+            raise InputError(f"Unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}.")
+        if self.freeze not in FREEZE_CHOICES and not self.freeze.startswith("upto:"):
+            raise InputError(f"Freeze must be none, encoder or upto:<block>, not {self.freeze!r}.")
+        if self.mixed_precision not in ("auto", "on", "off"):
+            raise InputError(f"Mixed precision must be auto, on or off, not {self.mixed_precision!r}.")
+        if self.base_filters < 2:
+            raise InputError(f"Base filters must be at least 2, got {self.base_filters}.")
+        if self.device.lower() not in ("auto", "cpu", "gpu", "cuda"):
+            raise InputError(f"Device must be auto, cpu or gpu, not {self.device!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainJob":
+        data = {k: v for k, v in data.items() if k != "kind"}
+        _check_keys(cls, data)
+        sources = []
+        for s in data.pop("sources", []):
+            _check_keys(TrainingSource, s)
+            sources.append(TrainingSource(**s))
+        return cls(sources=sources, **data)
+
+
+JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob, TrainJob.kind: TrainJob}
 
 
 def _check_types(obj, types: dict) -> None:

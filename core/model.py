@@ -62,9 +62,17 @@ class ModelMetadata:
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A model is an ``.onnx`` file or a checkpoint folder holding ``model.onnx``."""
+    """A model is an ``.onnx`` file or a cascade checkpoint (its folder or a file in it).
+
+    A checkpoint is checked for completeness and integrity before its ONNX file is used."""
     p = Path(path)
+    if p.is_file() and p.name == "checkpoint.json":
+        p = p.parent
     if p.is_dir():
+        if (p / "checkpoint.json").exists():
+            from .checkpoint import load_checkpoint
+
+            return load_checkpoint(p).onnx_path
         p = p / "model.onnx"
     if not p.exists():
         raise ModelError(f"Model {path} does not exist (expected an .onnx file or a checkpoint "

@@ -12,21 +12,23 @@ from .errors import Cancelled
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
+EventFn = Callable[..., None]
 
 
 class Reporter:
     """Sends progress in [0, 1] and log lines to callbacks; raises Cancelled when asked."""
 
     def __init__(self, on_progress: ProgressFn | None = None, on_log: LogFn | None = None,
-                 cancel_event: threading.Event | None = None):
+                 cancel_event: threading.Event | None = None, on_event: EventFn | None = None):
         self._on_progress = on_progress
         self._on_log = on_log
+        self._on_event = on_event
         self.cancel_event = cancel_event or threading.Event()
         self._start, self._span = 0.0, 1.0
 
     def sub(self, start: float, stop: float) -> "Reporter":
         """A reporter whose [0, 1] maps onto [start, stop] of this one."""
-        child = Reporter(self._on_progress, self._on_log, self.cancel_event)
+        child = Reporter(self._on_progress, self._on_log, self.cancel_event, self._on_event)
         child._start = self._start + start * self._span
         child._span = (stop - start) * self._span
         return child
@@ -40,6 +42,11 @@ class Reporter:
     def log(self, message: str) -> None:
         if self._on_log is not None:
             self._on_log(message)
+
+    def event(self, name: str, **payload) -> None:
+        """A structured event (e.g. per-epoch training metrics) for displays that plot it."""
+        if self._on_event is not None:
+            self._on_event(name, **payload)
 
     def cancel(self) -> None:
         self.cancel_event.set()

@@ -36,7 +36,7 @@ class RunFolder:
     def path(self, name: str) -> Path:
         return self.staging / name
 
-    def _free_name(self) -> Path:
+    def free_name(self) -> Path:
         candidate = self.output_dir / self.name
         n = 2
         while candidate.exists():
@@ -45,8 +45,12 @@ class RunFolder:
         return candidate
 
     def commit(self) -> Path:
+        # mkdtemp makes the staging folder private (0700); the result gets the usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.staging, 0o777 & ~umask)
         for _ in range(100):
-            target = self._free_name()
+            target = self.free_name()
             try:
                 os.rename(self.staging, target)
             except OSError:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .errors import InputError
-from .jobs import InferenceJob
+from .jobs import InferenceJob, TrainJob
 from .progress import Reporter
 
 
@@ -12,4 +12,8 @@ def run_job(job, reporter: Reporter | None = None):
         from .mapping import run_inference
 
         return run_inference(job, reporter)
+    if isinstance(job, TrainJob):
+        from .training import run_training
+
+        return run_training(job, reporter)
     raise InputError(f"Unknown job type {type(job).__name__}.")

@@ -67,3 +67,16 @@ def forest_with_scars(height: int, width: int, scars=(), seed: int = 0) -> np.nd
 @pytest.fixture
 def baseline_model() -> Path:
     return BASELINE
+
+
+def polygons_gpkg(path, boxes, raster, layer: str = "landslides") -> Path:
+    """A GeoPackage of rectangles given as pixel boxes ``(row0, row1, col0, col1)`` of ``raster``."""
+    import shapely
+
+    from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+
+    with rasterio.open(raster) as src:
+        t, wkt = src.transform, src.crs.to_wkt()
+    geoms = [shapely.box(*(t * (c0, r1)), *(t * (c1, r0))) for r0, r1, c0, c1 in boxes]
+    write_geopackage(path, {layer: VectorLayer(np.array(geoms, dtype=object), {}, wkt)})
+    return Path(path)

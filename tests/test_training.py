@@ -1,0 +1,227 @@
+"""Real (tiny) training and fine-tuning, the checkpoint they write, and its use for mapping."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from conftest import write_raster
+from landslide_mapper.core.checkpoint import load_checkpoint
+from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
+from landslide_mapper.core.errors import Cancelled, InputError, ModelError
+from landslide_mapper.core.jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json, job_to_json
+from landslide_mapper.core.model import OnnxModel
+from landslide_mapper.core.progress import Reporter
+
+keras = pytest.importorskip("keras")
+
+from landslide_mapper.core.training import run_training  # noqa: E402  (after the skip)
+
+TINY = dict(base_filters=4, patch_size=64, epochs=2, max_steps_per_epoch=2, batch_size=4, augment=True)
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scene")
+    return generate_scene(d, SceneSpec(size=192, years=(2016, 2017), seed=5))
+
+
+def sources(scene, year=2017, **kw):
+    return [TrainingSource(raster=scene.rasters[year], labels=scene.truth_path, labels_layer=f"landslides_{year}",
+                           region="Test valley", year=year, **kw)]
+
+
+@pytest.fixture(scope="module")
+def trained(scene, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    events = []
+    job = TrainJob(sources=sources(scene), output_dir=str(out), name="stage1", trigger="test storm", **TINY)
+    result = run_training(job, Reporter(on_event=lambda name, **kw: events.append((name, kw))))
+    return result, events
+
+
+def test_training_writes_a_complete_self_describing_checkpoint(trained, scene):
+    result, events = trained
+    ckpt = load_checkpoint(result.checkpoint)
+    assert sorted(p.name for p in ckpt.folder.iterdir()) == ["MODEL_CARD.md", "checkpoint.json", "model.keras",
+                                                             "model.onnx"]
+    assert ckpt.channels == ["B", "G", "R", "NIR", "NDVI"] and ckpt.info["architecture"]["name"] == "adsms_unet"
+    (stage,) = ckpt.lineage
+    assert stage["mode"] == "train" and stage["base_id"] is None and stage["region"] == "Test valley"
+    assert stage["years"] == [2017] and stage["trigger"] == "test storm"
+    assert stage["patches"]["train"] > 0 and stage["patches"]["validation"] > 0
+    assert set(stage["validation"]) >= {"precision", "recall", "f1", "iou", "loss"}
+    assert [e for e, _ in events] == ["epoch", "epoch"] and events[0][1]["epoch"] == 1
+    # the ONNX file carries the same facts, so it alone is enough for mapping
+    meta = OnnxModel(ckpt.onnx_path).metadata
+    assert meta.channels == ckpt.channels and meta.mean == ckpt.info["mean"] and meta.lineage == ckpt.lineage
+    assert meta.size_multiple == 16 and meta.layout == "NCHW"
+    card = (ckpt.folder / "MODEL_CARD.md").read_text()
+    assert "Test valley" in card and "B, G, R, NIR, NDVI" in card and ckpt.id in card
+    assert result.onnx_max_abs_diff < 1e-4
+    assert json.loads((ckpt.folder / "checkpoint.json").read_text())["lineage"][0]["validation"]["loss"] > 0
+
+
+def test_finetune_appends_a_stage_and_leaves_the_base_untouched(trained, scene, tmp_path):
+    base = Path(trained[0].checkpoint)
+    before = digest(base)
+    job = TrainJob(sources=sources(scene), output_dir=str(base.parent), name="stage1",
+                   base_checkpoint=str(base), freeze="encoder", **{**TINY, "epochs": 1})
+    result = run_training(job)
+    assert digest(base) == before
+    child = load_checkpoint(result.checkpoint)
+    assert child.folder != base and child.name == child.folder.name == "stage1_2"
+    assert [s["stage"] for s in child.lineage] == [1, 2]
+    assert child.lineage[1]["base_id"] == load_checkpoint(base).id
+    assert child.lineage[1]["mode"] == "finetune" and child.lineage[1]["freeze"] == "encoder"
+    assert child.lineage[1]["years"] == [2017] and child.lineage[1]["region"] == "Test valley"
+    assert child.info["mean"] == load_checkpoint(base).info["mean"]  # the base's normalisation is kept
+    # the stored network is fully trainable again; freezing is a per-run choice
+    assert all(layer.trainable for layer in child.load_keras().layers)
+
+
+def test_onnx_export_matches_keras_through_tiled_inference(trained, scene, tmp_path):
+    """Keras on a whole 128×128 raster == the mapping pipeline on it with one 128 px tile."""
+    from landslide_mapper.core.bands import build_channels
+    from landslide_mapper.core.mapping import run_inference
+
+    ckpt = load_checkpoint(trained[0].checkpoint)
+    with rasterio.open(scene.rasters[2017]) as src:
+        data = src.read(window=Window(32, 32, 128, 128))
+        profile = dict(crs=src.crs, transform=src.window_transform(Window(32, 32, 128, 128)))
+    path = write_raster(tmp_path / "crop.tif", data, **profile, nodata=None)
+    refl = {b: data[i].astype(np.float32) / 10000 for i, b in enumerate(["B", "G", "R", "NIR"])}
+    x = build_channels(refl, ckpt.channels)
+    x = (x - np.array(ckpt.info["mean"], np.float32)[:, None, None]) / np.array(ckpt.info["std"], np.float32)[:, None, None]
+    model = ckpt.load_keras()
+    expected = np.asarray(model(x.transpose(1, 2, 0)[None], training=False)[0])[0, ..., 0]
+    result = run_inference(InferenceJob(years=[YearInput(2017, str(path), "planetscope4")], model=str(ckpt.folder),
+                                        output_dir=str(tmp_path / "runs"), tile_size=128, overlap=0))
+    with rasterio.open(Path(result.run_dir) / result.years[0].probability) as ds:
+        got = ds.read(1)
+    assert got.shape == expected.shape
+    assert np.max(np.abs(got - expected)) < 1e-4
+    assert result.model_kind == "cascade"
+
+
+def test_cancel_leaves_no_checkpoint_and_the_base_untouched(trained, scene, tmp_path):
+    base = Path(trained[0].checkpoint)
+    before = digest(base)
+    stop = threading.Event()
+    seen = []
+
+    def on_progress(fraction, message):
+        seen.append(message)
+        if "batch" in message:
+            stop.set()  # the user presses Cancel during the first batch
+
+    out = tmp_path / "out"
+    job = TrainJob(sources=sources(scene), output_dir=str(out), name="never", base_checkpoint=str(base),
+                   **{**TINY, "epochs": 5})
+    with pytest.raises(Cancelled):
+        run_training(job, Reporter(on_progress, cancel_event=stop))
+    assert sum("batch" in m for m in seen) == 1  # stopped at the next progress point
+    assert list(out.iterdir()) == [] if out.exists() else True
+    assert digest(base) == before
+
+
+def test_checkpoint_for_another_band_count(trained, tmp_path):
+    rgb = write_raster(tmp_path / "rgb.tif", np.full((3, 80, 80), 500, np.uint16))
+    from conftest import polygons_gpkg
+    labels = polygons_gpkg(tmp_path / "l.gpkg", [(10, 30, 10, 30)], tmp_path / "rgb.tif")
+    job = TrainJob(sources=[TrainingSource(raster=str(rgb), labels=str(labels), bands="B=3,G=2,R=1")],
+                   output_dir=str(tmp_path / "o"), name="x", base_checkpoint=trained[0].checkpoint, **TINY)
+    with pytest.raises(InputError, match="NIR"):
+        run_training(job)
+
+
+def test_damaged_checkpoints_are_refused_with_the_reason(trained, tmp_path):
+    good = Path(trained[0].checkpoint)
+    cases = {}
+    for name in ("truncated", "no_onnx", "no_info", "other_channels"):
+        cases[name] = shutil.copytree(good, tmp_path / name)
+    keras_file = cases["truncated"] / "model.keras"
+    keras_file.write_bytes(keras_file.read_bytes()[:1000])
+    (cases["no_onnx"] / "model.onnx").unlink()
+    (cases["no_info"] / "checkpoint.json").unlink()
+    info = json.loads((cases["other_channels"] / "checkpoint.json").read_text())
+    info["channels"], info["mean"], info["std"] = ["B", "G", "R"], [0, 0, 0], [1, 1, 1]
+    (cases["other_channels"] / "checkpoint.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="corrupt.*model.keras"):
+        load_checkpoint(cases["truncated"])
+    with pytest.raises(ModelError, match="incomplete.*model.onnx is missing"):
+        load_checkpoint(cases["no_onnx"])
+    with pytest.raises(ModelError, match="checkpoint.json is missing"):
+        load_checkpoint(cases["no_info"])
+    with pytest.raises(ModelError, match="takes 5 channels but checkpoint.json lists 3"):
+        load_checkpoint(cases["other_channels"]).load_keras()
+    with pytest.raises(ModelError, match="corrupt"):  # mapping refuses it too, before loading anything
+        OnnxModel(cases["truncated"])
+    with pytest.raises(ModelError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_patch_larger_than_the_raster_is_refused_before_training(tmp_path):
+    img = write_raster(tmp_path / "small.tif", np.full((4, 40, 40), 500, np.uint16))
+    from conftest import polygons_gpkg
+    labels = polygons_gpkg(tmp_path / "l.gpkg", [(5, 20, 5, 20)], img)
+    job = TrainJob(sources=[TrainingSource(raster=str(img), labels=str(labels))], output_dir=str(tmp_path / "o"),
+                   name="x", **{**TINY, "patch_size": 64})
+    with pytest.raises(InputError, match="64"):
+        run_training(job)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_train_job_round_trips_through_json_and_rejects_bad_fields(scene):
+    job = TrainJob(sources=sources(scene), output_dir="out", name="n", freeze="upto:enc2")
+    again = job_from_json(job_to_json(job))
+    assert again == job
+    for bad, match in ((dict(name="a/b"), "name"), (dict(patch_size=100), "multiple of 16"),
+                       (dict(loss="l2"), "Unknown loss"), (dict(freeze="half"), "Freeze"),
+                       (dict(validation_fraction=1.0), "fraction"), (dict(sources=[]), "No training data")):
+        with pytest.raises(InputError, match=match):
+            TrainJob(**{**dict(sources=sources(scene), output_dir="out", name="n"), **bad}).validate()
+
+
+def test_cli_train_then_finetune(scene, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from landslide_mapper.core.events import parse_event
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "landslide_mapper", *map(str, args)], capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    labels = f"{scene.truth_path}|layername=landslides_2017"
+    tiny = ["--base-filters", 4, "--patch-size", 64, "--epochs", 1, "--max-steps", 2, "--batch", 4]
+    r = cli("train", "--raster", scene.rasters[2017], "--labels", labels, "--region", "CLI valley", "--year", 2017,
+            "--output", tmp_path, "--name", "cli", "--jsonl", *tiny)
+    assert r.returncode == 0, r.stderr[-3000:]
+    events = [e for e in map(parse_event, r.stdout.splitlines()) if e]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "result" and "progress" in kinds and "epoch" in kinds
+    ckpt = events[-1]["result"]["checkpoint"]
+    assert load_checkpoint(ckpt).lineage[0]["region"] == "CLI valley"
+
+    r = cli("finetune", "--checkpoint", ckpt, "--source", f"raster={scene.rasters[2017]};labels={labels};region=More",
+            "--output", tmp_path, "--name", "cli", "--freeze", "upto:enc2", *tiny[2:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Checkpoint:" in r.stdout and "stage 2" in r.stdout
+    assert [s["region"] for s in load_checkpoint(tmp_path / "cli_2").lineage] == ["CLI valley", "More"]
+
+    r = cli("finetune", "--checkpoint", tmp_path / "missing", "--raster", scene.rasters[2017], "--labels", labels,
+            "--output", tmp_path, "--name", "bad")
+    assert r.returncode == 2 and "does not exist" in r.stderr

@@ -1,0 +1,455 @@
+import random
+import threading
+
+import numpy as np
+import pytest
+import rasterio.warp
+import shapely
+from rasterio.crs import CRS
+
+from conftest import forest_with_scars, write_raster
+from landslide_mapper.core.errors import Cancelled, InputError
+from landslide_mapper.core.jobs import TrainingSource
+from landslide_mapper.core.progress import Reporter
+from landslide_mapper.core.training_data import (PatchSet, make_augmenter, normalisation, prepare_patches,
+                                                 split_patches)
+from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+
+UTM = CRS.from_epsg(32645)
+X0, Y0, PX = 300000.0, 3100000.0, 3.0          # conftest.write_raster's default grid
+CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
+
+
+def px_box(r0, r1, c0, c1):
+    """Polygon over pixel rows [r0, r1) and cols [c0, c1) of the default grid (fractions allowed)."""
+    return shapely.box(X0 + c0 * PX, Y0 - r1 * PX, X0 + c1 * PX, Y0 - r0 * PX)
+
+
+def to_crs(geoms, dst):
+    def fn(xy):
+        xs, ys = rasterio.warp.transform(UTM, dst, xy[:, 0].tolist(), xy[:, 1].tolist())
+        return np.column_stack([xs, ys])
+    return shapely.transform(np.asarray(geoms, dtype=object), fn)
+
+
+def gpkg(path, geoms, crs="utm", layer="layer"):
+    """Write ``geoms`` (given in UTM pixel-grid coordinates) in ``crs``: utm, 4326 or none."""
+    geoms = np.asarray(geoms, dtype=object)
+    if crs == "4326":
+        geoms, wkt = to_crs(geoms, CRS.from_epsg(4326)), CRS.from_epsg(4326).to_wkt()
+    else:
+        wkt = UTM.to_wkt() if crs == "utm" else None
+    write_geopackage(path, {layer: VectorLayer(geoms, {}, wkt)})
+    return str(path)
+
+
+def raster(tmp_path, h, w, name="img.tif", nodata_boxes=(), scars=()):
+    img = forest_with_scars(h, w, scars)
+    for r0, r1, c0, c1 in nodata_boxes:
+        img[:, r0:r1, c0:c1] = 0
+    return str(write_raster(tmp_path / name, img)), img
+
+
+def mosaic(ps, shape, which=None):
+    """Labels and coverage put back on the raster grid from the patches."""
+    label, cover = np.zeros(shape, np.uint8), np.zeros(shape, bool)
+    P = ps.patch_size
+    for k in range(len(ps)) if which is None else which:
+        r, c = ps.rows[k], ps.cols[k]
+        label[r:r + P, c:c + P] = ps.masks[k]
+        cover[r:r + P, c:c + P] = True
+    return label, cover
+
+
+# -- patches ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("crs", ["utm", "4326", "none"])
+def test_labels_land_on_their_pixels_in_any_crs(tmp_path, crs):
+    path, img = raster(tmp_path, 64, 80)
+    # whole pixels, and one with fractional edges: only pixels whose centre is inside count
+    labels = gpkg(tmp_path / "labels.gpkg", [px_box(10, 20, 30, 41), px_box(40.6, 50.4, 5.6, 8.4)], crs)
+    logs = []
+    ps = prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32,
+                         reporter=Reporter(on_log=logs.append))
+    expected = np.zeros((64, 80), np.uint8)
+    expected[10:20, 30:41] = 1
+    expected[41:50, 6:8] = 1
+    label, cover = mosaic(ps, (64, 80))
+    assert cover.all()
+    assert np.array_equal(label, expected)
+    assert ps.images.shape == (len(ps), 32, 32, 5) and ps.images.dtype == np.float32
+    assert ps.masks.dtype == np.uint8 and ps.channels == CHANNELS and ps.pixel_size == [pytest.approx(3.0)]
+    k = int(np.flatnonzero((ps.rows == 16) & (ps.cols == 32))[0])
+    assert np.allclose(ps.images[k, :, :, 2], img[2, 16:48, 32:64] / 10000.0)          # R = band 3
+    red, nir = img[2, 16:48, 32:64].astype(float), img[3, 16:48, 32:64].astype(float)
+    assert np.allclose(ps.images[k, :, :, 4], (nir - red) / (nir + red), atol=1e-6)
+    assert any("whole raster counts as reviewed" in m for m in logs)
+    if crs == "4326":
+        assert any("reprojected from EPSG:4326" in m for m in logs)
+    if crs == "none":
+        assert any("no coordinate reference system" in m for m in logs)
+
+
+def test_self_intersecting_polygons_are_repaired(tmp_path):
+    path, _ = raster(tmp_path, 48, 48)
+    x, y = lambda c: X0 + c * PX, lambda r: Y0 - r * PX
+    bowtie = shapely.Polygon([(x(10), y(10)), (x(30), y(30)), (x(30), y(10)), (x(10), y(30))])
+    labels = gpkg(tmp_path / "bowtie.gpkg", [bowtie])
+    logs = []
+    ps = prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32,
+                         reporter=Reporter(on_log=logs.append))
+    label, _ = mosaic(ps, (48, 48))
+    assert label[15:25, 28].all() and label[15:25, 12].all() and label[12, 15:25].sum() == 0  # the two lobes
+    assert any("1 invalid geometries repaired" in m for m in logs)
+
+
+def test_nodata_patches_are_dropped(tmp_path):
+    path, _ = raster(tmp_path, 64, 64, nodata_boxes=[(0, 20, 0, 20)])
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(40, 50, 40, 50)])
+    ps = prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32, stride=16)
+    s = ps.stats["sources"][0]
+    assert (s["candidate"], s["kept"], s["dropped_nodata"], s["dropped_unreviewed"]) == (9, 5, 4, 0)
+    assert not ((ps.rows < 20) & (ps.cols < 20)).any()
+    assert ps.stats["total"]["kept"] == len(ps) == 5
+
+
+def test_drop_empty_keeps_only_patches_with_landslides(tmp_path):
+    path, _ = raster(tmp_path, 64, 64)
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(50, 60, 50, 60)])
+    src = [TrainingSource(path, labels)]
+    every = prepare_patches(src, CHANNELS, patch_size=32, stride=16)
+    some = prepare_patches(src, CHANNELS, patch_size=32, stride=16, drop_empty=True)
+    assert (every.masks.reshape(len(every), -1).max(1) == 0).any()
+    assert (some.masks.reshape(len(some), -1).max(1) == 1).all()
+    assert some.stats["sources"][0]["dropped_empty"] == len(every) - len(some) > 0
+    assert every.stats["sources"][0]["dropped_empty"] == 0
+    assert some.stats["total"]["positive_fraction"] > every.stats["total"]["positive_fraction"]
+
+
+def test_negatives_only_inside_reviewed_areas(tmp_path):
+    path, _ = raster(tmp_path, 96, 96)
+    # L-shaped reviewed area: the top half, and the left 40 columns of the bottom half
+    reviewed = gpkg(tmp_path / "reviewed.gpkg", [px_box(0, 48, 0, 96), px_box(48, 96, 0, 40)], "4326")
+    inside, across, outside = px_box(10, 20, 10, 20), px_box(40, 56, 60, 70), px_box(70, 80, 70, 80)
+    labels = gpkg(tmp_path / "labels.gpkg", [inside, across, outside])
+    logs = []
+    ps = prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32,
+                         stride=16, reporter=Reporter(on_log=logs.append))
+    ok = np.zeros((96, 96), bool)
+    ok[:48] = True
+    ok[48:, :40] = True
+    for r, c in zip(ps.rows, ps.cols):
+        assert ok[r:r + 32, c:c + 32].all()
+    s = ps.stats["sources"][0]
+    assert s["dropped_unreviewed"] > 0 and s["kept"] == len(ps) > 0
+    label, cover = mosaic(ps, (96, 96))
+    assert label[10:20, 10:20].all() and label[40:48, 60:70].all()
+    assert label.sum() == 100 + 80                      # nothing from outside the reviewed area
+    assert not cover[48:, 40:].any()
+    assert any("1 of 3 landslide polygon(s) lie outside every reviewed area" in m for m in logs)
+
+
+def test_only_the_reviewed_window_is_read(tmp_path):
+    path, _ = raster(tmp_path, 128, 128)
+    reviewed = gpkg(tmp_path / "r.gpkg", [px_box(60, 110, 20, 90)])
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(70, 80, 30, 40)])
+    ps = prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32)
+    assert ps.stats["sources"][0]["window"] == [20, 60, 70, 50]
+    assert ps.rows.min() == 60 and ps.rows.max() + 32 == 110
+    assert ps.cols.min() == 20 and ps.cols.max() + 32 == 90
+
+
+def test_last_row_and_col_are_snapped_to_the_edge(tmp_path):
+    path, _ = raster(tmp_path, 70, 75)
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(60, 70, 65, 75)])
+    ps = prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32, stride=16)
+    assert sorted(set(ps.rows.tolist())) == [0, 16, 32, 38]
+    assert sorted(set(ps.cols.tolist())) == [0, 16, 32, 43]
+    label, cover = mosaic(ps, (70, 75))
+    assert cover.all() and label[60:70, 65:75].all() and label.sum() == 100
+
+
+def test_several_sources_are_indexed(tmp_path):
+    a, _ = raster(tmp_path, 48, 48, "a.tif")
+    b, _ = raster(tmp_path, 64, 64, "b.tif")
+    la = gpkg(tmp_path / "a.gpkg", [px_box(5, 10, 5, 10)])
+    lb = gpkg(tmp_path / "b.gpkg", [px_box(50, 60, 50, 60)])
+    progress = []
+    ps = prepare_patches([TrainingSource(a, la), TrainingSource(b, lb)], ["R", "NIR"], patch_size=32,
+                         reporter=Reporter(on_progress=lambda f, m: progress.append(f)))
+    assert set(ps.source.tolist()) == {0, 1} and ps.images.shape[-1] == 2
+    assert ps.stats["total"]["kept"] == sum(s["kept"] for s in ps.stats["sources"]) == len(ps)
+    assert progress[0] == 0.0 and 0.0 < progress[1] < 1.0 and progress[-1] == 1.0
+
+
+def test_cancel_is_honoured(tmp_path):
+    path, _ = raster(tmp_path, 48, 48)
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 5, 10)])
+    reporter = Reporter()
+    reporter.cancel()
+    with pytest.raises(Cancelled):
+        prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32, reporter=reporter)
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def test_labels_outside_the_raster(tmp_path):
+    path, _ = raster(tmp_path, 48, 48)
+    labels = gpkg(tmp_path / "far.gpkg", [px_box(5000, 5010, 5, 10)])
+    with pytest.raises(InputError) as err:
+        prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32)
+    msg = str(err.value)
+    assert "lie outside the raster" in msg and "far.gpkg" in msg and "img.tif" in msg
+    assert "(300000, 3.09986e+06, 300144, 3.1e+06)" in msg          # the raster's bounds
+    assert "(300015, 3.08497e+06" in msg                             # the labels' bounds
+
+
+def test_no_positive_pixel(tmp_path):
+    path, _ = raster(tmp_path, 48, 48)
+    labels = gpkg(tmp_path / "tiny.gpkg", [px_box(5.1, 5.4, 5.1, 5.4)])   # misses every pixel centre
+    with pytest.raises(InputError, match="No landslide pixel") as err:
+        prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32)
+    assert "smaller than a pixel (3 map units)" in str(err.value) and "tiny.gpkg" in str(err.value)
+    assert "reviewed" not in str(err.value)
+
+
+def test_labels_only_outside_the_reviewed_areas(tmp_path):
+    path, _ = raster(tmp_path, 96, 96)
+    reviewed = gpkg(tmp_path / "r.gpkg", [px_box(0, 48, 0, 96)])
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(47.6, 60, 10, 20), px_box(60, 70, 10, 20)])
+    with pytest.raises(InputError, match=r"0 of them reviewed.*they lie outside the reviewed areas"):
+        prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32)
+
+
+def test_labels_only_on_nodata(tmp_path):
+    path, _ = raster(tmp_path, 48, 48, nodata_boxes=[(0, 20, 0, 20)])
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 5, 10)])
+    with pytest.raises(InputError, match=r"No landslide pixel.*25 labelled pixel\(s\).*0 also valid"):
+        prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32)
+
+
+def test_patch_larger_than_the_raster(tmp_path):
+    path, _ = raster(tmp_path, 40, 50)
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 5, 10)])
+    with pytest.raises(InputError) as err:
+        prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=64)
+    msg = str(err.value)
+    assert "Patch size 64 px is larger than the raster" in msg and "50 × 40 px" in msg
+    assert "patch size of 32 or less" in msg
+
+
+def test_patch_larger_than_the_reviewed_area(tmp_path):
+    path, _ = raster(tmp_path, 96, 96)
+    reviewed = gpkg(tmp_path / "r.gpkg", [px_box(0, 20, 0, 30)])
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 5, 10)])
+    with pytest.raises(InputError, match=r"larger than the reviewed areas of .*img.tif \(30 × 20 px") as err:
+        prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32)
+    assert "patch size of 16 or less" in str(err.value)
+
+
+def test_no_patch_left(tmp_path):
+    # nodata every 20 columns: no 32-px patch is free of it
+    path, _ = raster(tmp_path, 64, 64, nodata_boxes=[(0, 64, c, c + 1) for c in range(10, 64, 20)])
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 2, 8)])
+    with pytest.raises(InputError, match=r"No training patch of 32 × 32 px is left from .*img.tif.*9 contain nodata"):
+        prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=32)
+    # two reviewed squares, each too small for a patch
+    path, _ = raster(tmp_path, 96, 96, name="b.tif")
+    reviewed = gpkg(tmp_path / "r.gpkg", [px_box(0, 24, 0, 24), px_box(60, 90, 60, 90)])
+    labels = gpkg(tmp_path / "l2.gpkg", [px_box(5, 10, 5, 10)])
+    with pytest.raises(InputError, match=r"No training patch .* reach outside the reviewed areas"):
+        prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32)
+
+
+def test_missing_raster(tmp_path):
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 5, 10)])
+    with pytest.raises(InputError, match=r"training raster .*nope.tif does not exist"):
+        prepare_patches([TrainingSource(str(tmp_path / "nope.tif"), labels)], CHANNELS, patch_size=32)
+
+
+def test_bad_label_layers(tmp_path):
+    path, _ = raster(tmp_path, 48, 48)
+    empty = tmp_path / "empty.gpkg"
+    write_geopackage(empty, {"none": VectorLayer(np.empty(0, object), {}, UTM.to_wkt())})
+    with pytest.raises(InputError, match=r"label layer \(the first layer of .*empty.gpkg\) is empty"):
+        prepare_patches([TrainingSource(path, str(empty))], CHANNELS, patch_size=32)
+    junk = tmp_path / "junk.gpkg"
+    junk.write_text("not a geopackage")
+    with pytest.raises(InputError, match=r"label layer cannot be read: .*junk.gpkg"):
+        prepare_patches([TrainingSource(path, str(junk))], CHANNELS, patch_size=32)
+    points = gpkg(tmp_path / "points.gpkg", [shapely.Point(X0 + 30, Y0 - 30)], layer="pts")
+    with pytest.raises(InputError, match=r"layer 'pts' of .*points.gpkg\) has no polygons, only Point"):
+        prepare_patches([TrainingSource(path, points, labels_layer="pts")], CHANNELS, patch_size=32)
+    with pytest.raises(InputError, match="has no layer 'nope'"):
+        prepare_patches([TrainingSource(path, points, labels_layer="nope")], CHANNELS, patch_size=32)
+
+
+def test_reviewed_areas_outside_the_raster(tmp_path):
+    path, _ = raster(tmp_path, 48, 48)
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(5, 10, 5, 10)])
+    reviewed = gpkg(tmp_path / "r.gpkg", [px_box(500, 600, 0, 100)])
+    with pytest.raises(InputError, match=r"reviewed areas of .*r.gpkg lie outside the raster .*img.tif"):
+        prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32)
+
+
+# -- split -----------------------------------------------------------------------------
+
+def grid_set(specs, P=16):
+    """A PatchSet of zeros; ``specs`` lists (rows, cols) origin lists per source."""
+    rows, cols, source = [], [], []
+    for s, (rs, cs) in enumerate(specs):
+        rr, cc = np.meshgrid(rs, cs, indexing="ij")
+        rows += rr.ravel().tolist()
+        cols += cc.ravel().tolist()
+        source += [s] * rr.size
+    n = len(rows)
+    return PatchSet(np.zeros((n, P, P, 1), np.float32), np.zeros((n, P, P), np.uint8), np.array(source),
+                    np.array(rows), np.array(cols), ["R"], [3.0] * len(specs), {})
+
+
+def overlapping_pairs(ps, train, val):
+    P = ps.patch_size
+    t, v = np.asarray(train)[:, None], np.asarray(val)[None]
+    return ((ps.source[t] == ps.source[v]) & (np.abs(ps.rows[t] - ps.rows[v]) < P)
+            & (np.abs(ps.cols[t] - ps.cols[v]) < P)).sum()
+
+
+def test_blocked_split_has_no_shared_pixels_and_is_deterministic():
+    ps = grid_set([(np.arange(0, 300, 8), np.arange(0, 300, 8)), (np.arange(0, 200, 8), np.arange(0, 150, 8))])
+    train, val = split_patches(ps, 0.2, seed=3)
+    assert len(train) and len(val) and not set(train) & set(val)
+    assert overlapping_pairs(ps, train, val) == 0
+    assert 0.1 < len(val) / len(ps) < 0.3
+    again = split_patches(ps, 0.2, seed=3)
+    assert np.array_equal(train, again[0]) and np.array_equal(val, again[1])
+    other = split_patches(ps, 0.2, seed=4)
+    assert not np.array_equal(val, other[1])
+    # a validation patch's whole block goes with it (block = its centre's 64-px square)
+    key = lambda k: (ps.source[k], (ps.rows[k] + 8) // 64, (ps.cols[k] + 8) // 64)
+    val_blocks = {key(k) for k in val}
+    assert {k for k in range(len(ps)) if key(k) in val_blocks} == set(val.tolist())
+
+
+def test_blocked_split_with_a_custom_block_and_real_patches(tmp_path):
+    path, _ = raster(tmp_path, 128, 128)
+    labels = gpkg(tmp_path / "l.gpkg", [px_box(10, 30, 10, 30), px_box(90, 110, 80, 100)])
+    ps = prepare_patches([TrainingSource(path, labels)], CHANNELS, patch_size=16)
+    train, val = split_patches(ps, 0.25, block=32, seed=1)
+    assert len(train) and len(val) and overlapping_pairs(ps, train, val) == 0
+
+
+def test_blocked_split_falls_back_when_everything_is_in_one_block():
+    logs = []
+    ps = grid_set([([0], [0, 8, 40])])                  # one block; the third patch stands apart
+    train, val = split_patches(ps, 0.2, reporter=Reporter(on_log=logs.append))
+    assert val.tolist() == [2] and train.tolist() == [0, 1]
+    assert any("holding out one patch" in m for m in logs)
+    ps = grid_set([([0], [0, 8])])                       # two overlapping patches: no clean split
+    train, val = split_patches(ps, 0.5, reporter=Reporter(on_log=logs.append))
+    assert len(train) == len(val) == 1 and any("impossible" in m for m in logs)
+    with pytest.raises(InputError, match="at least 2"):
+        split_patches(grid_set([([0], [0])]))
+
+
+def test_random_split():
+    ps = grid_set([(np.arange(0, 100, 8), np.arange(0, 100, 8))])
+    train, val = split_patches(ps, 0.25, method="random", seed=7)
+    assert len(val) == round(0.25 * len(ps)) and sorted(np.concatenate([train, val]).tolist()) == list(range(len(ps)))
+    assert np.array_equal(val, split_patches(ps, 0.25, method="random", seed=7)[1])
+    with pytest.raises(InputError, match="'blocked' or 'random'"):
+        split_patches(ps, method="spatial")
+
+
+def test_normalisation():
+    rng = np.random.default_rng(0)
+    ps = grid_set([([0, 16, 32], [0, 16])])
+    ps.images = rng.normal(0.3, 0.05, (6, 16, 16, 2)).astype(np.float32)
+    ps.images[..., 1] = 0.2                                       # constant: std floored
+    mean, std = normalisation(ps, np.array([0, 2, 5]))
+    sub = ps.images[[0, 2, 5]].astype(np.float64)
+    assert mean[0] == pytest.approx(sub[..., 0].mean(), abs=1e-7)
+    assert std[0] == pytest.approx(sub[..., 0].std(), rel=1e-6)
+    assert mean[1] == pytest.approx(0.2, abs=1e-7) and std[1] == 1e-3
+    assert len(normalisation(ps)[0]) == 2
+
+
+# -- augmentation ----------------------------------------------------------------------
+
+def blob_mask(P=64, seed=0):
+    rng = np.random.default_rng(seed)
+    m = np.zeros((P, P), np.uint8)
+    for _ in range(4):
+        r, c = rng.integers(0, P - 12, 2)
+        m[r:r + rng.integers(4, 12), c:c + rng.integers(4, 20)] = 1
+    m[0:6, 0:3] = 1                                                 # asymmetric corner feature
+    return m
+
+
+def test_augmenter_moves_image_and_mask_together():
+    aug = make_augmenter(seed=5, photometric=False)
+    mask = blob_mask()
+    image = np.repeat(mask[..., None].astype(np.float32), 5, axis=2)   # every channel = mask × 1.0
+    changed = 0
+    for _ in range(40):
+        img, m = aug(image, mask)
+        assert img.shape == (64, 64, 5) and img.dtype == np.float32 and m.shape == (64, 64) and m.dtype == np.uint8
+        assert set(np.unique(m).tolist()) <= {0, 1}
+        for ch in range(1, 5):                                       # chunked channels agree
+            assert np.array_equal(img[..., ch], img[..., 0])
+        assert (m[img[..., 0] > 0.999] == 1).all() and (m[img[..., 0] < 0.001] == 0).all()
+        assert np.mean((img[..., 0] > 0.5) == (m == 1)) > 0.97
+        changed += not np.array_equal(m, mask)
+    assert changed > 20
+
+
+def test_augmenter_keeps_five_channel_floats_and_values():
+    aug = make_augmenter(seed=1)
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.0, 0.4, (48, 48, 5)).astype(np.float32)
+    image[..., 4] = -0.5                                             # e.g. NDVI: negative, constant
+    mask = blob_mask(48)
+    for _ in range(30):
+        img, m = aug(image, mask)
+        assert img.shape == (48, 48, 5) and img.dtype == np.float32 and m.shape == (48, 48)
+        assert np.allclose(img[..., 4], -0.5, atol=1e-5)               # no clipping, no invented border
+        assert not np.shares_memory(img, image) and not np.shares_memory(m, mask)
+
+
+def test_augmenter_is_deterministic_and_leaves_global_random_state_alone():
+    mask = blob_mask()
+    image = np.random.default_rng(2).uniform(0, 1, (64, 64, 5)).astype(np.float32)
+    a, b, c = make_augmenter(seed=9), make_augmenter(seed=9), make_augmenter(seed=10)
+    outs_a = [a(image, mask) for _ in range(6)]
+    outs_b = [b(image, mask) for _ in range(6)]
+    outs_c = [c(image, mask) for _ in range(6)]
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(outs_a, outs_b))
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(outs_a, outs_c))
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), np.random.random())
+    random.seed(123)
+    np.random.seed(123)
+    a(image, mask)
+    assert (random.random(), np.random.random()) == expected
+
+
+def test_augmenter_from_several_threads():
+    mask = blob_mask()
+    image = np.repeat(mask[..., None].astype(np.float32), 5, axis=2)
+    aug = make_augmenter(seed=0, photometric=False)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(10):
+                img, m = aug(image, mask)
+                assert (m[img[..., 0] > 0.999] == 1).all()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
