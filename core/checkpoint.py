@@ -135,15 +135,21 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> Checkpoint:
                          "(a plain ONNX model can be used for mapping, but not for fine-tuning).")
     try:
         info = json.loads(info_path.read_text())
-        if info.get("format") != FORMAT:
-            raise ValueError(f"format is {info.get('format')!r}")
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise ValueError("it does not declare the Landslide Mapper checkpoint format")
         for key in ("id", "name", "architecture", "channels", "mean", "std", "files"):
             if key not in info:
                 raise ValueError(f"'{key}' is missing")
-    except (ValueError, OSError) as exc:
+        if not isinstance(info["files"], dict) or not {KERAS_NAME, ONNX_NAME} <= set(info["files"]):
+            raise ValueError(f"'files' must list {KERAS_NAME} and {ONNX_NAME}")
+        version = int(info.get("version", 0))
+        metadata_from_info(info).validate(str(info_path))
+    except ModelError as exc:
+        raise ModelError(f"Checkpoint {folder}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
         raise ModelError(f"Checkpoint {folder}: {INFO_NAME} is unreadable or not a Landslide Mapper "
                          f"checkpoint ({exc}).") from None
-    if int(info.get("version", 0)) > VERSION:
+    if version > VERSION:
         raise ModelError(f"Checkpoint {folder} was written by a newer Landslide Mapper (format "
                          f"version {info['version']}); update the plugin to use it.")
     for name, digest in info["files"].items():
@@ -200,13 +206,15 @@ def model_card(info: dict[str, Any]) -> str:
 
 def write_checkpoint(output_dir: str | os.PathLike, name: str, keras_model, info: dict[str, Any],
                      export: Callable[[Any, Path, dict[str, str]], None] | None = None,
-                     check_onnx: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+                     check_onnx: Callable[[Path], dict[str, Any]] | None = None,
+                     before_commit: Callable[[], None] | None = None) -> Path:
     """Save ``keras_model`` with ``info`` as a new checkpoint folder; returns its final path.
 
     ``info`` holds everything but ``files`` (filled here); ``export(model, path, metadata)``
     writes the ONNX file (default: :func:`onnx_export.export_onnx` of the ``prob`` head);
     ``check_onnx(path)`` may compare it with Keras before anything is committed, and what it
-    returns is recorded in ``checkpoint.json``.
+    returns is recorded in ``checkpoint.json``; ``before_commit`` may raise (e.g. on cancel)
+    to discard everything at the last moment.
     """
     if export is None:
         from .onnx_export import export_onnx
@@ -225,4 +233,6 @@ def write_checkpoint(output_dir: str | os.PathLike, name: str, keras_model, info
         info["files"] = {n: _sha256(folder.path(n)) for n in (KERAS_NAME, ONNX_NAME)}
         folder.path(CARD_NAME).write_text(model_card(info), encoding="utf-8")
         folder.path(INFO_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        if before_commit is not None:
+            before_commit()
         return folder.commit()

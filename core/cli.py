@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bundled import default_model
+from .bundled import BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
 from .events import JsonlEmitter
 from .jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json
@@ -415,16 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-pretrained", help="retrain the bundled cascade checkpoint over procedural regions")
     p.add_argument("--output", default=str(Path(__file__).resolve().parent.parent / "models"))
     p.add_argument("--workdir", default="build/pretrained", help="scenes and intermediate stages")
-    p.add_argument("--epochs", type=int, default=20, help="epochs of the first stage (default 20)")
+    p.add_argument("--epochs", type=int, default=24, help="epochs of the first stage (default 24)")
     p.add_argument("--finetune-epochs", type=int, default=10, help="epochs of each later stage (default 10)")
     p.add_argument("--base-filters", type=int, default=16)
-    p.add_argument("--regions", type=int, default=4, help="number of regions (stages), at most 4")
+    p.add_argument("--regions", type=int, default=5, help="number of regions (stages), at most 5")
     p.add_argument("--max-steps", type=int, help="cap on batches per epoch")
     _common(p)
     p.set_defaults(func=cmd_build_pretrained)
 
     p = sub.add_parser("build-baseline", help="rebuild the bundled spectral baseline ONNX model")
-    p.add_argument("--output", default=str(default_model()))
+    p.add_argument("--output", default=str(BASELINE_MODEL))
     p.set_defaults(func=cmd_build_baseline)
     return parser
 

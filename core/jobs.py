@@ -174,6 +174,11 @@ class TrainJob:
             raise InputError(f"Freeze must be none, encoder or upto:<block>, not {self.freeze!r}.")
         if self.mixed_precision not in ("auto", "on", "off"):
             raise InputError(f"Mixed precision must be auto, on or off, not {self.mixed_precision!r}.")
+        if self.freeze != "none" and not self.base_checkpoint:
+            raise InputError("Freezing layers only makes sense when fine-tuning: a network trained from "
+                             "scratch would keep random weights in its frozen layers.")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise InputError(f"Steps per epoch must be at least 1, got {self.max_steps_per_epoch}.")
         if self.base_filters < 2:
             raise InputError(f"Base filters must be at least 2, got {self.base_filters}.")
         if self.device.lower() not in ("auto", "cpu", "gpu", "cuda"):

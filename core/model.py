@@ -65,15 +65,18 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     """A model is an ``.onnx`` file or a cascade checkpoint (its folder or a file in it).
 
     A checkpoint is checked for completeness and integrity before its ONNX file is used."""
-    p = Path(path)
-    if p.is_file() and p.name == "checkpoint.json":
-        p = p.parent
-    if p.is_dir():
-        if (p / "checkpoint.json").exists():
-            from .checkpoint import load_checkpoint
+    from .checkpoint import CARD_NAME, INFO_NAME, KERAS_NAME, ONNX_NAME, checkpoint_folder, load_checkpoint
 
-            return load_checkpoint(p).onnx_path
-        p = p / "model.onnx"
+    folder = checkpoint_folder(path)  # a checkpoint folder, or a file inside one
+    if folder.is_dir():
+        if (folder / INFO_NAME).exists():
+            return load_checkpoint(folder).onnx_path
+        if (folder / KERAS_NAME).exists() or (folder / CARD_NAME).exists():
+            raise ModelError(f"{folder} is an incomplete cascade checkpoint ({INFO_NAME} is missing); "
+                             "copy the whole checkpoint folder again.")
+        p = folder / ONNX_NAME  # a folder holding just an ONNX model
+    else:
+        p = Path(path)
     if not p.exists():
         raise ModelError(f"Model {path} does not exist (expected an .onnx file or a checkpoint "
                          "folder containing model.onnx).")

@@ -57,7 +57,11 @@ def _configure_tensorflow(job: TrainJob, reporter: Reporter):
     device = job.device.lower()
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu" and gpus:
-        tf.config.set_visible_devices([], "GPU")
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # TensorFlow already started on the GPU in this process
+            raise InputError("The GPU is already in use by this process; run CPU training in a new "
+                             "worker process.") from None
         gpus = []
     if device in ("gpu", "cuda") and not gpus:
         raise InputError("A GPU was requested for training, but TensorFlow sees none (is the CUDA "
@@ -103,6 +107,33 @@ def _targets(masks: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+_HAZE_WEIGHT = {"B": 1.0, "G": 0.75, "R": 0.5, "RE": 0.35, "NIR": 0.25}
+
+
+def radiometric_jitter(channels: list[str], seed: int):
+    """Illumination, sensor-gain and haze differences between acquisitions, which the
+    geometric and blur augmentations do not cover: a random gain per image (and a little
+    per band) and an additive path radiance strongest in blue; NDVI is recomputed so it
+    stays consistent with R and NIR."""
+    rng = np.random.default_rng(seed + 7919)
+    spectral = [i for i, c in enumerate(channels) if c in _HAZE_WEIGHT]
+    haze_w = np.array([_HAZE_WEIGHT[channels[i]] for i in spectral], np.float32)
+    ndvi = channels.index("NDVI") if {"NDVI", "R", "NIR"} <= set(channels) else None
+    r, nir = (channels.index("R"), channels.index("NIR")) if ndvi is not None else (None, None)
+
+    def apply(img: np.ndarray) -> np.ndarray:
+        img = img.copy()
+        gain = rng.uniform(0.75, 1.3) * rng.uniform(0.95, 1.05, len(spectral)).astype(np.float32)
+        haze = rng.uniform(-0.005, 0.03) * haze_w
+        img[..., spectral] = img[..., spectral] * gain + haze
+        if ndvi is not None:
+            den = img[..., nir] + img[..., r]
+            img[..., ndvi] = np.where(den > 0, (img[..., nir] - img[..., r]) / np.where(den > 0, den, 1), 0)
+        return img
+
+    return apply
+
+
 def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or Reporter()
     job.validate()
@@ -125,6 +156,13 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                                        method=job.validation, seed=job.seed, reporter=reporter)
     reporter.log(f"{len(patches)} patches of {job.patch_size} px: {len(train_idx)} for training, "
                  f"{len(val_idx)} for validation ({job.validation} split).")
+    if not patches.masks[train_idx].any():
+        raise InputError("After the validation split no training patch contains a landslide pixel (they "
+                         "all fell into the validation blocks); add labelled areas or lower the "
+                         "validation fraction.")
+    if not patches.masks[val_idx].any():
+        reporter.log("Warning: no validation patch contains a landslide pixel, so validation recall and "
+                     "F1 are undefined; the best epoch is chosen on the validation loss alone.")
     if base is not None:  # the weights were learnt on this scale: keep it
         mean, std = list(base.info["mean"]), list(base.info["std"])
     else:
@@ -151,6 +189,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         arch = {"name": job.architecture, "base_filters": job.base_filters, "depth": DEPTH}
         model = nets.build_model(job.architecture, len(channels), job.base_filters, DEPTH)
     frozen = nets.apply_freeze(model, job.freeze)
+    if not model.trainable_weights:
+        raise InputError(f"Freezing {job.freeze!r} leaves no trainable layer; freeze less (e.g. 'encoder').")
     if frozen:
         reporter.log(f"Frozen ({job.freeze}): {len(frozen)} layers; "
                      f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters.")
@@ -163,6 +203,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
 
     # -- pipelines ---------------------------------------------------------------------
     augment = make_augmenter(job.seed) if job.augment else None
+    jitter = radiometric_jitter(channels, job.seed) if job.augment else None
     images, masks = patches.images, patches.masks
     p = job.patch_size
     n_ch = len(channels)
@@ -174,6 +215,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                 img, m = images[i], masks[i]
                 if augment is not None:
                     img, m = augment(img, m)
+                    img = jitter(img)
                 yield (img - mean_a) / std_a, m.astype(np.float32)[..., None]
 
     def with_targets(x, y):
@@ -209,10 +251,14 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             fit_reporter.progress(done, f"epoch {self.epoch + 1}/{job.epochs}, batch {batch + 1}/{steps}, "
                                         f"loss {loss_now:.4f}")
 
+        def on_test_batch_end(self, batch, logs=None):
+            reporter.check_cancelled()
+
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             tp = fp = fn = 0
             for s in range(0, len(x_val), 32):
+                reporter.check_cancelled()
                 pred = prob_model(x_val[s:s + 32], training=False)
                 pred = np.asarray(pred, np.float32)[..., 0] >= threshold
                 truth = masks[val_idx[s:s + 32]].astype(bool)
@@ -243,8 +289,11 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     ]
     reporter.log(f"Training {arch['name']} ({model.count_params():,} parameters) for up to {job.epochs} "
                  f"epochs of {steps} batches of {job.batch_size}.")
-    model.fit(train_ds, epochs=job.epochs, steps_per_epoch=steps, validation_data=(x_val, y_val),
-              validation_batch_size=32, callbacks=callbacks, verbose=0)
+    try:
+        model.fit(train_ds, epochs=job.epochs, steps_per_epoch=steps, validation_data=(x_val, y_val),
+                  validation_batch_size=32, callbacks=callbacks, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # never leak the policy into the process
     reporter.check_cancelled()
     if best["weights"] is None:  # every validation loss was NaN: training diverged
         raise ModelError("Training diverged (the validation loss was never a number); try a lower "
@@ -253,7 +302,6 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     # The checkpoint holds a fresh float32, fully trainable, uncompiled copy: no optimizer
     # state (a third of the size), no mixed-precision policy (inference and later
     # fine-tuning may run without a GPU), no freezing (that is chosen per fine-tuning run).
-    keras.mixed_precision.set_global_policy("float32")
     final = nets.build_model(arch["name"], n_ch, arch["base_filters"], arch["depth"])
     final.set_weights(model.get_weights())
     model = final
@@ -302,7 +350,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         return {"onnx_max_abs_diff": diff}
 
     reporter.check_cancelled()
-    folder = write_checkpoint(job.output_dir, job.name, model, info, check_onnx=check_onnx)
+    folder = write_checkpoint(job.output_dir, job.name, model, info, check_onnx=check_onnx,
+                              before_commit=reporter.check_cancelled)
     written = load_checkpoint(folder)
     reporter.log(f"Checkpoint written: {folder}")
     reporter.progress(1.0, "Done")

@@ -77,8 +77,9 @@ def _layer_name(path: str, layer: str | None) -> str:
 
 
 def _read_polygons(path: str, layer: str | None, what: str, raster: YearRaster,
-                   log: Callable[[str], None]) -> np.ndarray:
-    """Polygons of one layer in the raster's CRS; refuses empty and polygon-less layers."""
+                   log: Callable[[str], None], allow_empty: bool = False) -> np.ndarray:
+    """Polygons of one layer in the raster's CRS; refuses empty and polygon-less layers
+    (an empty label layer is fine with ``allow_empty``: a reviewed area without landslides)."""
     name = _layer_name(path, layer)
     try:
         vl = read_layer(path, layer)
@@ -89,6 +90,8 @@ def _read_polygons(path: str, layer: str | None, what: str, raster: YearRaster,
     if len(geoms):
         geoms = geoms[~shapely.is_empty(geoms)]
     if not len(geoms):
+        if allow_empty:
+            return geoms
         raise InputError(f"The {what} ({name}) is empty: it has no feature with a geometry.")
     invalid = ~shapely.is_valid(geoms)
     if invalid.any():  # e.g. self-intersecting rings, on which GEOS predicates may fail
@@ -239,6 +242,12 @@ def prepare_patches(sources: Sequence[TrainingSource], channels: Sequence[str], 
     reporter.progress(1.0, "Training patches ready")
     images = np.concatenate([p["images"] for _, p in parts])
     masks = np.concatenate([p["masks"] for _, p in parts])
+    if not masks.any():
+        raise InputError(
+            "None of the training patches contains a landslide pixel ("
+            + "; ".join(f"{s.raster} with {_layer_name(s.labels, s.labels_layer)}" for s in sources)
+            + "): a network cannot learn what a landslide looks like from negatives alone. Add "
+              "landslide polygons, or check that they fall inside the reviewed areas and on valid pixels.")
     source = np.concatenate([np.full(len(p["rows"]), i, np.int64) for i, p in parts])
     rows = np.concatenate([p["rows"] for _, p in parts])
     cols = np.concatenate([p["cols"] for _, p in parts])
@@ -259,8 +268,9 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         if problem:
             log(f"{src.raster} is {crs_rules.describe(raster.crs)}, {problem}: patches are cut on its "
                 "own grid, and its pixel size is given in its own units.")
-        labels = _read_polygons(src.labels, src.labels_layer, "label layer", raster, log)
-        if not _touching(labels, raster_bounds).any():
+        labels = _read_polygons(src.labels, src.labels_layer, "label layer", raster, log,
+                                allow_empty=bool(src.reviewed))
+        if len(labels) and not _touching(labels, raster_bounds).any():
             raise InputError(
                 f"The landslide polygons of {_layer_name(src.labels, src.labels_layer)} lie outside "
                 f"the raster {src.raster}: the labels cover {_fmt_bounds(shapely.total_bounds(labels))}, "
@@ -275,7 +285,8 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
                     f"the raster {src.raster}: they cover {_fmt_bounds(shapely.total_bounds(reviewed))}, "
                     f"the raster {_fmt_bounds(raster_bounds)} (in {crs_rules.describe(raster.crs)}).")
             reviewed = reviewed[inside]
-            hit = np.unique(shapely.STRtree(reviewed).query(labels, predicate="intersects")[0])
+            hit = np.unique(shapely.STRtree(reviewed).query(labels, predicate="intersects")[0]) \
+                if len(labels) else []
             if len(hit) < len(labels):
                 log(f"{src.labels}: {len(labels) - len(hit)} of {len(labels)} landslide polygon(s) lie "
                     "outside every reviewed area and are ignored.")
@@ -302,7 +313,13 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         label = _burn(labels, window, transform)
         ok_review = _burn(reviewed, window, transform) if reviewed is not None else np.ones((h, w), bool)
         usable = ok_review & valid
-        if not (label & usable).any():
+        if not (label & usable).any() and reviewed is not None:
+            # corrections that only removed false alarms: the reviewed area is all negatives
+            log(f"{src.raster}: no landslide pixel of {_layer_name(src.labels, src.labels_layer)} is both "
+                f"reviewed and valid ({int(label.sum())} labelled pixel(s) in the read window, "
+                f"{int((label & ok_review).sum())} of them reviewed); its patches are used as negatives "
+                "only (e.g. where false alarms were deleted).")
+        elif not (label & usable).any():
             counts = f"{int(label.sum())} labelled pixel(s) in the read window"
             reasons = "they cover only nodata pixels"
             if reviewed is not None:

@@ -225,3 +225,55 @@ def test_cli_train_then_finetune(scene, tmp_path):
     r = cli("finetune", "--checkpoint", tmp_path / "missing", "--raster", scene.rasters[2017], "--labels", labels,
             "--output", tmp_path, "--name", "bad")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_cancel_while_writing_discards_the_checkpoint(trained, scene, tmp_path):
+    stop = threading.Event()
+
+    def on_progress(fraction, message):
+        if message == "Writing the checkpoint":
+            stop.set()
+
+    out = tmp_path / "out"
+    job = TrainJob(sources=sources(scene), output_dir=str(out), name="late", base_checkpoint=trained[0].checkpoint,
+                   **{**TINY, "epochs": 1})
+    with pytest.raises(Cancelled):
+        run_training(job, Reporter(on_progress, cancel_event=stop))
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_mapping_finds_the_onnx_of_a_checkpoint_from_any_file_in_it(trained, tmp_path):
+    from landslide_mapper.core.model import resolve_model_path
+
+    folder = Path(trained[0].checkpoint)
+    for p in (folder, folder / "checkpoint.json", folder / "model.keras", folder / "model.onnx"):
+        assert resolve_model_path(p) == folder / "model.onnx"
+    partial = shutil.copytree(folder, tmp_path / "partial")
+    (partial / "checkpoint.json").unlink()
+    with pytest.raises(ModelError, match="incomplete cascade checkpoint"):
+        resolve_model_path(partial / "model.onnx")
+
+
+def test_freezing_needs_a_base_and_must_leave_something_to_train(trained, scene, tmp_path):
+    with pytest.raises(InputError, match="only makes sense when fine-tuning"):
+        TrainJob(sources=sources(scene), output_dir=str(tmp_path), name="n", freeze="encoder").validate()
+    job = TrainJob(sources=sources(scene), output_dir=str(tmp_path / "o"), name="n",
+                   base_checkpoint=trained[0].checkpoint, freeze="upto:head", **TINY)
+    with pytest.raises(InputError, match="leaves no trainable layer"):
+        run_training(job)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("channels", [["B", "G", "R", "NIR", "NDVI"], ["G", "R", "NDVI"], ["R", "NIR"]])
+def test_radiometric_jitter_keeps_ndvi_consistent(channels):
+    from landslide_mapper.core.training import radiometric_jitter
+
+    rng = np.random.default_rng(1)
+    img = rng.uniform(0.02, 0.4, (8, 8, len(channels))).astype(np.float32)
+    out = radiometric_jitter(channels, 0)(img)
+    assert out.shape == img.shape and out.dtype == np.float32 and not np.allclose(out, img)
+    if {"R", "NIR", "NDVI"} <= set(channels):
+        r, n = out[..., channels.index("R")], out[..., channels.index("NIR")]
+        assert np.allclose(out[..., channels.index("NDVI")], (n - r) / (n + r), atol=1e-6)
+    elif "NDVI" in channels:  # nothing to recompute it from: left as it was
+        assert np.array_equal(out[..., channels.index("NDVI")], img[..., channels.index("NDVI")])

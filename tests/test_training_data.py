@@ -214,11 +214,32 @@ def test_no_positive_pixel(tmp_path):
 
 
 def test_labels_only_outside_the_reviewed_areas(tmp_path):
+    """Alone, such a source teaches nothing; beside a source with landslides its reviewed
+    area is a set of known negatives (a user who deleted false alarms there)."""
     path, _ = raster(tmp_path, 96, 96)
     reviewed = gpkg(tmp_path / "r.gpkg", [px_box(0, 48, 0, 96)])
     labels = gpkg(tmp_path / "l.gpkg", [px_box(47.6, 60, 10, 20), px_box(60, 70, 10, 20)])
-    with pytest.raises(InputError, match=r"0 of them reviewed.*they lie outside the reviewed areas"):
-        prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32)
+    logs = []
+    with pytest.raises(InputError, match=r"None of the training patches contains a landslide pixel.*l.gpkg"):
+        prepare_patches([TrainingSource(path, labels, reviewed=reviewed)], CHANNELS, patch_size=32,
+                        reporter=Reporter(on_log=logs.append))
+    assert any("0 of them reviewed" in m and "negatives only" in m for m in logs)
+    good, _ = raster(tmp_path, 64, 64, name="good.tif", scars=[(10, 30, 10, 30)])
+    good_labels = gpkg(tmp_path / "g.gpkg", [px_box(10, 30, 10, 30)])
+    ps = prepare_patches([TrainingSource(good, good_labels), TrainingSource(path, labels, reviewed=reviewed)],
+                         CHANNELS, patch_size=32)
+    assert (ps.source == 1).any() and not ps.masks[ps.source == 1].any()
+
+
+def test_an_empty_label_layer_with_a_reviewed_area_gives_negatives(tmp_path):
+    path, _ = raster(tmp_path, 64, 64)
+    reviewed = gpkg(tmp_path / "r.gpkg", [px_box(0, 64, 0, 64)])
+    empty = gpkg(tmp_path / "e.gpkg", [])
+    good, _ = raster(tmp_path, 64, 64, name="good.tif", scars=[(10, 30, 10, 30)])
+    good_labels = gpkg(tmp_path / "g.gpkg", [px_box(10, 30, 10, 30)])
+    ps = prepare_patches([TrainingSource(good, good_labels), TrainingSource(path, empty, reviewed=reviewed)],
+                         CHANNELS, patch_size=32)
+    assert (ps.source == 1).sum() == 9 and not ps.masks[ps.source == 1].any()
 
 
 def test_labels_only_on_nodata(tmp_path):

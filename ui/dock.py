@@ -63,17 +63,41 @@ def read_model_entry(onnx_path: Path) -> ModelEntry:
     )
 
 
+def read_checkpoint_entry(folder: Path) -> ModelEntry:
+    """Describe a cascade checkpoint folder from its ``checkpoint.json``."""
+    try:
+        info = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))
+        stages = info.get("lineage", [])
+        name = str(info.get("name") or folder.name)
+        arch = info.get("architecture", {}).get("name", "")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+        return ModelEntry(folder, folder.name, "", f"checkpoint.json cannot be read: {exc}")
+    summary = f"Cascade checkpoint, {arch}, {len(stages)} stage(s)"
+    if stages:
+        last = stages[-1]
+        f1 = (last.get("validation") or {}).get("f1")
+        summary += f"; last stage: {last.get('region', '')}" + (f", validation F1 {f1:.2f}" if f1 else "")
+    description = str(info.get("description", "")).strip()
+    return ModelEntry(folder, name, f"{summary}. {description}".strip())
+
+
 def find_models(models_dir: Union[str, Path]) -> list[ModelEntry]:
-    """Every ``*.onnx`` file directly in ``models_dir``, sorted by file name.
+    """Cascade checkpoint folders and ``*.onnx`` files directly in ``models_dir``, by name.
 
     A missing or unreadable folder gives an empty list.
     """
     folder = Path(models_dir)
     try:
-        files = [p for p in folder.iterdir() if p.suffix.lower() == ".onnx" and p.is_file()]
+        entries = list(folder.iterdir())
     except OSError:
         return []
-    return [read_model_entry(p) for p in sorted(files, key=lambda p: p.name.lower())]
+    found = []
+    for p in sorted(entries, key=lambda p: p.name.lower()):
+        if p.is_dir() and (p / "checkpoint.json").is_file():
+            found.append(read_checkpoint_entry(p))
+        elif p.suffix.lower() == ".onnx" and p.is_file():
+            found.append(read_model_entry(p))
+    return found
 
 
 class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
@@ -106,7 +130,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.modelList.clear()
         for entry in self._entries:
             title = entry.name
-            if title != entry.path.stem:
+            if title not in (entry.path.stem, entry.path.name):
                 title += f" ({entry.path.name})"
             lines = [title]
             if entry.description:
