@@ -46,6 +46,13 @@ def _layers():
     return keras.layers
 
 
+def _bn(L, name: str):
+    """Batch normalisation whose moving statistics follow the batches within a few dozen
+    steps (momentum 0.9, not Keras' 0.99): small training sets give only tens of steps per
+    epoch, and with 0.99 the per-epoch validation (inference mode) judges stale statistics."""
+    return L.BatchNormalization(momentum=0.9, name=name)
+
+
 def _conv(x, filters, kernel, name):
     return _layers().Conv2D(filters, kernel, strides=1, padding="same", name=name)(x)
 
@@ -53,7 +60,7 @@ def _conv(x, filters, kernel, name):
 def _conv_bn_relu(x, filters, block, i):
     L = _layers()
     x = _conv(x, filters, 3, f"{block}_conv{i}")
-    x = L.BatchNormalization(name=f"{block}_bn{i}")(x)
+    x = _bn(L, name=f"{block}_bn{i}")(x)
     return L.Activation("relu", name=f"{block}_relu{i}")(x)
 
 
@@ -66,10 +73,10 @@ def _residual(x, filters, block):
     """conv-BN-ReLU-conv-BN plus a 1×1-conv shortcut (channel counts differ at every level)."""
     L = _layers()
     shortcut = _conv(x, filters, 1, f"{block}_shortcut")
-    shortcut = L.BatchNormalization(name=f"{block}_shortcutbn")(shortcut)
+    shortcut = _bn(L, name=f"{block}_shortcutbn")(shortcut)
     y = _conv_bn_relu(x, filters, block, 1)
     y = _conv(y, filters, 3, f"{block}_conv2")
-    y = L.BatchNormalization(name=f"{block}_bn2")(y)
+    y = _bn(L, name=f"{block}_bn2")(y)
     y = L.Add(name=f"{block}_add")([y, shortcut])
     return L.Activation("relu", name=f"{block}_relu2")(y)
 
@@ -89,7 +96,7 @@ def _attention_gate(skip, gating, channels, block):
     # (N,H,W,C) × (N,H,W,1): Keras 3 Multiply broadcasts the single coefficient channel.
     gated = L.Multiply(name=f"{block}_gate")([skip, alpha])
     gated = _conv(gated, channels, 1, f"{block}_out")
-    return L.BatchNormalization(name=f"{block}_bn")(gated)
+    return _bn(L, name=f"{block}_bn")(gated)
 
 
 def _head(x, conv_name, output_name):

@@ -92,7 +92,7 @@ def build_pretrained(output_dir: str, workdir: str, epochs: int = 24, base_filte
             sources=sources, output_dir=str(output_dir if last else work / "stages"),
             name=NAME if last else f"stage{k + 1}", base_checkpoint=checkpoint,
             base_filters=base_filters, epochs=epochs if checkpoint is None else finetune_epochs,
-            batch_size=batch_size, learning_rate=5e-4 if checkpoint is None else 2e-4,
+            batch_size=batch_size, learning_rate=1e-3 if checkpoint is None else 3e-4,
             loss="adsms", patience=6, seed=k, trigger=region.trigger, max_steps_per_epoch=max_steps,
             description=("Bundled Landslide Mapper cascade checkpoint, trained only on procedural demo "
                          "scenes (no real imagery): five synthetic regions, stage after stage. A starting "

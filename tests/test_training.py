@@ -277,3 +277,20 @@ def test_radiometric_jitter_keeps_ndvi_consistent(channels):
         assert np.allclose(out[..., channels.index("NDVI")], (n - r) / (n + r), atol=1e-6)
     elif "NDVI" in channels:  # nothing to recompute it from: left as it was
         assert np.array_equal(out[..., channels.index("NDVI")], img[..., channels.index("NDVI")])
+
+
+def test_batch_norm_statistics_are_recalibrated_on_clean_patches():
+    """Moving statistics left by augmented batches are replaced by those of clean patches."""
+    from landslide_mapper.core import nets
+    from landslide_mapper.core.training import recalibrate_batch_norm
+
+    model = nets.build_model("unet", 2, 4)
+    bn = model.get_layer("enc1_bn1")
+    bn.moving_mean.assign(np.full(bn.moving_mean.shape, 50.0, np.float32))  # stale, far off
+    rng = np.random.default_rng(0)
+    images = rng.normal(3.0, 2.0, (64, 32, 32, 2)).astype(np.float32)
+    mean, std = np.array([3.0, 3.0], np.float32), np.array([2.0, 2.0], np.float32)
+    recalibrate_batch_norm(model, images, np.arange(64), mean, std, batch_size=8, seed=0, reporter=Reporter())
+    conv = keras.Model(model.input, model.get_layer("enc1_conv1").output)
+    expected = np.asarray(conv((images - mean) / std)).mean(axis=(0, 1, 2))
+    assert np.allclose(np.asarray(bn.moving_mean), expected, atol=0.05 * np.abs(expected).max() + 1e-3)
