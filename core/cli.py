@@ -200,6 +200,7 @@ def _train_job(args, base: str | None) -> TrainJob:
         epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr, loss=args.loss,
         freeze=args.freeze, patience=args.patience, mixed_precision=args.mixed_precision, seed=args.seed,
         trigger=args.trigger, description=args.description, max_steps_per_epoch=args.max_steps,
+        calibrate_threshold=not args.fixed_threshold,
         device=args.device, **extra)
 
 
@@ -405,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--max-steps", type=int, help="cap on batches per epoch (quick runs)")
+        p.add_argument("--fixed-threshold", action="store_true",
+                       help="keep threshold 0.5 instead of the one with the best validation F1")
         _common(p)
         p.set_defaults(func=cmd_train)
 

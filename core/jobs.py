@@ -134,6 +134,7 @@ class TrainJob:
     trigger: str = ""                        # e.g. "earthquake", "monsoon rainfall" (lineage)
     description: str = ""
     max_steps_per_epoch: int | None = None   # cap for quick runs and tests
+    calibrate_threshold: bool = True         # store the validation-F1-optimal threshold
     device: str = "auto"
 
     def validate(self) -> None:
@@ -145,6 +146,7 @@ class TrainJob:
                             "freeze": str, "patience": int, "mixed_precision": str, "seed": int,
                             "trigger": str, "description": str,
                             "max_steps_per_epoch": (int, type(None)), "device": str,
+                            "calibrate_threshold": bool,
                             "channels": (list, type(None))})
         for s in self.sources:
             _check_types(s, {"raster": str, "labels": str, "labels_layer": (str, type(None)),

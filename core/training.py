@@ -121,6 +121,28 @@ def radiometric_jitter(channels: list[str], seed: int):
     return apply
 
 
+THRESHOLDS = np.round(np.arange(0.30, 0.951, 0.05), 2)
+
+
+def calibrate_threshold(probs: np.ndarray, truth: np.ndarray, default: float = 0.5):
+    """The probability threshold with the best validation F1, and the scores there.
+
+    Tversky losses with α > β deliberately favour recall, so 0.5 is rarely the F1-optimal
+    cut; the threshold travels in the checkpoint and mapping uses it. Without landslide
+    pixels in the validation set the default is kept. Ties go to the value nearest 0.5."""
+    if not truth.any():
+        return default, _scores(0, int(np.count_nonzero(probs >= default)), 0)
+    best_t, best_s, best_f1 = default, None, -1.0
+    for t in sorted(THRESHOLDS, key=lambda v: abs(v - default)):
+        pred = probs >= t
+        s = _scores(int(np.count_nonzero(pred & truth)), int(np.count_nonzero(pred & ~truth)),
+                    int(np.count_nonzero(~pred & truth)))
+        f1 = s["f1"] or 0.0
+        if f1 > best_f1 + 1e-9:
+            best_t, best_s, best_f1 = float(t), s, f1
+    return best_t, best_s
+
+
 def recalibrate_batch_norm(model, images: np.ndarray, idx: np.ndarray, mean: np.ndarray, std: np.ndarray,
                            batch_size: int, seed: int, reporter: Reporter, batches: int = 20) -> None:
     """Re-estimate the BatchNormalization moving statistics on un-augmented training patches.
@@ -293,7 +315,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             history.append(row)
             if row["val_loss"] < best["val_loss"]:
                 best.update(val_loss=row["val_loss"], epoch=epoch + 1, weights=self.model.get_weights(),
-                            scores=scores)
+                            scores=scores, probs=probs)
             reporter.event("epoch", **row)
             reporter.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}, val loss {row['val_loss']:.4f}, "
                          f"val precision {_fmt(scores['precision'])}, recall {_fmt(scores['recall'])}, "
@@ -316,6 +338,11 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         raise ModelError("Training diverged (the validation loss was never a number); try a lower "
                          "learning rate or check the labels.")
     model.set_weights(best["weights"])
+    threshold, val_scores = threshold, best["scores"]
+    if job.calibrate_threshold:
+        threshold, val_scores = calibrate_threshold(best["probs"], masks[val_idx].astype(bool), threshold)
+        reporter.log(f"Threshold {threshold:.2f} maximises the validation F1 of the best epoch "
+                     f"({_fmt(val_scores['f1'])}, against {_fmt(best['scores']['f1'])} at 0.5).")
     # The checkpoint holds a fresh float32, fully trainable, uncompiled copy: no optimizer
     # state (a third of the size), no mixed-precision policy (inference and later
     # fine-tuning may run without a GPU), no freezing (that is chosen per fine-tuning run).
@@ -337,7 +364,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         "patch_size": job.patch_size, "split": job.validation, "epochs": len(history),
         "best_epoch": best["epoch"], "loss": job.loss, "freeze": job.freeze,
         "learning_rate": job.learning_rate, "augment": job.augment,
-        "validation": {k: (None if v is None else round(float(v), 4)) for k, v in best["scores"].items()}
+        "threshold": round(float(threshold), 2),
+        "validation": {k: (None if v is None else round(float(v), 4)) for k, v in val_scores.items()}
                       | {"loss": round(float(best["val_loss"]), 5)},
         "date": today(), "device": where,
     }

@@ -294,3 +294,14 @@ def test_batch_norm_statistics_are_recalibrated_on_clean_patches():
     conv = keras.Model(model.input, model.get_layer("enc1_conv1").output)
     expected = np.asarray(conv((images - mean) / std)).mean(axis=(0, 1, 2))
     assert np.allclose(np.asarray(bn.moving_mean), expected, atol=0.05 * np.abs(expected).max() + 1e-3)
+
+
+def test_threshold_calibration_picks_the_best_validation_f1():
+    from landslide_mapper.core.training import calibrate_threshold
+
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    probs = np.array([0.9, 0.85, 0.8, 0.6, 0.7, 0.55, 0.2, 0.1], np.float32)
+    t, s = calibrate_threshold(probs, truth)
+    # at 0.5: TP 4, FP 2 -> F1 0.8; at 0.75: TP 3, FN 1, FP 0 -> F1 6/7; at 0.6: TP 4, FP 1 -> F1 8/9 (best)
+    assert t == 0.6 and s["f1"] == pytest.approx(8 / 9)
+    assert calibrate_threshold(probs, np.zeros(8, bool))[0] == 0.5  # nothing to calibrate on
