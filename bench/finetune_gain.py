@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--pixel-size", type=float, default=3.0)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--model", default=str(default_model()))
+    ap.add_argument("--loss", default="adsms")
+    ap.add_argument("--freeze", default="none")
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--work", default="bench_output/finetune_gain")
     args = ap.parse_args()
     work = Path(args.work)
@@ -88,10 +91,11 @@ def main() -> None:
                                 labels_layer=f"landslides_{year}", reviewed=str(reviewed),
                                 region=f"unseen demo scene seed {args.seed} (western half)", year=year)],
         output_dir=str(work / "checkpoints"), name="finetuned", base_checkpoint=args.model,
-        epochs=args.epochs, learning_rate=1e-4, patience=4), log)
+        epochs=args.epochs, learning_rate=args.lr, patience=4, loss=args.loss, freeze=args.freeze), log)
     after = evaluate(result.checkpoint, scene, year, work / "runs", "finetuned")
     print(f"fine-tuned ({time.time() - t:.0f} s, {result.patches['train']} patches):", json.dumps(after))
-    (work / "result.json").write_text(json.dumps({"seed": args.seed, "year": year, "before": before,
+    (work / "result.json").write_text(json.dumps({"seed": args.seed, "year": year, "loss": args.loss,
+                                                  "freeze": args.freeze, "lr": args.lr, "before": before,
                                                   "after": after, "checkpoint": result.checkpoint}, indent=2))
 
 

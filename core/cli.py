@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=str(Path(__file__).resolve().parent.parent / "models"))
     p.add_argument("--workdir", default="build/pretrained", help="scenes and intermediate stages")
     p.add_argument("--epochs", type=int, default=24, help="epochs of the first stage (default 24)")
-    p.add_argument("--finetune-epochs", type=int, default=10, help="epochs of each later stage (default 10)")
+    p.add_argument("--finetune-epochs", type=int, default=8, help="epochs of each later stage (default 8)")
     p.add_argument("--base-filters", type=int, default=16)
     p.add_argument("--regions", type=int, default=5, help="number of regions (stages), at most 5")
     p.add_argument("--max-steps", type=int, help="cap on batches per epoch")

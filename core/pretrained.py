@@ -1,6 +1,7 @@
 """How the bundled cascade checkpoint is made: stage after stage over procedural regions.
 
-Like the papers' cascade, each stage fine-tunes the previous one on a new region. Our
+Like the papers' cascade, each stage fine-tunes the previous one on a new region (plus a
+rehearsal of the earlier regions' event years, against forgetting). Our
 "regions" are demo scenes with different terrain, sun, sensor (3 m PlanetScope-like and
 5 m RapidEye-like), haze and clouds. Every year of every region is used, with the truth
 minus what clouds hide as labels. ``python -m landslide_mapper build-pretrained`` reruns it.
@@ -8,7 +9,7 @@ minus what clouds hide as labels. ``python -m landslide_mapper build-pretrained`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def region_sources(region: Region, workdir: Path, reporter: Reporter) -> list[Tr
 
 
 def build_pretrained(output_dir: str, workdir: str, epochs: int = 24, base_filters: int = 16,
-                     finetune_epochs: int = 10, batch_size: int = 16, max_steps: int | None = None,
+                     finetune_epochs: int = 8, batch_size: int = 16, max_steps: int | None = None,
                      regions: int = len(REGIONS), reporter: Reporter | None = None) -> str:
     """Train the cascade; returns the final checkpoint folder (earlier stages stay in workdir)."""
     from .training import run_training
@@ -83,10 +84,16 @@ def build_pretrained(output_dir: str, workdir: str, epochs: int = 24, base_filte
         raise InputError(f"The cascade has 1 to {len(REGIONS)} regions, not {regions}.")
     chosen = REGIONS[:regions]
     checkpoint = None
+    replay: list[TrainingSource] = []
     for k, region in enumerate(chosen):
         sub = reporter.sub(k / len(chosen), (k + 1) / len(chosen))
         reporter.log(f"Stage {k + 1}/{len(chosen)}: {region.name}")
-        sources = region_sources(region, work, sub.sub(0.0, 0.1))
+        own = region_sources(region, work, sub.sub(0.0, 0.1))
+        # Rehearsal: each stage also sees the event year of every earlier region. Without
+        # it a stage on 5 m imagery erased most of what the 3 m stage had learnt (unseen
+        # 3 m co-event F1 0.88 -> 0.33): sequential fine-tuning forgets.
+        sources = own + replay
+        replay += [replace(s, region=f"{s.region} (rehearsal)") for s in own if s.year == region.spec.event_year]
         last = k == len(chosen) - 1
         job = TrainJob(
             sources=sources, output_dir=str(output_dir if last else work / "stages"),

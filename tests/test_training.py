@@ -73,12 +73,18 @@ def test_training_writes_a_complete_self_describing_checkpoint(trained, scene):
     assert json.loads((ckpt.folder / "checkpoint.json").read_text())["lineage"][0]["validation"]["loss"] > 0
 
 
-def test_finetune_appends_a_stage_and_leaves_the_base_untouched(trained, scene, tmp_path):
+@pytest.fixture(scope="module")
+def finetuned(trained, scene):
     base = Path(trained[0].checkpoint)
     before = digest(base)
     job = TrainJob(sources=sources(scene), output_dir=str(base.parent), name="stage1",
                    base_checkpoint=str(base), freeze="encoder", **{**TINY, "epochs": 1})
-    result = run_training(job)
+    return run_training(job), before
+
+
+def test_finetune_appends_a_stage_and_leaves_the_base_untouched(trained, finetuned):
+    base = Path(trained[0].checkpoint)
+    result, before = finetuned
     assert digest(base) == before
     child = load_checkpoint(result.checkpoint)
     assert child.folder != base and child.name == child.folder.name == "stage1_2"
@@ -91,12 +97,14 @@ def test_finetune_appends_a_stage_and_leaves_the_base_untouched(trained, scene, 
     assert all(layer.trainable for layer in child.load_keras().layers)
 
 
-def test_onnx_export_matches_keras_through_tiled_inference(trained, scene, tmp_path):
-    """Keras on a whole 128×128 raster == the mapping pipeline on it with one 128 px tile."""
+def test_onnx_export_matches_keras_through_tiled_inference(finetuned, scene, tmp_path):
+    """Fine-tuned Keras network on a whole 128×128 raster == the mapping pipeline on it with
+    one 128 px tile (export, metadata, normalisation and tiling all in the loop)."""
     from landslide_mapper.core.bands import build_channels
     from landslide_mapper.core.mapping import run_inference
 
-    ckpt = load_checkpoint(trained[0].checkpoint)
+    ckpt = load_checkpoint(finetuned[0].checkpoint)
+    assert len(ckpt.lineage) == 2
     with rasterio.open(scene.rasters[2017]) as src:
         data = src.read(window=Window(32, 32, 128, 128))
         profile = dict(crs=src.crs, transform=src.window_transform(Window(32, 32, 128, 128)))
