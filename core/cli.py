@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
         p.add_argument("--patch-size", type=int, default=128)
         p.add_argument("--stride", type=int, help="patch stride (default half a patch)")
-        p.add_argument("--loss", default="adsms",
-                       choices=["adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky"])
+        p.add_argument("--loss", choices=["adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky"],
+                       help="default: adsms for train, bce for finetune")
         p.add_argument("--freeze", default="none", help="none, encoder, or upto:<block> (e.g. upto:enc3)")
         p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
         p.add_argument("--validation", default="blocked", choices=["blocked", "random"])

@@ -232,7 +232,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         reporter.log(f"Frozen ({job.freeze}): {len(frozen)} layers; "
                      f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters.")
     output_names = list(model.output_names)
-    loss, weights = loss_lib.losses_for(output_names, job.loss)
+    loss, weights = loss_lib.losses_for(output_names, job.effective_loss)
     # Keras 3 pairs dict losses with list outputs by sorted key, not by name: pass lists
     model.compile(optimizer=keras.optimizers.Adam(job.learning_rate),
                   loss=loss_lib.in_output_order(loss, output_names),
@@ -362,7 +362,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         "trigger": job.trigger, "sources": [Path(s.raster).name for s in job.sources],
         "patches": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
         "patch_size": job.patch_size, "split": job.validation, "epochs": len(history),
-        "best_epoch": best["epoch"], "loss": job.loss, "freeze": job.freeze,
+        "best_epoch": best["epoch"], "loss": job.effective_loss, "freeze": job.freeze,
         "learning_rate": job.learning_rate, "augment": job.augment,
         "threshold": round(float(threshold), 2),
         "validation": {k: (None if v is None else round(float(v), 4)) for k, v in val_scores.items()}
