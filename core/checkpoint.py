@@ -80,9 +80,6 @@ class Checkpoint:
     def keras_path(self) -> Path:
         return self.folder / KERAS_NAME
 
-    def metadata(self) -> ModelMetadata:
-        return metadata_from_info(self.info)
-
     def load_keras(self):
         """The trainable Keras model (heavy: imports TensorFlow)."""
         import keras

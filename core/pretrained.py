@@ -8,7 +8,6 @@ minus what clouds hide as labels. ``python -m landslide_mapper build-pretrained`
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -111,6 +110,3 @@ def build_pretrained(output_dir: str, workdir: str, epochs: int = 24, base_filte
         checkpoint = result.checkpoint
     return str(checkpoint)
 
-
-def regions_summary() -> str:
-    return json.dumps([{"name": r.name, "trigger": r.trigger, **r.spec.to_dict()} for r in REGIONS], indent=2)
