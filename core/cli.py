@@ -16,7 +16,7 @@ from pathlib import Path
 from .bundled import BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
 from .events import JsonlEmitter
-from .jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json
+from .jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json, split_layer
 from .progress import Reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
@@ -144,14 +144,6 @@ def cmd_infer(args) -> int:
 
 
 # -- train / finetune ---------------------------------------------------------------
-def _split_layer(value: str) -> tuple[str, str | None]:
-    """``path|layername=NAME`` (QGIS' notation) or ``path|NAME`` -> (path, layer)."""
-    path, sep, layer = value.partition("|")
-    if not sep:
-        return path, None
-    return path, layer.split("=", 1)[1] if layer.startswith("layername=") else layer
-
-
 def _parse_source(text: str, defaults: dict) -> TrainingSource:
     fields = dict(defaults)
     for part in text.split(";"):
@@ -170,8 +162,8 @@ def _make_source(f: dict) -> TrainingSource:
     if not f.get("raster") or not f.get("labels"):
         raise InputError("Each training source needs a raster and a label layer (--raster and --labels, "
                          "or --source 'raster=...;labels=...').")
-    labels, labels_layer = _split_layer(f["labels"])
-    reviewed, reviewed_layer = _split_layer(f["reviewed"]) if f.get("reviewed") else (None, None)
+    labels, labels_layer = split_layer(f["labels"])
+    reviewed, reviewed_layer = split_layer(f["reviewed"]) if f.get("reviewed") else (None, None)
     try:
         year = int(f["year"]) if f.get("year") not in (None, "") else None
         scale = float(f["reflectance_scale"]) if f.get("reflectance_scale") not in (None, "") else None
@@ -270,12 +262,15 @@ def cmd_demo(args) -> int:
     spec = _scene_spec(args)
     scene_dir = Path(args.data_dir) / f"scene_{spec.size}px_{spec.pixel_size:g}m_seed{spec.seed}"
     scores: dict = {}
+    true_alpha: list[float] = []
 
     def job_fn(reporter):
         manifest = load_or_generate(scene_dir, spec, progress=reporter.sub(0.0, 0.3).progress)
         job = InferenceJob(
             years=[YearInput(y, p, "auto") for y, p in sorted(manifest.rasters.items())],
-            model=str(args.model or default_model()), output_dir=args.output)
+            model=str(args.model or default_model()), output_dir=args.output,
+            reference_exponent=manifest.true_powerlaw_alpha)
+        true_alpha.append(manifest.true_powerlaw_alpha)
         result = run_inference(job, reporter.sub(0.3, 1.0))
         for y in result.years:
             predicted = read_layer(result.geopackage, y.layer).geometries
@@ -296,7 +291,24 @@ def cmd_demo(args) -> int:
             _print_inference_table(result, scores)
             print("\nPixel precision/recall/F1 against the scene's true landslide polygons "
                   "(accuracy.json in the run folder).")
+            _print_exponents(result, true_alpha[0])
     return code
+
+
+def _print_exponents(result, true_alpha: float) -> None:
+    """The demo's check of the FAD fits: per-year power-law exponents against the truth."""
+    print(f"\nTemporal subtraction and frequency-area distributions (statistics.csv, charts/ in the "
+          f"run folder). The scene's landslide areas were drawn with exponent α = {true_alpha:.2f}.")
+    print(f"{'year':>6} {'mapped':>7} {'new':>5} {'enl.':>5} {'α mapped':>13} {'x_min m²':>9} "
+          f"{'α new+enlarged':>15} {'mLS':>5}")
+    for s in result.statistics:
+        a = f"{s['alpha']:.2f}±{s['alpha_se']:.2f}" if s.get("alpha") is not None else "-"
+        na = f"{s['new_alpha']:.2f}" if s.get("new_alpha") is not None else "-"
+        xm = f"{s['x_min_m2']:,.0f}" if s.get("x_min_m2") is not None else "-"
+        mls = f"{s['mls']:.2f}" if s.get("mls") is not None else "-"
+        new = "-" if s.get("new") is None else str(s["new"])
+        enl = "-" if s.get("enlarged") is None else str(s["enlarged"])
+        print(f"{s['year']:>6} {s['count']:>7} {new:>5} {enl:>5} {a:>13} {xm:>9} {na:>15} {mls:>5}")
 
 
 def cmd_build_pretrained(args) -> int:
@@ -316,6 +328,88 @@ def cmd_build_baseline(args) -> int:
 
     print(write_baseline(args.output))
     return EXIT_OK
+
+
+# -- subtract / fad / assess ------------------------------------------------------------
+def _print_statistics(result) -> None:
+    print(f"{'year':>6} {'count':>7} {'total m²':>14} {'median m²':>10} {'alpha':>12} "
+          f"{'x_min m²':>10} {'mLS':>6} {'new':>6} {'enlarged':>8}")
+    for s in result.statistics:
+        alpha = f"{s['alpha']:.2f}±{s['alpha_se']:.2f}" if s.get("alpha") is not None else "-"
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        print(f"{s['year']:>6} {s['count']:>7} {s['total_area_m2']:>14,.0f} "
+              f"{fmt(s['median_area_m2'], ',.0f'):>10} {alpha:>12} {fmt(s.get('x_min_m2'), ',.0f'):>10} "
+              f"{fmt(s.get('mls'), '.2f'):>6} {fmt(s.get('new'), 'd'):>6} {fmt(s.get('enlarged'), 'd'):>8}")
+
+
+def _layers(items: list[str]):
+    from .inventory import parse_layer_refs
+
+    return parse_layer_refs(items)
+
+
+def cmd_subtract(args) -> int:
+    from .analysis import run_subtract
+    from .jobs import SubtractJob
+
+    def job_fn(reporter):
+        job = SubtractJob(years=_layers(args.sources), output_dir=args.output, run_name=args.run_name,
+                          pixel_size_m=args.pixel_size, sliver_px=args.sliver_px,
+                          min_remnant_px=args.min_remnant_px)
+        return run_subtract(job, reporter)
+
+    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"Run folder: {result.run_dir}")
+        print(f"New and enlarged polygons: {result.geopackage}")
+        _print_statistics(result)
+    return code
+
+
+def cmd_fad(args) -> int:
+    from .analysis import run_analyse
+    from .jobs import AnalyseJob
+
+    def job_fn(reporter):
+        job = AnalyseJob(years=_layers(args.sources), output_dir=args.output, run_name=args.run_name,
+                         min_area_m2=args.min_area, mapped_area_km2=args.mapped_area_km2,
+                         extent=args.extent, bootstrap=args.bootstrap)
+        return run_analyse(job, reporter)
+
+    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"Run folder: {result.run_dir}  (statistics.csv, statistics.json, charts/)")
+        _print_statistics(result)
+    return code
+
+
+def cmd_assess(args) -> int:
+    from .analysis import run_assess
+    from .jobs import AssessJob, GridRaster
+
+    def job_fn(reporter):
+        grids = []
+        for item in args.grid or []:
+            year, sep, path = item.partition("=")
+            if not sep or not year.strip().isdigit():
+                raise InputError(f"--grid expects YEAR=RASTER, got {item!r}.")
+            grids.append(GridRaster(int(year), path))
+        job = AssessJob(predicted=_layers(args.predicted), reference=_layers(args.reference),
+                        output_dir=args.output, run_name=args.run_name, grids=grids, area=args.area,
+                        pixel_size_m=args.pixel_size)
+        return run_assess(job, reporter)
+
+    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"Run folder: {result.run_dir}  (accuracy.json, accuracy.csv, assessment.gpkg, charts/)")
+        print(f"{'year':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'MCC':>6} {'IoU':>6} "
+              f"{'ref n':>6} {'pred n':>6} {'ref km²':>8} {'pred km²':>8}")
+        for row in result.rows:
+            print(f"{row['year']:>6} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "
+                  f"{row['mcc']:>6.3f} {row['iou']:>6.3f} {row['reference_count']:>6} "
+                  f"{row['predicted_count']:>6} {row['reference_area_m2'] / 1e6:>8.3f} "
+                  f"{row['predicted_area_m2'] / 1e6:>8.3f}")
+    return code
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -410,6 +504,47 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep threshold 0.5 instead of the one with the best validation F1")
         _common(p)
         p.set_defaults(func=cmd_train)
+
+    source_help = ("YEAR=PATH[|LAYER] per year (GeoPackage, shapefile, zipped shapefile, any OGR "
+                   "source), or a multi-layer source whose layer names carry the years "
+                   "(a run GeoPackage, a zip of YEAR.shp files)")
+    p = sub.add_parser("subtract", help="new and enlarged landslides of every year (E_T = P_T - P_T-1)")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help=source_help)
+    p.add_argument("--output", "-o", required=True, help="folder in which a new run folder is created")
+    p.add_argument("--run-name", help="name of the run folder (a suffix is added if it exists)")
+    p.add_argument("--pixel-size", type=float, default=3.0,
+                   help="pixel size (m) of the imagery the inventories come from (default 3)")
+    p.add_argument("--sliver-px", type=float, default=1.0,
+                   help="sliver buffer in pixels: strips narrower than twice it are removed (default 1)")
+    p.add_argument("--min-remnant-px", type=float, default=9.0,
+                   help="smallest new or enlarged part kept, in pixels (default 9, ~3×3 px)")
+    _common(p)
+    p.set_defaults(func=cmd_subtract)
+
+    p = sub.add_parser("fad", help="per-year statistics, frequency-area distributions, power-law fits, charts")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help=source_help)
+    p.add_argument("--output", "-o", required=True, help="folder in which a new run folder is created")
+    p.add_argument("--run-name", help="name of the run folder (a suffix is added if it exists)")
+    p.add_argument("--min-area", type=float, default=0.0, help="leave out polygons below this area in m² (default 0)")
+    p.add_argument("--mapped-area-km2", type=float, help="area that was mapped, for densities per km²")
+    p.add_argument("--extent", help="polygon layer of the mapped area (PATH[|LAYER]), for densities per km²")
+    p.add_argument("--bootstrap", type=int, default=0,
+                   help="bootstrap resamples for the uncertainty of x_min and the exponent (default 0)")
+    _common(p)
+    p.set_defaults(func=cmd_fad)
+
+    p = sub.add_parser("assess", help="accuracy of predicted against reference inventories, per year")
+    p.add_argument("--predicted", nargs="+", required=True, metavar="SOURCE", help=source_help)
+    p.add_argument("--reference", nargs="+", required=True, metavar="SOURCE", help=source_help)
+    p.add_argument("--grid", action="append", metavar="YEAR=RASTER",
+                   help="raster whose grid and nodata the pixel scores of a year use (repeatable; "
+                        "e.g. the probability GeoTIFF); default: a --pixel-size grid over both inventories")
+    p.add_argument("--area", help="assessment-area polygons (PATH[|LAYER]): only pixels inside count")
+    p.add_argument("--pixel-size", type=float, default=3.0, help="grid pixel size in m without --grid (default 3)")
+    p.add_argument("--output", "-o", required=True, help="folder in which a new run folder is created")
+    p.add_argument("--run-name", help="name of the run folder (a suffix is added if it exists)")
+    _common(p)
+    p.set_defaults(func=cmd_assess)
 
     p = sub.add_parser("run-job", help="run a JSON job specification, printing JSON-lines events (worker mode)")
     p.add_argument("spec", nargs="?", default="-", help="job JSON file, or - for stdin (default)")

@@ -6,7 +6,7 @@ executes them, in the QGIS process or in a worker process fed the JSON on stdin.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from .errors import InputError
@@ -35,8 +35,11 @@ class InferenceJob:
     threshold: float | None = None           # None: the model's own threshold
     min_area_m2: float = 200.0
     device: str = "auto"
+    analyse: bool = True                     # subtraction, statistics, FAD and charts after mapping
+    reference_exponent: float | None = None  # drawn on the FAD charts (e.g. a synthetic scene's truth)
 
     def validate(self) -> None:
+        _check_types(self, {"analyse": bool, "reference_exponent": (int, float, type(None))})
         _check_types(self, {"overlap": int, "batch_size": int, "min_area_m2": (int, float), "device": str,
                             "model": str, "output_dir": str, "tile_size": (int, type(None)),
                             "threshold": (int, float, type(None)), "run_name": (str, type(None))})
@@ -207,7 +210,173 @@ class TrainJob:
         return cls(sources=sources, **data)
 
 
-JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob, TrainJob.kind: TrainJob}
+def split_layer(value: str) -> tuple[str, str | None]:
+    """``path|layername=NAME`` (QGIS' notation) or ``path|NAME`` -> (path, layer)."""
+    path, sep, layer = value.partition("|")
+    if not sep:
+        return path, None
+    return path, layer.split("=", 1)[1] if layer.startswith("layername=") else layer
+
+
+@dataclass
+class InventoryLayer:
+    """One year's landslide polygons: any OGR source and a layer (None: the first)."""
+
+    year: int
+    path: str
+    layer: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"layer {self.layer!r} of {self.path}" if self.layer else str(self.path)
+
+
+def _layers_from(items: list, what: str) -> list[InventoryLayer]:
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InputError(f"Each of the {what} must be an object with year, path and layer.")
+        _check_keys(InventoryLayer, item)
+        out.append(InventoryLayer(**item))
+    return out
+
+
+def _validate_layers(layers: list[InventoryLayer], what: str, minimum: int = 1) -> None:
+    for item in layers:
+        _check_types(item, {"year": int, "path": str, "layer": (str, type(None))})
+    if len(layers) < minimum:
+        raise InputError(f"The {what} need at least {minimum} year(s); got {len(layers)}.")
+    years = [item.year for item in layers]
+    dup = sorted({y for y in years if years.count(y) > 1})
+    if dup:
+        raise InputError(f"Year {dup[0]} is given more than once in the {what}.")
+
+
+@dataclass
+class SubtractJob:
+    """New and enlarged landslides of every year against the year before (E_T = P_T − P_{T−1})."""
+
+    kind: ClassVar[str] = "subtract"
+    years: list[InventoryLayer]
+    output_dir: str
+    run_name: str | None = None
+    pixel_size_m: float = 3.0                # of the imagery the inventories were mapped on
+    sliver_px: float = 1.0                   # buffer of the opening, in pixels
+    min_remnant_px: float = 9.0              # smallest part kept, in pixels (~3×3 px)
+
+    def validate(self) -> None:
+        _validate_layers(self.years, "inventory years", 2)
+        _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
+                            "pixel_size_m": (int, float), "sliver_px": (int, float),
+                            "min_remnant_px": (int, float)})
+        if self.pixel_size_m <= 0:
+            raise InputError(f"Pixel size must be positive, got {self.pixel_size_m}.")
+        if self.sliver_px < 0 or self.min_remnant_px < 0:
+            raise InputError("Sliver buffer and minimum remnant must not be negative.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SubtractJob":
+        data = {k: v for k, v in data.items() if k != "kind"}
+        _check_keys(cls, data)
+        return cls(years=_layers_from(data.pop("years", []), "inventory years"), **data)
+
+
+@dataclass
+class AnalyseJob:
+    """Per-year statistics, frequency-area distributions and their fits, and charts."""
+
+    kind: ClassVar[str] = "analyse"
+    years: list[InventoryLayer]
+    output_dir: str
+    run_name: str | None = None
+    min_area_m2: float = 0.0                 # polygons below it are left out (and counted)
+    mapped_area_km2: float | None = None     # for densities; None: from `extent` or the bounding box
+    extent: str | None = None                # PATH[:LAYER] of the mapped-area polygon(s)
+    bootstrap: int = 0                       # bootstrap resamples for x_min/exponent uncertainty
+    true_exponent: float | None = None       # drawn on the FAD chart when known (synthetic scenes)
+
+    def validate(self) -> None:
+        _validate_layers(self.years, "inventory years")
+        _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
+                            "min_area_m2": (int, float), "mapped_area_km2": (int, float, type(None)),
+                            "extent": (str, type(None)), "bootstrap": int,
+                            "true_exponent": (int, float, type(None))})
+        if self.min_area_m2 < 0:
+            raise InputError(f"Minimum area must not be negative, got {self.min_area_m2}.")
+        if self.mapped_area_km2 is not None and self.mapped_area_km2 <= 0:
+            raise InputError(f"The mapped area must be positive, got {self.mapped_area_km2} km².")
+        if self.bootstrap < 0:
+            raise InputError(f"Bootstrap count must not be negative, got {self.bootstrap}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AnalyseJob":
+        data = {k: v for k, v in data.items() if k != "kind"}
+        _check_keys(cls, data)
+        return cls(years=_layers_from(data.pop("years", []), "inventory years"), **data)
+
+
+@dataclass
+class GridRaster:
+    """The raster whose grid (and nodata) the pixel accuracy of one year is counted on."""
+
+    year: int
+    path: str
+
+
+@dataclass
+class AssessJob:
+    """Accuracy of predicted inventories against reference inventories, year by year."""
+
+    kind: ClassVar[str] = "assess"
+    predicted: list[InventoryLayer]
+    reference: list[InventoryLayer]
+    output_dir: str
+    run_name: str | None = None
+    grids: list[GridRaster] = field(default_factory=list)   # optional, per year
+    area: str | None = None                  # PATH[:LAYER] of the assessment-area polygon(s)
+    pixel_size_m: float = 3.0                # grid when a year has no grid raster
+
+    def validate(self) -> None:
+        _validate_layers(self.predicted, "predicted inventories")
+        _validate_layers(self.reference, "reference inventories")
+        _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
+                            "area": (str, type(None)), "pixel_size_m": (int, float)})
+        for g in self.grids:
+            _check_types(g, {"year": int, "path": str})
+        if self.pixel_size_m <= 0:
+            raise InputError(f"Pixel size must be positive, got {self.pixel_size_m}.")
+        common = {p.year for p in self.predicted} & {r.year for r in self.reference}
+        if not common:
+            raise InputError(
+                f"No year has both a predicted and a reference inventory (predicted: "
+                f"{sorted(p.year for p in self.predicted)}, reference: "
+                f"{sorted(r.year for r in self.reference)}).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AssessJob":
+        data = {k: v for k, v in data.items() if k != "kind"}
+        _check_keys(cls, data)
+        grids = []
+        for g in data.pop("grids", []):
+            _check_keys(GridRaster, g)
+            grids.append(GridRaster(**g))
+        return cls(predicted=_layers_from(data.pop("predicted", []), "predicted inventories"),
+                   reference=_layers_from(data.pop("reference", []), "reference inventories"),
+                   grids=grids, **data)
+
+
+JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob, TrainJob.kind: TrainJob,
+                              SubtractJob.kind: SubtractJob, AnalyseJob.kind: AnalyseJob,
+                              AssessJob.kind: AssessJob}
 
 
 def _check_types(obj, types: dict) -> None:

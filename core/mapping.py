@@ -6,6 +6,7 @@ year fails in seconds rather than after the first two have run.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,13 +14,16 @@ import rasterio
 
 from . import crs as crs_rules
 from .bands import required_spectral
+from .analysis import analyse_series, change_layers
 from .errors import InputError
 from .inference import predict_raster
 from .jobs import InferenceJob, job_to_json
 from .model import OnnxModel
 from .progress import Reporter
 from .raster import YearRaster, target_crs_for
+from .inventory import from_layer
 from .run_folder import RunFolder
+from .subtraction import SubtractionSettings, subtract_series
 from .vector_io import write_geopackage
 from .vectorize import landslide_polygons
 
@@ -50,6 +54,9 @@ class InferenceResult:
     tile_size: int
     threshold: float
     years: list[YearResult] = field(default_factory=list)
+    statistics: list[dict] = field(default_factory=list)   # per year, with the FAD fits
+    changes: list[dict] = field(default_factory=list)      # per year after the first
+    charts: list[str] = field(default_factory=list)        # relative to run_dir
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,8 +111,9 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
     with RunFolder(job.output_dir, job.run_name) as run:
         (run.path("job.json")).write_text(job_to_json(job) + "\n")
         n = len(rasters)
+        mapping_share = 0.95 if job.analyse else 1.0
         for i, raster in enumerate(rasters):
-            part = reporter.sub(i / n, (i + 1) / n)
+            part = reporter.sub(i / n * mapping_share, (i + 1) / n * mapping_share)
             part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
                      f"bands {raster.mapping.describe()})")
             prob_name = f"probability_{raster.year}.tif"
@@ -123,11 +131,25 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
             part.log(f"Year {raster.year}: {len(layer)} landslide polygons, "
                      f"{result_years[-1].total_area_m2:,.0f} m².")
         reporter.check_cancelled()
+        analysis = None
+        if job.analyse:
+            series = [from_layer(y.year, y.layer, layers[y.layer], crs, ("mean_prob",))
+                      for y in result_years]
+            changes = subtract_series(series, SubtractionSettings.for_pixel_size(
+                math.sqrt(rasters[0].pixel_area)), reporter.sub(0.95, 0.96))
+            layers.update(change_layers(changes, crs.to_wkt()))
         write_geopackage(run.path(GEOPACKAGE), layers)
+        if job.analyse:
+            analysis = analyse_series(series, run, reporter.sub(0.96, 0.995),
+                                      {y.year: y.mapped_area_km2 for y in result_years},
+                                      "valid pixels", changes, true_exponent=job.reference_exponent)
         result = InferenceResult(
             run_dir=".", geopackage=GEOPACKAGE, model=str(model.path), model_kind=model.metadata.kind,
             provider=model.provider, crs=crs_rules.describe(crs), tile_size=tile, threshold=threshold,
             years=result_years)
+        if analysis is not None:
+            result.statistics, result.changes, result.charts = \
+                analysis.statistics, analysis.changes, analysis.charts
         run.path("summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         reporter.progress(1.0, "done")  # the last cancellation point: after it, the run stands
         final = run.commit()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .errors import InputError
-from .jobs import InferenceJob, TrainJob
+from .jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from .progress import Reporter
 
 
@@ -16,4 +16,16 @@ def run_job(job, reporter: Reporter | None = None):
         from .training import run_training
 
         return run_training(job, reporter)
+    if isinstance(job, SubtractJob):
+        from .analysis import run_subtract
+
+        return run_subtract(job, reporter)
+    if isinstance(job, AnalyseJob):
+        from .analysis import run_analyse
+
+        return run_analyse(job, reporter)
+    if isinstance(job, AssessJob):
+        from .analysis import run_assess
+
+        return run_assess(job, reporter)
     raise InputError(f"Unknown job type {type(job).__name__}.")

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 import shapely
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from .errors import InputError, OutputError
 
@@ -42,6 +42,7 @@ class VectorLayer:
     geometries: np.ndarray
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     crs_wkt: str | None = None
+    fids: np.ndarray | None = None    # the source's feature ids, when read from a file
 
     def __len__(self) -> int:
         return len(self.geometries)
@@ -153,11 +154,23 @@ def _open(path: str | os.PathLike):
         raise InputError(f"{path} does not exist.")
     try:
         ds = ogr.Open(src)
+        if ds is None and src.startswith("/vsizip/"):
+            ds = _open_zip_folder(src)
     except RuntimeError as exc:
         raise InputError(f"{path} is not a readable vector dataset: {exc}") from exc
     if ds is None:
         raise InputError(f"{path} is not a readable vector dataset.")
     return ds
+
+
+def _open_zip_folder(src: str):
+    """A zip whose shapefiles sit in one folder inside it (as zipped folders usually are)."""
+    entries = gdal.ReadDir(src) or []
+    folders = [e for e in entries if gdal.VSIStatL(f"{src}/{e}") is not None
+               and gdal.VSIStatL(f"{src}/{e}").IsDirectory()]
+    if len(folders) == 1 and len(entries) == 1:
+        return ogr.Open(f"{src}/{folders[0]}")
+    return None
 
 
 def read_layer(path: str | os.PathLike, layer: str | int | None = None) -> VectorLayer:
@@ -178,8 +191,9 @@ def _read_layer(path, layer) -> VectorLayer:
         raise InputError(f"{path} has no layer {layer!r}; it has {list_layers(path)}.")
     defn = lyr.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    wkbs, values = [], {n: [] for n in names}
+    wkbs, fids, values = [], [], {n: [] for n in names}
     for feat in lyr:
+        fids.append(feat.GetFID())
         g = feat.GetGeometryRef()
         wkbs.append(bytes(g.ExportToIsoWkb()) if g is not None else None)
         for i, n in enumerate(names):
@@ -187,4 +201,5 @@ def _read_layer(path, layer) -> VectorLayer:
     srs = lyr.GetSpatialRef()
     geoms = shapely.from_wkb(np.array(wkbs, dtype=object)) if wkbs else np.empty(0, dtype=object)
     fields = {n: np.array(v) for n, v in values.items()}
-    return VectorLayer(geoms, fields, srs.ExportToWkt() if srs is not None else None)
+    return VectorLayer(geoms, fields, srs.ExportToWkt() if srs is not None else None,
+                       np.array(fids, dtype=np.int64))

@@ -99,8 +99,13 @@ def test_demo_main_job_end_to_end(tmp_path, pixel_size, bands):
     assert r.returncode == 0, r.stderr
     assert bands in r.stderr  # the band mapping that was used is logged
     table = [line.split() for line in r.stdout.splitlines() if line.strip()[:4].isdigit()]
-    assert [row[0] for row in table] == ["2016", "2017", "2018", "2019"]
-    assert all(len(row) == 7 for row in table)  # year, polygons, area, mapped km², P, R, F1
+    accuracy_rows, exponent_rows = table[:4], table[4:]
+    assert [row[0] for row in accuracy_rows] == ["2016", "2017", "2018", "2019"]
+    assert all(len(row) == 7 for row in accuracy_rows)  # year, polygons, area, mapped km², P, R, F1
+    # the subtraction and FAD table, next to the scene's true exponent
+    assert "drawn with exponent α = 2.30" in r.stdout
+    assert [row[0] for row in exponent_rows] == ["2016", "2017", "2018", "2019"]
+    assert exponent_rows[0][2] == "-" and exponent_rows[1][2].isdigit()   # no T-1 for the first year
     run = Path(r.stdout.split("Run folder:")[1].split()[0])
     accuracy = json.loads((run / "accuracy.json").read_text())
     assert set(accuracy) == {"2016", "2017", "2018", "2019"} and accuracy["2017"]["recall"] > 0.5

@@ -36,13 +36,22 @@ def test_two_years_end_to_end(tmp_path, baseline_model):
     result = run_inference(job)
     run = Path(result.run_dir)
     assert sorted(p.name for p in run.iterdir()) == [
-        "job.json", "landslides.gpkg", "probability_2017.tif", "probability_2018.tif", "summary.json"]
-    assert list_layers(result.geopackage) == ["landslides_2017", "landslides_2018"]
+        "charts", "job.json", "landslides.gpkg", "probability_2017.tif", "probability_2018.tif",
+        "statistics.csv", "statistics.json", "summary.json"]
+    assert list_layers(result.geopackage) == ["landslides_2017", "landslides_2018", "new_2018"]
     assert [y.polygons for y in result.years] == [1, 2]
     layer = read_layer(result.geopackage, "landslides_2018")
     assert sorted(layer.fields["area_m2"]) == [30 * 50 * 9.0, 40 * 60 * 9.0]
     assert set(layer.fields) == {"year", "area_m2", "perimeter_m", "mean_prob"}
     assert "32645" in layer.crs_wkt or "UTM zone 45N" in layer.crs_wkt
+    # the scar of 2017 is still visible in 2018: only the second one is new
+    new = read_layer(result.geopackage, "new_2018")
+    assert new.fields["change"].tolist() == ["new"] and new.fields["area_m2"].tolist() == [30 * 50 * 9.0]
+    assert new.fields["mean_prob"][0] > 0.5
+    assert [s["count"] for s in result.statistics] == [1, 2]
+    assert [s["new"] for s in result.statistics] == [None, 1]
+    assert result.statistics[0]["density_per_km2"] == pytest.approx(1 / (200 * 240 * 9e-6), rel=1e-3)
+    assert {"charts/fad.png", "charts/trend.svg", "charts/fad_new.json"} <= set(result.charts)
     # the job spec in the run folder reproduces the run
     assert job_from_json((run / "job.json").read_text()).to_dict() == job.to_dict()
 

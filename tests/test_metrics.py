@@ -28,3 +28,28 @@ def test_hand_counted_confusion(tmp_path):
 def test_degenerate_scores_are_nan_not_errors():
     s = PixelScores(0, 0, 0, 100)
     assert math.isnan(s.precision) and math.isnan(s.f1) and math.isnan(s.mcc)
+
+
+def test_grid_for_bounds_snaps_outwards_to_pixel_multiples():
+    from landslide_mapper.core.metrics import grid_for_bounds
+
+    g = grid_for_bounds((-7.5, 1.0, 10.0, 9.1), 3.0)
+    assert g.bounds == (-9.0, 0.0, 12.0, 12.0)
+    assert (g.width, g.height) == (7, 4)
+    with pytest.raises(ValueError):
+        grid_for_bounds((0, 0, 1, 1), 0.0)
+
+
+def test_pixel_scores_on_grid_with_area_and_windows(monkeypatch):
+    from landslide_mapper.core import metrics
+    from landslide_mapper.core.metrics import grid_for_bounds, pixel_scores_on_grid
+
+    grid = grid_for_bounds((0, 0, 10, 10), 1.0)                 # 100 pixels
+    predicted = np.array([shapely.box(0, 0, 5, 10)])            # left half, 50 px
+    reference = np.array([shapely.box(0, 0, 10, 5)])            # bottom half, 50 px
+    area = shapely.box(0, 0, 10, 8)                             # rows with centre y < 8: 80 px
+    for window in (1024, 3):
+        monkeypatch.setattr(metrics, "WINDOW", window)
+        s = pixel_scores_on_grid(grid, predicted, reference, area=area)
+        # tp: x<5, y<5 = 25; fp: x<5, 5<y<8 = 15; fn: x>5, y<5 = 25; tn: x>5, 5<y<8 = 15
+        assert (s.tp, s.fp, s.fn, s.tn) == (25, 15, 25, 15)
