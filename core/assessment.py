@@ -39,7 +39,8 @@ from scipy.sparse.csgraph import connected_components
 
 from . import crs as crs_utils
 from .errors import InputError
-from .metrics import Grid, PixelScores, grid_for_bounds, pixel_scores, pixel_scores_on_grid
+from .metrics import (Grid, PixelScores, as_geometry_array, grid_for_bounds, pixel_scores,
+                      pixel_scores_on_grid)
 from .progress import Reporter
 
 # Intersections smaller than this (m²) are floating-point noise along shared edges.
@@ -242,14 +243,6 @@ class YearAssessment:
 # Geometry preparation
 
 
-def _geometry_array(geoms) -> np.ndarray:
-    if geoms is None:
-        return np.empty(0, dtype=object)
-    if isinstance(geoms, shapely.Geometry):
-        return np.array([geoms], dtype=object)
-    return np.asarray(geoms, dtype=object).reshape(-1)
-
-
 def repair_polygons(geoms) -> tuple[np.ndarray, np.ndarray]:
     """The polygonal part of each geometry, and which ones were invalid and repaired.
 
@@ -257,7 +250,7 @@ def repair_polygons(geoms) -> tuple[np.ndarray, np.ndarray]:
     make_valid returns when a ring collapses into lines) only the polygons are kept.
     Missing, empty and non-polygonal geometries become None.
     """
-    g = _geometry_array(geoms)
+    g = as_geometry_array(geoms)
     present = ~(shapely.is_missing(g) | shapely.is_empty(g))
     invalid = present & ~shapely.is_valid(g)
     g = g.copy()
@@ -390,7 +383,7 @@ def match_objects(predicted, reference, area=None, min_overlap_m2: float = 0.0):
     prediction and a reference; matched groups are the connected components of those
     links. ``area``: polygons limiting which objects count (see the module docstring).
     """
-    pred, ref = _geometry_array(predicted), _geometry_array(reference)
+    pred, ref = as_geometry_array(predicted), as_geometry_array(reference)
     n, m = len(pred), len(ref)
     p_area = np.where(shapely.is_missing(pred), np.nan, shapely.area(pred))
     r_area = np.where(shapely.is_missing(ref), np.nan, shapely.area(ref))

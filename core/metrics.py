@@ -96,7 +96,7 @@ def grid_for_bounds(bounds, pixel_size: float) -> Grid:
     return Grid(Affine(pixel_size, 0.0, left, 0.0, -pixel_size, top), width, height)
 
 
-def _geometry_array(geoms) -> np.ndarray:
+def as_geometry_array(geoms) -> np.ndarray:
     if geoms is None:
         return np.empty(0, dtype=object)
     if isinstance(geoms, shapely.Geometry):
@@ -147,12 +147,12 @@ def _windows(r0: int, r1: int, c0: int, c1: int) -> list[Window]:
 
 def _confusion(grid: Grid, predicted, reference, area, reporter,
                read_valid: Callable[[Window], np.ndarray] | None, message: str) -> PixelScores:
-    predicted, reference = _geometry_array(predicted), _geometry_array(reference)
+    predicted, reference = as_geometry_array(predicted), as_geometry_array(reference)
     p_tree, r_tree = shapely.STRtree(predicted), shapely.STRtree(reference)
     r0, r1, c0, c1 = 0, grid.height, 0, grid.width
     a_tree = None
     if area is not None:
-        area = _geometry_array(area)
+        area = as_geometry_array(area)
         area = area[~(shapely.is_missing(area) | shapely.is_empty(area))]
         if not len(area):
             r0 = r1 = c0 = c1 = 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +20,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import rasterio.features
-import rasterio.warp
 import shapely
-from rasterio.crs import CRS
-from rasterio.errors import CRSError
 from rasterio.windows import Window
 
 from . import crs as crs_rules
 from .bands import build_channels, required_spectral
 from .errors import InputError
+from .inventory import parse_crs, to_crs
 from .jobs import TrainingSource
 from .progress import Reporter
 from .raster import YearRaster
@@ -38,8 +35,6 @@ from .vector_io import read_layer
 STD_FLOOR = 1e-3
 _POLYGONAL = (3, 6)          # shapely type ids: Polygon, MultiPolygon
 _COLLECTION = 7
-# What OGR reports for a GeoPackage layer written without a CRS (srs_id 0 / -1).
-_UNDEFINED_SRS = re.compile(r'\s*\w+\["Undefined (geographic|cartesian) SRS"', re.IGNORECASE)
 
 
 @dataclass
@@ -117,31 +112,15 @@ def _read_polygons(path: str, layer: str | None, what: str, raster: YearRaster,
 
 def _to_raster_crs(geoms: np.ndarray, wkt: str | None, name: str, raster: YearRaster,
                    log: Callable[[str], None]) -> np.ndarray:
-    if not wkt or _UNDEFINED_SRS.match(wkt):
+    src = parse_crs(wkt, name)
+    if src is None:
         log(f"{name} has no coordinate reference system; assuming the raster's "
             f"({crs_rules.describe(raster.crs)}).")
         return geoms
-    try:
-        src = CRS.from_wkt(wkt)
-    except CRSError as exc:
-        raise InputError(f"The coordinate reference system of {name} is not understood: {exc}.") from None
     if src == raster.crs:
         return geoms
-    dst = raster.crs
-
-    def reproject(xy: np.ndarray) -> np.ndarray:
-        xs, ys = rasterio.warp.transform(src, dst, xy[:, 0].tolist(), xy[:, 1].tolist())
-        return np.column_stack([xs, ys])
-
-    problem = (f"{name} cannot be reprojected from {crs_rules.describe(src)} to the raster's "
-               f"{crs_rules.describe(dst)}")
-    try:
-        out = shapely.transform(geoms, reproject)
-    except Exception as exc:  # GDAL's errors (rasterio._err.CPLE_*) have no public base class
-        raise InputError(f"{problem} ({exc}); check the layer's CRS.") from None
-    if not np.isfinite(shapely.bounds(out)).all():
-        raise InputError(f"{problem}: some vertices fall outside its area of use; check the layer's CRS.")
-    log(f"{name}: reprojected from {crs_rules.describe(src)} to {crs_rules.describe(dst)}.")
+    out = to_crs(geoms, src, raster.crs, name)
+    log(f"{name}: reprojected from {crs_rules.describe(src)} to {crs_rules.describe(raster.crs)}.")
     return out
 
 
