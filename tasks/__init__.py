@@ -1,0 +1,1 @@
+"""QgsTasks of the plugin (QGIS-side; the heavy work runs in a worker process)."""

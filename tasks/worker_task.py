@@ -1,0 +1,184 @@
+"""A QgsTask that runs one job in a worker process (DESIGN.md §3).
+
+The job spec goes to ``python -m landslide_mapper run-job -`` on stdin; JSON-lines events
+come back on stdout and become task progress, log lines and the result. TensorFlow,
+ONNX Runtime and CUDA live only in the worker, so a crash or a library conflict there
+can never take QGIS down. Cancelling sends SIGTERM (the worker stops at its next batch
+and removes its partial run folder), then kills the process if it does not exit.
+
+``run()`` touches no GUI: it only reads the pipe and stores what it learns; the
+``on_finished`` callback runs in ``finished()``, on the main thread.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import QgsTask
+
+from ..core.events import parse_event
+from ..core.jobs import job_to_json
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent
+TERMINATE_GRACE_S = 15.0
+POLL_S = 0.1
+
+
+def default_worker_python() -> str:
+    """The interpreter for the worker: the plugin's own venv when there is one, else the
+    first ``python3`` on PATH (inside QGIS ``sys.executable`` is QGIS itself)."""
+    for candidate in (PLUGIN_DIR / ".venv" / "bin" / "python", Path(sys.prefix) / "bin" / "python3"):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("python3") or "python3"
+
+
+def worker_environment() -> dict[str, str]:
+    """Environment in which ``import landslide_mapper`` finds this very plugin."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+    if PLUGIN_DIR.name == "landslide_mapper":   # installed in a QGIS profile's plugins folder
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR.parent), env.get("PYTHONPATH")) if p)
+    return env
+
+
+class WorkerTask(QgsTask):
+    """Runs ``job`` (a job spec from core.jobs) in a worker process."""
+
+    def __init__(self, description: str, job, python: Optional[str] = None,
+                 on_finished: Optional[Callable[["WorkerTask"], None]] = None,
+                 on_event: Optional[Callable[[dict], None]] = None):
+        super().__init__(description, QgsTask.CanCancel)
+        self.job = job
+        self.python = python or default_worker_python()
+        self.on_finished = on_finished
+        self.on_event = on_event        # called from the task thread: queue to the GUI yourself
+        self.result: Optional[dict] = None
+        self.error: Optional[dict] = None    # the worker's error event, or our own
+        self.log_lines: list[str] = []
+        self.stderr_tail = ""
+        self.returncode: Optional[int] = None
+        self.exception: Optional[BaseException] = None
+
+    # -- in the task thread ---------------------------------------------------------
+    def run(self) -> bool:
+        try:
+            return self._run()
+        except Exception as exc:  # stored, shown by finished() on the main thread
+            self.exception = exc
+            self.error = {"type": type(exc).__name__, "message": str(exc), "user_error": False}
+            return False
+
+    def _run(self) -> bool:
+        stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-m", "landslide_mapper", "run-job", "-"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=stderr, text=True, encoding="utf-8", errors="replace",
+                env=worker_environment(), start_new_session=True)
+        except OSError as exc:
+            raise RuntimeError(f"The worker Python {self.python} cannot be started: {exc.strerror or exc}. "
+                               "Set the worker interpreter in the plugin settings.") from None
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        try:
+            proc.stdin.write(job_to_json(self.job))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the worker died at start-up: its stderr says why
+        while True:
+            if self.isCanceled():
+                _stop(proc)
+                break
+            try:
+                line = lines.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if line is None:            # stdout closed: the worker has finished
+                break
+            self._handle(line)
+        self.returncode = proc.wait()
+        reader.join(timeout=5)
+        while not lines.empty():        # events written just before exit
+            line = lines.get_nowait()
+            if line is not None:
+                self._handle(line)
+        stderr.seek(0)
+        self.stderr_tail = stderr.read()[-4000:]
+        stderr.close()
+        if self.isCanceled():
+            return False
+        if self.result is None and self.error is None:
+            self.error = {"type": "WorkerCrash", "user_error": False,
+                          "message": f"The worker stopped (exit code {self.returncode}) without a result."
+                                     + (f" Its last words: {self.stderr_tail.strip()[-500:]}"
+                                        if self.stderr_tail.strip() else "")}
+        return self.result is not None
+
+    def _handle(self, line: str) -> None:
+        event = parse_event(line)
+        if event is None:
+            self.log_lines.append(line.rstrip())
+            return
+        kind = event["event"]
+        if kind == "progress":
+            self.setProgress(100.0 * float(event.get("fraction", 0.0)))
+        elif kind == "log":
+            self.log_lines.append(str(event.get("message", "")))
+        elif kind == "result":
+            self.result = event.get("result")
+        elif kind == "error":
+            self.error = event
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- on the main thread ---------------------------------------------------------
+    def finished(self, ok: bool) -> None:  # noqa: D401 (QGIS API)
+        if self.on_finished is not None:
+            self.on_finished(self)
+
+    @property
+    def error_message(self) -> str:
+        if self.isCanceled():
+            return "Cancelled; no partial outputs were kept."
+        return (self.error or {}).get("message", "")
+
+    @property
+    def details(self) -> str:
+        """Everything a *Details* dialog should show: log, error, the worker's stderr."""
+        parts = ["\n".join(self.log_lines)]
+        if self.error:
+            parts.append(f"{self.error.get('type', 'Error')}: {self.error.get('message', '')}")
+        if self.stderr_tail.strip():
+            parts.append("Worker stderr:\n" + self.stderr_tail.strip())
+        return "\n\n".join(p for p in parts if p)
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the worker cancels cleanly), then SIGKILL to its whole process group."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,87 @@
+"""The QgsTask that drives the worker process, run by QGIS' real task manager."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from qgis.core import QgsApplication, QgsTask
+
+from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.jobs import InferenceJob, YearInput
+from landslide_mapper.tasks.worker_task import WorkerTask
+
+BASELINE = str(ROOT / "models" / "spectral_baseline.onnx")
+
+
+def run_task(task: WorkerTask, timeout: float = 240.0, while_running=None) -> list[WorkerTask]:
+    """Queue ``task`` in QGIS' task manager and spin the event loop until finished() ran."""
+    done: list[WorkerTask] = []
+    task.on_finished = done.append
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + timeout
+    while not done and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        if while_running is not None:
+            while_running(task)
+        time.sleep(0.02)
+    assert done, f"the task did not finish within {timeout} s"
+    return done
+
+
+def test_mapping_job_runs_in_the_worker_and_reports_progress(qgis_app, tmp_path):
+    a = write_raster(tmp_path / "a.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60)]))
+    b = write_raster(tmp_path / "b.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60), (80, 110, 90, 140)]))
+    job = InferenceJob(years=[YearInput(2017, str(a)), YearInput(2018, str(b))], model=BASELINE,
+                       output_dir=str(tmp_path / "out"), tile_size=64, run_name="from_task")
+    events: list[dict] = []
+    task = WorkerTask("Map landslides", job, python=sys.executable, on_event=events.append)
+    run_task(task)
+    assert task.status() == QgsTask.Complete and task.error is None
+    assert task.progress() == 100.0
+    assert task.result["run_dir"].endswith("from_task")
+    assert [y["polygons"] for y in task.result["years"]] == [1, 2]
+    assert Path(task.result["geopackage"]).exists()
+    assert any("CPUExecutionProvider" in line for line in task.log_lines)
+    assert [e["event"] for e in events][-1] == "result"
+
+
+def test_failure_carries_the_workers_reason(qgis_app, tmp_path):
+    job = InferenceJob(years=[YearInput(2017, str(tmp_path / "missing.tif"))], model=BASELINE,
+                       output_dir=str(tmp_path / "out"))
+    task = WorkerTask("Map landslides", job, python=sys.executable)
+    run_task(task)
+    assert task.status() == QgsTask.Terminated and task.result is None
+    assert "missing.tif does not exist" in task.error_message
+    assert task.error["user_error"] is True
+    assert "missing.tif does not exist" in task.details
+
+
+def test_cancel_stops_the_worker_and_leaves_nothing(qgis_app, tmp_path):
+    big = write_raster(tmp_path / "big.tif", forest_with_scars(1500, 1500))
+    out = tmp_path / "out"
+    job = InferenceJob(years=[YearInput(2017, str(big))], model=BASELINE, output_dir=str(out),
+                       tile_size=32, overlap=8, batch_size=1)
+    task = WorkerTask("Map landslides", job, python=sys.executable)
+    cancelled_at: list[float] = []
+
+    def cancel_once_running(t):
+        if not cancelled_at and t.progress() > 0:
+            cancelled_at.append(time.monotonic())
+            t.cancel()
+
+    run_task(task, while_running=cancel_once_running)
+    assert cancelled_at, "the worker never reported progress"
+    assert time.monotonic() - cancelled_at[0] < 30          # prompt
+    assert task.status() == QgsTask.Terminated
+    assert task.error_message.startswith("Cancelled")
+    assert task.returncode in (130, -9)
+    assert list(out.iterdir()) == []     # no run folder, no staging folder
+
+
+def test_an_interpreter_that_cannot_start_is_reported(qgis_app, tmp_path):
+    job = InferenceJob(years=[YearInput(2017, "a.tif")], model=BASELINE, output_dir=str(tmp_path))
+    task = WorkerTask("Map landslides", job, python=str(tmp_path / "no-python"))
+    run_task(task)
+    assert task.status() == QgsTask.Terminated
+    assert "cannot be started" in task.error_message and "no-python" in task.error_message
