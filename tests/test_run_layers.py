@@ -1,0 +1,46 @@
+"""A finished mapping run lands on the map as styled, editable layers (real QgsProject)."""
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsSingleBandPseudoColorRenderer
+
+from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.jobs import InferenceJob, YearInput
+from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.ui.run_layers import add_run_to_project, year_colour
+
+
+@pytest.fixture
+def project(qgis_app):
+    """The application's project, emptied afterwards (a QgsProject made and dropped in
+    Python takes its layer-tree nodes with it while wrappers still point at them)."""
+    project = QgsProject.instance()
+    yield project
+    project.clear()
+
+
+def test_a_run_becomes_a_group_with_a_subgroup_per_year(project, tmp_path):
+    a = write_raster(tmp_path / "a.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60)]))
+    b = write_raster(tmp_path / "b.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60), (80, 110, 90, 140)]))
+    result = run_inference(InferenceJob(years=[YearInput(2017, str(a)), YearInput(2018, str(b))],
+                                        model=str(ROOT / "models/spectral_baseline.onnx"),
+                                        output_dir=str(tmp_path / "out"), tile_size=64, run_name="r1"))
+    group = add_run_to_project(result.to_dict(), project)
+    assert group.name() == "Landslide Mapper — r1"
+    assert [g.name() for g in group.children()] == ["2018", "2017"]        # newest on top
+    y2018 = group.children()[0]
+    names = [node.layer().name() for node in y2018.findLayers()]
+    assert names == ["new or enlarged 2018", "landslides 2018", "probability 2018"]
+    new, landslides, prob = (node.layer() for node in y2018.findLayers())
+    assert new.featureCount() == 1 and landslides.featureCount() == 2
+    assert isinstance(new.renderer(), QgsCategorizedSymbolRenderer)
+    assert {c.value() for c in new.renderer().categories()} == {"new", "enlarged"}
+    assert isinstance(prob.renderer(), QgsSingleBandPseudoColorRenderer)
+    assert not y2018.findLayers()[2].itemVisibilityChecked()               # probability hidden
+    # the first year has no T-1: no change layer
+    assert [n.layer().name() for n in group.children()[1].findLayers()] == ["landslides 2017", "probability 2017"]
+    # the layers are the GeoPackage's own, so corrections are ordinary edits
+    assert landslides.isEditable() is False and landslides.startEditing()
+    landslides.rollBack()
+    # a sequential palette: later years darker
+    assert year_colour(0, 4).lightness() > year_colour(3, 4).lightness()

@@ -1,0 +1,96 @@
+"""Putting a finished run on the map: a layer group per run, a subgroup per year.
+
+Called on the main thread only (from a task's ``finished()``). Layers are opened from
+the run's GeoPackage, so they are ordinary editable layers: correcting a prediction is
+editing ``landslides_<year>`` in place, and a later run writes a new folder instead of
+touching it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsFillSymbol, QgsLayerTreeGroup,
+                       QgsProject, QgsRasterLayer, QgsRasterShader, QgsRendererCategory,
+                       QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
+from qgis.PyQt.QtGui import QColor
+
+# a sequential palette, early years light, late years dark (YlOrRd-like)
+_YEAR_RAMP = [QColor("#fed976"), QColor("#fd8d3c"), QColor("#e31a1c"), QColor("#800026")]
+CHANGE_COLOURS = {"new": QColor("#d7191c"), "enlarged": QColor("#2c7bb6")}
+
+
+def year_colour(index: int, count: int) -> QColor:
+    """Colour of the ``index``-th of ``count`` years along the sequential palette."""
+    if count <= 1:
+        return QColor(_YEAR_RAMP[-2])
+    t = index / (count - 1) * (len(_YEAR_RAMP) - 1)
+    i = min(int(t), len(_YEAR_RAMP) - 2)
+    f = t - i
+    a, b = _YEAR_RAMP[i], _YEAR_RAMP[i + 1]
+    return QColor(round(a.red() + f * (b.red() - a.red())), round(a.green() + f * (b.green() - a.green())),
+                  round(a.blue() + f * (b.blue() - a.blue())))
+
+
+def _fill(colour: QColor, alpha: int) -> QgsFillSymbol:
+    """A translucent fill with an opaque outline of the same colour."""
+    rgb = f"{colour.red()},{colour.green()},{colour.blue()}"
+    return QgsFillSymbol.createSimple({"color": f"{rgb},{alpha}", "outline_color": f"{rgb},255",
+                                       "outline_width": "0.4"})
+
+
+def style_landslides(layer: QgsVectorLayer, colour: QColor) -> None:
+    layer.renderer().setSymbol(_fill(colour, 110))
+
+
+def style_changes(layer: QgsVectorLayer) -> None:
+    """New and enlarged parts in two distinct colours (categorised on ``change``)."""
+    categories = [QgsRendererCategory(value, _fill(colour, 150), value)
+                  for value, colour in CHANGE_COLOURS.items()]
+    layer.setRenderer(QgsCategorizedSymbolRenderer("change", categories))
+
+
+def style_probability(layer: QgsRasterLayer) -> None:
+    """0 → transparent, 1 → dark red; nodata (−1) stays transparent."""
+    ramp = QgsColorRampShader(0.0, 1.0)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 204, 0), "0"),
+                               QgsColorRampShader.ColorRampItem(0.5, QColor(253, 141, 60, 160), "0.5"),
+                               QgsColorRampShader.ColorRampItem(1.0, QColor(128, 0, 38, 230), "1")])
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(1.0)
+    layer.setRenderer(renderer)
+
+
+def add_run_to_project(result: dict, project: QgsProject | None = None,
+                       title: str | None = None) -> QgsLayerTreeGroup:
+    """Add a mapping run (the worker's result dict) as a group: one subgroup per year
+    holding its landslides, its new/enlarged parts and its (hidden) probability raster."""
+    project = project or QgsProject.instance()
+    run_dir = Path(result["run_dir"])
+    gpkg = Path(result["geopackage"])
+    root = project.layerTreeRoot()
+    group = root.insertGroup(0, title or f"Landslide Mapper — {run_dir.name}")
+    years = result.get("years", [])
+    for i, y in enumerate(sorted(years, key=lambda y: y["year"], reverse=True)):
+        year = y["year"]
+        sub = group.addGroup(str(year))
+        colour = year_colour(len(years) - 1 - i, len(years))
+        new = QgsVectorLayer(f"{gpkg}|layername=new_{year}", f"new or enlarged {year}", "ogr")
+        if new.isValid():
+            style_changes(new)
+            project.addMapLayer(new, False)
+            sub.addLayer(new)
+        lay = QgsVectorLayer(f"{gpkg}|layername={y['layer']}", f"landslides {year}", "ogr")
+        if lay.isValid():
+            style_landslides(lay, colour)
+            project.addMapLayer(lay, False)
+            sub.addLayer(lay)
+        prob = QgsRasterLayer(str(run_dir / y["probability"]), f"probability {year}")
+        if prob.isValid():
+            style_probability(prob)
+            project.addMapLayer(prob, False)
+            sub.addLayer(prob).setItemVisibilityChecked(False)
+    return group
