@@ -10,13 +10,18 @@ from landslide_mapper.core.mapping import run_inference
 from landslide_mapper.ui.run_layers import add_run_to_project, year_colour
 
 
+_KEEP_ALIVE: list = []
+
+
 @pytest.fixture
 def project(qgis_app):
-    """The application's project, emptied afterwards (a QgsProject made and dropped in
-    Python takes its layer-tree nodes with it while wrappers still point at them)."""
-    project = QgsProject.instance()
+    """A project of its own, emptied afterwards and never garbage-collected (dropping a
+    QgsProject while Python wrappers still point at its layer-tree nodes crashes)."""
+    project = QgsProject()
+    _KEEP_ALIVE.append(project)
     yield project
-    project.clear()
+    project.layerTreeRoot().removeAllChildren()
+    project.removeAllMapLayers()
 
 
 def test_a_run_becomes_a_group_with_a_subgroup_per_year(project, tmp_path):
