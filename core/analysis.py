@@ -15,7 +15,9 @@ import numpy as np
 import shapely
 
 from . import fad as fad_stats
+from .assessment import assess_year, scatter_chart_data
 from .charts import write_chart
+from .crs import describe
 from .errors import InputError
 from .inventory import YearInventory, clean_polygons, parse_crs, read_series, to_crs
 from .jobs import AnalyseJob, SubtractJob, job_to_json, split_layer
@@ -23,7 +25,7 @@ from .progress import Reporter
 from .run_folder import RunFolder
 from .subtraction import SubtractionSettings, YearChange, subtract_series
 from .vector_io import VectorLayer, read_layer, write_geopackage
-from .year_stats import (YearStatistics, add_changes, bounding_box_km2, statistics_csv,
+from .year_stats import (YearStatistics, add_changes, bounding_box_km2, rows_csv, statistics_csv,
                          trend_chart_data, year_statistics)
 
 CHANGES_GPKG = "changes.gpkg"
@@ -149,12 +151,16 @@ def _extent_km2(job: AnalyseJob, series: list[YearInventory], log) -> tuple[dict
             geoms = to_crs(geoms, src, dst, name)
         km2 = float(shapely.area(shapely.union_all(geoms))) / 1e6
         return {y: km2 for y in years}, "extent layer"
-    bounds = np.array([shapely.total_bounds(s.geometries) for s in series if len(s)])
-    km2 = bounding_box_km2(bounds) if len(bounds) else 0.0
+    km2 = _bounding_box_km2(series)
     log(f"No mapped area given: densities are per km² of the bounding box of all years "
         f"({km2:,.2f} km²), which overstates the area really mapped; give --mapped-area-km2 or "
         "--extent for true densities.")
     return ({y: km2 for y in years} if km2 > 0 else {}), "bounding box of all years"
+
+
+def _bounding_box_km2(series: list[YearInventory]) -> float:
+    bounds = np.array([shapely.total_bounds(s.geometries) for s in series if len(s)])
+    return bounding_box_km2(bounds) if len(bounds) else 0.0
 
 
 def _filter_small(series: list[YearInventory], min_area_m2: float, log) -> None:
@@ -186,7 +192,6 @@ def run_analyse(job: AnalyseJob, reporter: Reporter | None = None) -> AnalysisRe
 
 
 def _crs_name(series: list[YearInventory]) -> str | None:
-    from .crs import describe
     return describe(series[0].crs) if series and series[0].crs is not None else None
 
 
@@ -206,8 +211,7 @@ def run_subtract(job: SubtractJob, reporter: Reporter | None = None) -> Analysis
         changes = subtract_series(series, settings, reporter.sub(0.0, 0.5))
         crs = series[0].crs
         write_geopackage(run.path(CHANGES_GPKG), change_layers(changes, crs.to_wkt() if crs else None))
-        bounds = np.array([shapely.total_bounds(s.geometries) for s in series if len(s)])
-        km2 = bounding_box_km2(bounds) if len(bounds) else 0.0
+        km2 = _bounding_box_km2(series)
         result = analyse_series(series, run, reporter.sub(0.5, 0.99),
                                 {s.year: km2 for s in series} if km2 else {},
                                 "bounding box of all years", changes)
@@ -264,8 +268,6 @@ def _assessment_row(a) -> dict:
 
 
 def run_assess(job, reporter: Reporter | None = None) -> AssessResult:
-    from .assessment import assess_year, scatter_chart_data
-
     reporter = reporter or Reporter()
     job.validate()
     predicted = {s.year: s for s in read_series(list(job.predicted), reporter.log)}
@@ -299,7 +301,7 @@ def run_assess(job, reporter: Reporter | None = None) -> AssessResult:
         write_geopackage(run.path("assessment.gpkg"), layers)
         run.path("accuracy.json").write_text(json.dumps(
             {"years": [a.to_dict(per_object=False) for a in assessments]}, indent=2) + "\n")
-        run.path("accuracy.csv").write_text(_rows_csv(rows))
+        run.path("accuracy.csv").write_text(rows_csv(rows))
         charts_dir = run.path(CHART_DIR)
         charts_dir.mkdir()
         written = write_chart(scatter_chart_data(assessments), charts_dir / "area_scatter")
@@ -308,14 +310,3 @@ def run_assess(job, reporter: Reporter | None = None) -> AssessResult:
     return AssessResult(str(final), rows, [str(Path(CHART_DIR) / p.name) for p in written],
                         str(final / "assessment.gpkg"))
 
-
-def _rows_csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows([{k: "" if v is None else v for k, v in r.items()} for r in rows])
-    return out.getvalue()

@@ -92,11 +92,11 @@ def trend_chart_data(stats: list[YearStatistics], title: str = "Landslides throu
 
 def statistics_csv(stats: list[YearStatistics], extra: dict[int, dict] | None = None) -> str:
     """One row per year; ``extra`` adds columns per year (e.g. the FAD exponents)."""
-    rows = []
-    for s in stats:
-        row = s.to_dict()
-        row.update((extra or {}).get(s.year, {}))
-        rows.append(row)
+    return rows_csv([{**s.to_dict(), **(extra or {}).get(s.year, {})} for s in stats])
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """CSV of dict rows (columns in order of first appearance; None and NaN left empty)."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
