@@ -1,0 +1,659 @@
+"""The worker interpreter: finding one, checking it, and creating one (DESIGN.md §3).
+
+Mapping (ONNX Runtime) and training (TensorFlow) run in a *worker interpreter*, never in
+QGIS' own Python: ``tasks/worker_task.py`` starts ``python -m landslide_mapper run-job -``
+with it. That interpreter needs the pinned packages of ``requirements-worker.txt`` on top of
+the host's numpy, scipy, GDAL, rasterio and matplotlib (Debian's, the ones QGIS is built
+against), so it is a venv created with ``--system-site-packages``, by default in the QGIS
+profile folder, where it survives plugin upgrades.
+
+The pure logic (candidates, probing, requirement lists, setup commands) is plain functions;
+``EnvironmentSetupTask`` is the QgsTask that runs the setup commands in the background.
+Nothing here ever pip-installs into the interpreter QGIS runs on: ``setup_commands`` refuses
+an ``env_dir`` that is the running interpreter's or the base interpreter's prefix.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from qgis.core import QgsTask
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent
+REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
+SETTINGS_KEY = "landslide_mapper/worker_python"
+DEFAULT_BASE_PYTHON = "/usr/bin/python3"
+CONSTRAINTS_NAME = "worker-constraints.txt"     # written into the env folder
+REQUIREMENTS_NAME = "worker-requirements.txt"   # written into the env folder
+
+# What the worker imports (grep core/ for imports): the host's stack, mapping, training.
+REQUIRED_MODULES = ("numpy", "scipy", "rasterio", "osgeo.gdal", "shapely", "matplotlib", "onnx",
+                    "onnxruntime", "tqdm", "cv2", "albumentations", "tensorflow", "keras")
+# Importing these takes seconds (Keras 3 imports TensorFlow): by default the probe only checks
+# that they can be found; ``check_gpu=True`` imports them and asks TensorFlow for its GPUs.
+SLOW_MODULES = ("tensorflow", "keras")
+# Older majors import fine but lack what core uses (shapely 2's vectorised API, Keras 3's
+# ops); Debian's own shapely is 1.8.
+MIN_VERSIONS = {"shapely": "2.0", "keras": "3.0"}
+
+# --- CUDA builds -------------------------------------------------------------------------
+# On a machine with an NVIDIA GPU the environment gets the CUDA builds of the two packages
+# that have one: ``tensorflow-cpu==2.17.1`` becomes ``tensorflow[and-cuda]==2.17.1`` and
+# ``onnxruntime==1.20.1`` becomes ``onnxruntime-gpu``. The caveat (checked against the
+# wheels' metadata on PyPI):
+#
+# * TensorFlow 2.17.1's ``and-cuda`` extra pins CUDA 12.3 and cuDNN 8.9 as pip packages
+#   (``nvidia-cudnn-cu12==8.9.7.29``, ``nvidia-cublas-cu12==12.3.4.1``, ...), which
+#   TensorFlow finds by itself: training runs on the GPU with nothing else installed.
+# * onnxruntime-gpu 1.20's wheel depends on no ``nvidia-*`` package at all (only coloredlogs,
+#   flatbuffers, numpy, packaging, protobuf, sympy); its CUDA provider loads the CUDA 12 and
+#   **cuDNN 9** libraries from the system library path. TensorFlow's pip cuDNN 8.9 is the
+#   wrong major version and is not on that path anyway. So ONNX Runtime maps on the GPU only
+#   where a system CUDA 12 + cuDNN 9 is installed (libonnxruntime_providers_cuda.so of the
+#   1.20.2 wheel NEEDs libcudnn.so.9, libcublas.so.12, libcudart.so.12, libcufft.so.11,
+#   libcurand.so.10, libnvrtc.so.12, with no RUNPATH); elsewhere the CUDA provider cannot
+#   load, ONNX Runtime creates the session on its CPU provider and core/model.py logs the
+#   fallback. ``get_available_providers()`` lists CUDAExecutionProvider either way: it says
+#   what was built in, not what can load.
+# * onnxruntime-gpu has no 1.20.1 release (PyPI has 1.20.0 and 1.20.2 for Linux and
+#   Windows), hence the version map below: 1.20.2 is the GPU patch release of the 1.20 line.
+GPU_PACKAGES = {"tensorflow-cpu": "tensorflow[and-cuda]", "onnxruntime": "onnxruntime-gpu"}
+GPU_VERSIONS = {("onnxruntime", "1.20.1"): "1.20.2"}
+
+PROBE_MARKER = "LANDSLIDE_MAPPER_PROBE "
+SETUP_TERMINATE_GRACE_S = 5.0
+POLL_S = 0.1
+
+
+# --- settings ----------------------------------------------------------------------------
+def configured_python() -> Optional[str]:
+    """The worker interpreter chosen in the plugin settings, or None."""
+    from qgis.core import QgsSettings
+
+    value = QgsSettings().value(SETTINGS_KEY, "", type=str)
+    return value.strip() or None
+
+
+def set_configured_python(path: Optional[str]) -> None:
+    """Remember ``path`` as the worker interpreter; None or "" forgets the choice."""
+    from qgis.core import QgsSettings
+
+    settings = QgsSettings()
+    if path:
+        settings.setValue(SETTINGS_KEY, str(path))
+    else:
+        settings.remove(SETTINGS_KEY)
+
+
+def default_env_dir() -> Path:
+    """Where the plugin creates the worker venv: in the QGIS profile folder, not in the
+    plugin folder, so that upgrading or reinstalling the plugin keeps it."""
+    from qgis.core import QgsApplication
+
+    return Path(QgsApplication.qgisSettingsDirPath()) / "landslide_mapper" / "worker-venv"
+
+
+def venv_python(env_dir) -> Path:
+    return Path(env_dir) / "bin" / "python"
+
+
+def candidate_pythons() -> list[str]:
+    """Interpreters worth probing, best first: the configured one, the plugin-made venv, the
+    plugin's development venv, then ``python3`` on PATH. Existing ones only, each once (a
+    venv's bin/python is a link to the system Python: paths are compared unresolved)."""
+    candidates = [configured_python(), str(venv_python(default_env_dir())),
+                  str(PLUGIN_DIR / ".venv" / "bin" / "python"), shutil.which("python3")]
+    seen: list[str] = []
+    for path in candidates:
+        if not path:
+            continue
+        path = os.path.abspath(os.path.expanduser(path))
+        if path not in seen and os.path.isfile(path) and os.access(path, os.X_OK):
+            seen.append(path)
+    return seen
+
+
+# --- probing -----------------------------------------------------------------------------
+@dataclass
+class Probe:
+    """What an interpreter can do, as told by the interpreter itself."""
+
+    python: str
+    ok: bool = False
+    missing: list[str] = field(default_factory=list)       # not found, or failed to import
+    versions: dict[str, str] = field(default_factory=dict)
+    providers: list[str] = field(default_factory=list)     # onnxruntime.get_available_providers()
+    error: Optional[str] = None          # the interpreter could not be asked at all
+    python_version: Optional[str] = None
+    import_errors: dict[str, str] = field(default_factory=dict)  # found but import failed
+    outdated: dict[str, str] = field(default_factory=dict)       # module -> "1.8.5 (needs >= 2.0)"
+    gpus: Optional[list[str]] = None     # TensorFlow's GPUs; None when not checked
+
+    def message(self) -> str:
+        """One actionable sentence for the settings tab or an error dialog."""
+        if self.error:
+            return (f"{self.python} {self.error}: choose another interpreter, or create the worker "
+                    "environment (Landslide Mapper dock, Worker tab)")
+        if not self.ok:
+            parts = []
+            absent = [m for m in self.missing if m not in self.import_errors and m not in self.outdated]
+            if absent:
+                parts.append("lacks " + ", ".join(absent))
+            for module, reason in self.import_errors.items():
+                parts.append(f"cannot import {module} ({reason})")
+            for module, why in self.outdated.items():
+                parts.append(f"has {module} {why}")
+            return (f"{self.python} {'; '.join(parts)}: create the worker environment (Landslide Mapper dock, Worker tab) "
+                    "or choose another interpreter")
+        ort = self.versions.get("onnxruntime", "?")
+        tf = self.versions.get("tensorflow", "?")
+        gpu = "" if self.gpus is None else (f", TensorFlow sees {len(self.gpus)} GPU(s)" if self.gpus
+                                            else ", TensorFlow sees no GPU")
+        return (f"{self.python}: Python {self.python_version}, ONNX Runtime {ort} "
+                f"({', '.join(self.providers) or 'no providers'}), TensorFlow {tf}{gpu}")
+
+
+_PROBE_SCRIPT = r"""
+import importlib, importlib.util, json, sys
+modules, slow, check_gpu, marker = json.loads(sys.argv[1])
+out = {"python_version": sys.version.split()[0], "versions": {}, "missing": [], "import_errors": {},
+       "providers": [], "gpus": None}
+try:
+    from importlib.metadata import packages_distributions, version as dist_version
+    dists = packages_distributions()
+except Exception:
+    dists, dist_version = {}, None
+def meta_version(module):
+    for dist in dists.get(module.split(".")[0], []):
+        try:
+            return dist_version(dist)
+        except Exception:
+            pass
+    return None
+for name in modules:
+    deep = check_gpu or name not in slow
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except Exception:
+        found = False
+    if not found:
+        out["missing"].append(name)
+        continue
+    version = None
+    if deep:
+        try:
+            module = importlib.import_module(name)
+            version = getattr(module, "__version__", None)
+        except BaseException as exc:
+            out["missing"].append(name)
+            out["import_errors"][name] = (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300]
+            continue
+    out["versions"][name] = str(version or meta_version(name) or "?")
+if "onnxruntime" in out["versions"]:
+    try:
+        import onnxruntime
+        out["providers"] = list(onnxruntime.get_available_providers())
+    except Exception:
+        pass
+if check_gpu and "tensorflow" in out["versions"]:
+    try:
+        import tensorflow as tf
+        out["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    except Exception:
+        out["gpus"] = []
+sys.stdout.write("\n" + marker + json.dumps(out) + "\n")
+sys.stdout.flush()
+"""
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for another interpreter started from QGIS: without the variables that
+    tie a Python to QGIS' own installation."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", TF_CPP_MIN_LOG_LEVEL="2")
+    for name in ("PYTHONHOME", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__"):
+        env.pop(name, None)
+    return env
+
+
+def probe(python: str, timeout: float = 120, check_gpu: bool = False,
+          modules: Sequence[str] = REQUIRED_MODULES) -> Probe:
+    """Ask ``python`` which of ``modules`` it can import (TensorFlow and Keras are only looked
+    up unless ``check_gpu``, which imports them — seconds — and lists TensorFlow's GPUs)."""
+    result = Probe(python=str(python))
+    args = json.dumps([list(modules), list(SLOW_MODULES), bool(check_gpu), PROBE_MARKER])
+    try:
+        proc = subprocess.run([str(python), "-c", _PROBE_SCRIPT, args], capture_output=True,
+                              text=True, encoding="utf-8", errors="replace", timeout=timeout,
+                              env=child_environment(), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        result.error = f"did not answer within {timeout:g} s"
+        return result
+    except OSError as exc:
+        result.error = f"cannot be started: {exc.strerror or exc}"
+        return result
+    answer = next((line[len(PROBE_MARKER):] for line in reversed(proc.stdout.splitlines())
+                   if line.startswith(PROBE_MARKER)), None)
+    if answer is None:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        result.error = f"is not a working Python (exit code {proc.returncode}: {last[:300]})"
+        return result
+    data = json.loads(answer)
+    result.python_version = data["python_version"]
+    result.versions = data["versions"]
+    result.missing = data["missing"]
+    result.import_errors = data["import_errors"]
+    result.providers = data["providers"]
+    result.gpus = data["gpus"]
+    for module, minimum in MIN_VERSIONS.items():
+        have = result.versions.get(module)
+        if have is not None and _version_tuple(have) < _version_tuple(minimum):
+            result.outdated[module] = f"{have} (needs >= {minimum})"
+            result.missing.append(module)
+    result.ok = not result.missing
+    return result
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def find_worker_python(timeout: float = 120) -> Optional[Probe]:
+    """The probe of the first candidate interpreter that has everything, or None."""
+    for python in candidate_pythons():
+        result = probe(python, timeout=timeout)
+        if result.ok:
+            return result
+    return None
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether ``nvidia-smi -L`` runs and lists at least one GPU (the driver is installed)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        proc = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=15,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and any(line.startswith("GPU ") for line in proc.stdout.splitlines())
+
+
+# --- requirements ------------------------------------------------------------------------
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def worker_requirements(gpu: bool = False, path=REQUIREMENTS_FILE) -> list[str]:
+    """The pinned requirement lines of requirements-worker.txt (comments dropped); with
+    ``gpu`` the CUDA builds replace tensorflow-cpu and onnxruntime (see GPU_PACKAGES)."""
+    lines = []
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = _REQUIREMENT.match(line)
+        if gpu and match and _canonical(match.group(1)) in GPU_PACKAGES:
+            name = _canonical(match.group(1))
+            spec = match.group(3).replace(" ", "")
+            if spec.startswith("=="):
+                spec = "==" + GPU_VERSIONS.get((name, spec[2:]), spec[2:])
+            line = GPU_PACKAGES[name] + spec
+        lines.append(line)
+    return lines
+
+
+def _ask(python: str, code: str, timeout: float = 60) -> dict:
+    """Run ``code`` (which prints one JSON object) in ``python``."""
+    try:
+        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=timeout,
+                              env=child_environment(), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"The Python {python} cannot be started: {exc}") from None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"The Python {python} failed (exit code {proc.returncode}): "
+                           f"{proc.stderr.strip()[-300:]}")
+    return json.loads(lines[-1])
+
+
+_FACTS = r"""
+import json, sys
+from importlib import metadata
+out = {"prefix": sys.prefix, "base_prefix": getattr(sys, "base_prefix", sys.prefix), "versions": {}}
+for name in ("numpy", "scipy"):
+    try:
+        out["versions"][name] = metadata.version(name)
+    except Exception:
+        pass
+print(json.dumps(out))
+"""
+
+
+def host_constraints(base_python: str = DEFAULT_BASE_PYTHON) -> list[str]:
+    """``numpy==…`` and ``scipy==…`` as installed for ``base_python`` (as pip sees them): pip
+    constraints so that installing the worker packages can never replace the host's numpy
+    or scipy, which GDAL, rasterio and QGIS were built against."""
+    versions = _ask(base_python, _FACTS)["versions"]
+    return [f"{name}=={version}" for name, version in versions.items()]
+
+
+def _same_or_inside(path: Path, prefix: Path) -> bool:
+    """Whether ``path`` is ``prefix`` or one of its parents (a venv there would install into
+    or over that Python)."""
+    try:
+        prefix.relative_to(path)
+        return True
+    except ValueError:
+        return False
+
+
+def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = False,
+                   requirements: Optional[Sequence[str]] = None,
+                   pip_args: Sequence[str] = ()) -> list[list[str]]:
+    """The commands that create (or repair) the worker venv ``env_dir``: venv with system
+    site packages, pip install of the requirements under the host's numpy/scipy constraints,
+    pip check. Writes the constraints and requirements files into ``env_dir`` (creating it).
+
+    Raises ValueError for an ``env_dir`` that is, or contains, the running interpreter's
+    prefix or ``base_python``'s: this never installs into QGIS' Python."""
+    env_dir = Path(env_dir).expanduser().absolute()
+    facts = _ask(base_python, _FACTS)
+    protected = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                              facts["prefix"], facts["base_prefix"])}
+    resolved = env_dir.resolve()
+    for prefix in sorted(protected):
+        if _same_or_inside(resolved, prefix):
+            raise ValueError(f"Refusing to set up the worker environment in {env_dir}: it is (or "
+                             f"contains) the installation {prefix} of a running or base Python. "
+                             "Choose a new, empty folder.")
+    if env_dir.exists() and not env_dir.is_dir():
+        raise ValueError(f"{env_dir} exists and is not a folder: choose a new, empty folder.")
+    ours = {CONSTRAINTS_NAME, REQUIREMENTS_NAME}   # left by an attempt whose venv step failed
+    if (env_dir.is_dir() and not (env_dir / "pyvenv.cfg").exists()
+            and any(p.name not in ours for p in env_dir.iterdir())):
+        raise ValueError(f"{env_dir} is a non-empty folder and not a Python virtual environment: "
+                         "choose a new, empty folder.")
+    constraints = [f"{name}=={version}" for name, version in facts["versions"].items()]
+    requirements = list(worker_requirements(gpu) if requirements is None else requirements)
+    env_dir.mkdir(parents=True, exist_ok=True)
+    constraints_file = env_dir / CONSTRAINTS_NAME
+    requirements_file = env_dir / REQUIREMENTS_NAME
+    constraints_file.write_text(
+        "# the host's packages, which pip must never replace (written by landslide_mapper)\n"
+        + "".join(c + "\n" for c in constraints), encoding="utf-8")
+    requirements_file.write_text(
+        f"# the worker's packages ({'CUDA' if gpu else 'CPU'} build, written by landslide_mapper)\n"
+        + "".join(r + "\n" for r in requirements), encoding="utf-8")
+    python = str(venv_python(env_dir))
+    return [
+        [str(base_python), "-m", "venv", "--system-site-packages", str(env_dir)],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+         "--progress-bar", "off", "--no-warn-script-location",
+         "-c", str(constraints_file), "-r", str(requirements_file), *map(str, pip_args)],
+        [python, "-m", "pip", "check", "--disable-pip-version-check"],
+    ]
+
+
+# --- the task ----------------------------------------------------------------------------
+_HINTS = (
+    (("No space left on device", "Errno 28", "ENOSPC"),
+     "The disk is full: free some space where the environment is created (the packages need "
+     "a few GB, the CUDA build several more) and try again."),
+    (("Could not fetch URL", "Failed to establish a new connection", "NewConnectionError",
+      "Temporary failure in name resolution", "Name or service not known", "Network is unreachable",
+      "ConnectTimeoutError", "Read timed out", "ProxyError", "Connection refused",
+      "Max retries exceeded"),
+     "pip could not reach PyPI: check the network connection or proxy (pip honours HTTPS_PROXY "
+     "and pip.conf), then try again."),
+    (("CERTIFICATE_VERIFY_FAILED", "SSLError"),
+     "pip could not verify PyPI's certificate (a proxy intercepting HTTPS?): set PIP_CERT or "
+     "'cert' in pip.conf to your organisation's CA bundle."),
+    (("ensurepip is not", "No module named venv", "No module named ensurepip"),
+     "This Python cannot create virtual environments: install python3-venv "
+     "(sudo apt install python3-venv) and try again."),
+    (("Permission denied", "EACCES", "Read-only file system"),
+     "No permission to write there: choose a folder you can write to."),
+    (("ResolutionImpossible", "conflicting dependencies", "Cannot install"),
+     "The pinned packages conflict with this Python's own numpy/scipy (kept fixed on purpose): "
+     "use the system Python 3 of the QGIS installation as the base, or report the log."),
+    (("No matching distribution found", "Could not find a version that satisfies"),
+     "pip found no suitable release of a pinned package: is PyPI reachable, and does it have "
+     "wheels for this Python version and platform?"),
+    (("has requirement", "is not supported on this platform", "which is not installed"),
+     "pip check found inconsistent packages: the environment was installed but is broken."),
+)
+
+
+def failure_hint(output: str) -> str:
+    """An actionable sentence for the output of a failed setup command ('' if none fits)."""
+    for needles, hint in _HINTS:
+        if any(n in output for n in needles):
+            return hint
+    return ""
+
+
+class EnvironmentSetupTask(QgsTask):
+    """Creates (or repairs) the worker venv in the background.
+
+    ``commands`` replaces ``setup_commands(...)`` (tests; custom installs). On success
+    ``python`` is the environment's interpreter and ``probe`` what it can import; on failure
+    ``error`` says which command failed, its exit code, its last output lines and a hint. An
+    ``env_dir`` that did not exist before is removed on failure or cancel.
+    """
+
+    def __init__(self, env_dir=None, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = False,
+                 requirements: Optional[Sequence[str]] = None, pip_args: Sequence[str] = (),
+                 commands: Optional[Sequence[Sequence[str]]] = None,
+                 on_finished: Optional[Callable[["EnvironmentSetupTask"], None]] = None,
+                 description: str = "Create the worker environment"):
+        super().__init__(description, QgsTask.CanCancel)
+        self.env_dir = Path(env_dir if env_dir is not None else default_env_dir()).expanduser().absolute()
+        self.base_python = base_python
+        self.gpu = gpu
+        self.requirements = None if requirements is None else list(requirements)
+        self.pip_args = list(pip_args)
+        self.commands = None if commands is None else [list(map(str, c)) for c in commands]
+        self.on_finished = on_finished
+        self.log_lines: list[str] = []
+        self.error: Optional[str] = None
+        self.failed_command: Optional[list[str]] = None
+        self.returncode: Optional[int] = None
+        self.python: Optional[str] = None
+        self.probe: Optional[Probe] = None
+        self.exception: Optional[BaseException] = None
+        self.created_env_dir = False
+        self.env_dir_removed = False
+        self._collected = 0
+        self._expected = 1
+
+    # -- in the task thread ---------------------------------------------------------
+    def run(self) -> bool:
+        self.created_env_dir = not self.env_dir.exists()
+        try:
+            ok = self._run()
+        except Exception as exc:  # stored, shown by finished() on the main thread
+            self.exception = exc
+            self.error = str(exc)
+            ok = False
+        if not ok and self.created_env_dir and self.env_dir.exists():
+            shutil.rmtree(self.env_dir, ignore_errors=True)
+            self.env_dir_removed = not self.env_dir.exists()
+        return ok
+
+    def _run(self) -> bool:
+        commands = self.commands
+        if commands is None:
+            commands = setup_commands(self.env_dir, self.base_python, self.gpu, self.requirements,
+                                      self.pip_args)
+        install = next((c for c in commands if _command_kind(c) == "install"), [])
+        if "-r" in install and install.index("-r") + 1 < len(install):
+            self._expected = max(1, len(worker_requirements(path=install[install.index("-r") + 1])))
+        self.setProgress(1.0)
+        for index, command in enumerate(commands):
+            if self.isCanceled():
+                return False
+            kind = _command_kind(command)
+            self.log_lines.append("$ " + " ".join(command))
+            start = len(self.log_lines)
+            code = self._execute(command, kind)
+            if self.isCanceled():
+                return False
+            if code != 0:
+                self.returncode = code
+                self.failed_command = list(command)
+                tail = "\n".join(self.log_lines[start:][-20:])
+                hint = failure_hint("\n".join(self.log_lines[start:]))
+                self.error = (f"`{' '.join(command)}` failed (exit code {code})."
+                              + (f" {hint}" if hint else "") + (f"\nLast output:\n{tail}" if tail else ""))
+                return False
+            self.setProgress(self._done_progress(kind, index, len(commands)))
+        if self.commands is None:
+            self.python = str(venv_python(self.env_dir))
+        else:   # custom commands: the env's python if they made one
+            candidate = venv_python(self.env_dir)
+            self.python = str(candidate) if candidate.exists() else None
+        if self.python is not None:
+            self.probe = probe(self.python, check_gpu=self.gpu)
+            self.log_lines.append(self.probe.message())
+            if self.commands is None and self.requirements is None and not self.probe.ok:
+                self.error = "The environment was installed, but " + self.probe.message()
+                return False
+        self.setProgress(100.0)
+        return True
+
+    def _execute(self, command: list[str], kind: str) -> int:
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                                    errors="replace", env=_setup_environment(),
+                                    start_new_session=True)
+        except OSError as exc:
+            self.log_lines.append(f"{command[0]} cannot be started: {exc.strerror or exc}")
+            return 127
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        while True:
+            if self.isCanceled():
+                _stop_group(proc)
+                break
+            try:
+                line = lines.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self._handle(line.rstrip("\n"), kind)
+        code = proc.wait()
+        reader.join(timeout=5)
+        while not lines.empty():
+            line = lines.get_nowait()
+            if line is not None:
+                self._handle(line.rstrip("\n"), kind)
+        return code
+
+    def _handle(self, line: str, kind: str) -> None:
+        self.log_lines.append(line)
+        if kind != "install":
+            return
+        stripped = line.lstrip()
+        if stripped.startswith(("Collecting", "Downloading", "Using cached", "Processing")):
+            self._collected += 1
+            # about two such lines per package (more with dependencies): approaches 60 %
+            self._raise_progress(5.0 + 55.0 * (1.0 - math.exp(-self._collected / (2.0 * self._expected))))
+        elif stripped.startswith("Installing collected packages"):
+            self._raise_progress(80.0)
+        elif stripped.startswith("Successfully installed"):
+            self._raise_progress(90.0)
+
+    def _raise_progress(self, value: float) -> None:
+        if value > self.progress():
+            self.setProgress(value)
+
+    @staticmethod
+    def _done_progress(kind: str, index: int, count: int) -> float:
+        return {"venv": 5.0, "install": 90.0, "check": 95.0}.get(kind, 95.0 * (index + 1) / count)
+
+    # -- on the main thread ---------------------------------------------------------
+    def finished(self, ok: bool) -> None:  # noqa: D401 (QGIS API)
+        if self.on_finished is not None:
+            self.on_finished(self)
+
+    @property
+    def error_message(self) -> str:
+        if self.isCanceled():
+            removed = f" {self.env_dir} was removed." if self.env_dir_removed else ""
+            return "Cancelled." + removed
+        return self.error or ""
+
+    @property
+    def details(self) -> str:
+        """The whole log, for a *Details* dialog."""
+        return "\n".join(self.log_lines + ([f"Error: {self.error}"] if self.error else []))
+
+
+def _command_kind(command: Sequence[str]) -> str:
+    text = " ".join(command[1:4])
+    if text.startswith("-m venv"):
+        return "venv"
+    if text.startswith("-m pip install"):
+        return "install"
+    if text.startswith("-m pip check"):
+        return "check"
+    return "other"
+
+
+def _setup_environment() -> dict[str, str]:
+    env = child_environment()
+    env.update(PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env["PIP_USER"] = "0"               # overrides pip.conf's user = true, which fails in a venv
+    env.pop("PIP_REQUIRE_VIRTUALENV", None)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the command's whole process group (pip's own children included), then
+    SIGKILL to the group if the command has not exited after a short grace. (worker_task's
+    ``_stop`` signals only the leader first, and waits 15 s for a clean job cancel; pip has
+    nothing to clean up, and the folder is removed afterwards.)"""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + SETUP_TERMINATE_GRACE_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
