@@ -635,10 +635,11 @@ def draw_trend(fig: Figure, data: dict) -> None:
             labels.append(f"{s['label']}: total area ({unit})")
 
     given = set(years)
+    hidden = {int(y) for y in data.get("hidden_years") or []}   # years a viewer switched off
     for i, year in enumerate(categories):
         if year not in given:
             ax.axvspan(i - 0.5, i + 0.5, color="#f0f0f0", zorder=0, linewidth=0)
-            ax.text(i, 0.5, "no data", transform=blended_transform_factory(ax.transData, ax.transAxes),
+            ax.text(i, 0.5, "hidden" if year in hidden else "no data", transform=blended_transform_factory(ax.transData, ax.transAxes),
                     ha="center", va="center", rotation=90, fontsize=8, color="#999999")
 
     # Counts written above the bars, on the top axes on a white patch so the area line

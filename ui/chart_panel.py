@@ -1,0 +1,363 @@
+"""A dock that shows the charts and statistics of a finished run folder beside the map.
+
+A run folder already holds its charts as PNG/SVG and, beside them, the validated chart data
+(``charts/*.json``). This panel draws that data again with the very ``draw_*`` functions of
+:mod:`core.charts` that the headless command line uses, so the two never drift apart, and it
+lets the user leave years out, switch charts and export what is shown. The per-year statistics
+(``statistics.json``) are listed in a sortable table below. Problems (no charts, a damaged
+chart file) are shown in the panel, never raised into QGIS.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from qgis.gui import QgsDockWidget
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QLabel,
+                                 QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSplitter,
+                                 QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+# after qgis.PyQt, so that matplotlib's Qt backend takes the PyQt5 that QGIS uses
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+from matplotlib.figure import Figure
+
+from ..core.charts import draw_chart, figure_size, load_chart
+from ..core.errors import InputError
+
+EXPORT_DPI = 200
+CHART_NAMES = {"fad": "Frequency–area distribution", "fad_new": "FAD of new/enlarged landslides",
+               "trend": "Trend over years", "area_scatter": "Predicted vs reference areas"}
+KIND_NAMES = {"fad": "Frequency–area distribution", "trend": "Trend over years",
+              "area_scatter": "Predicted vs reference areas"}
+# (header, statistics key, decimals); a column whose key no year has is left out.
+COLUMNS = [("Year", "year", 0), ("Polygons", "count", 0), ("New", "new", 0), ("Enlarged", "enlarged", 0),
+           ("Total area m²", "total_area_m2", 0), ("Mean area m²", "mean_area_m2", 0),
+           ("Median area m²", "median_area_m2", 0), ("Density per km²", "density_per_km2", 2),
+           ("Areal density %", "areal_density_pct", 3), ("α", "alpha", 2), ("α SE", "alpha_se", 2),
+           ("α new/enlarged", "new_alpha", 2), ("α new/enlarged SE", "new_alpha_se", 2)]
+
+
+def _year_of(label) -> int | None:
+    """The year a series label or pair year stands for, or None when it is not a year."""
+    try:
+        return int(str(label).strip())
+    except ValueError:
+        return None
+
+
+def chart_years(data: dict) -> list[int]:
+    """The years of the per-year series of a chart (sorted), empty when it has none."""
+    kind = data.get("kind")
+    if kind == "trend":
+        found = data.get("years") or []
+    elif kind == "fad":
+        found = [_year_of(s.get("label")) for s in data.get("series") or []]
+    else:
+        found = [_year_of(p.get("year")) for p in data.get("pairs") or []]
+    return sorted({int(y) for y in found if y is not None})
+
+
+def filter_years(data: dict, hidden: set[int]) -> dict:
+    """A copy of the chart data without the years in ``hidden``. A trend chart loses those
+    categories (each series' values at those years); a FAD its series, an area scatter its pairs."""
+    data = copy.deepcopy(data)
+    kind = data.get("kind")
+    if kind == "trend":
+        keep = [i for i, y in enumerate(data.get("years") or []) if int(y) not in hidden]
+        data["hidden_years"] = sorted({int(y) for y in data.get("years") or []} & set(hidden))
+        data["years"] = [data["years"][i] for i in keep]
+        for s in data.get("series") or []:
+            for key in ("count", "area_m2"):
+                if s.get(key) is not None:
+                    s[key] = [s[key][i] for i in keep]
+    elif kind == "fad":
+        data["series"] = [s for s in data.get("series") or [] if _year_of(s.get("label")) not in hidden]
+    elif kind == "area_scatter":
+        data["pairs"] = [p for p in data.get("pairs") or [] if _year_of(p.get("year")) not in hidden]
+    return data
+
+
+class _SortItem(QTableWidgetItem):
+    """A table cell that sorts by its number, not by its text (empty cells first)."""
+
+    def __init__(self, text: str, key: float | None):
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other):
+        a, b = self.key, getattr(other, "key", None)
+        if a is None or b is None:
+            return a is None and b is not None
+        return a < b
+
+
+class ChartPanel(QgsDockWidget):
+    """Charts and per-year statistics of one run folder; see :meth:`show_run`."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Landslide Mapper charts", parent)
+        self.setObjectName("LandslideMapperChartPanel")
+        self._run_dir: Path | None = None
+        self._charts: dict[str, tuple[str, dict]] = {}   # human name -> (file stem, data)
+        self._hidden: set[int] = set()
+        self._shown: dict = {}
+
+        self.combo = QComboBox()
+        self.png_button = QPushButton("Export PNG…")
+        self.svg_button = QPushButton("Export SVG…")
+        top = QHBoxLayout()
+        top.addWidget(self.combo, 1)
+        top.addWidget(self.png_button)
+        top.addWidget(self.svg_button)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.hide()
+        self.year_list = QListWidget()
+        self.year_list.setToolTip("Untick a year to leave it out of the chart")
+        self.year_list.setFixedWidth(90)
+        self.figure = Figure(figsize=(7.0, 4.5))
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.table = QTableWidget()
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.verticalHeader().hide()
+
+        self.toolbar = NavigationToolbar2QT(self.canvas, None)
+        plot = QVBoxLayout()
+        plot.addWidget(self.toolbar)
+        plot.addWidget(self.canvas, 1)
+        chart_area = QWidget()
+        row = QHBoxLayout(chart_area)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.year_list)
+        row.addLayout(plot, 1)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(chart_area)
+        split.addWidget(self.table)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
+        self.splitter = split
+        self.dockLocationChanged.connect(self._follow_dock_area)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.addLayout(top)
+        layout.addWidget(self.message)
+        layout.addWidget(split, 1)
+        self.setWidget(body)
+
+        self.combo.currentIndexChanged.connect(self._chart_changed)
+        self.year_list.itemChanged.connect(self._year_toggled)
+        self.png_button.clicked.connect(lambda: self._export_dialog(".png"))
+        self.svg_button.clicked.connect(lambda: self._export_dialog(".svg"))
+        self._set_enabled(False)
+
+    def _follow_dock_area(self, area) -> None:
+        """Below or above the map the panel is wide and low: table beside the chart, not under it."""
+        wide = area in (Qt.BottomDockWidgetArea, Qt.TopDockWidgetArea)
+        self.splitter.setOrientation(Qt.Horizontal if wide else Qt.Vertical)
+        total = self.splitter.width() if wide else self.splitter.height()
+        self.splitter.setSizes([int(total * 0.7), int(total * 0.3)])
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self._run_dir
+
+    def show_run(self, run_dir: str | Path) -> None:
+        """Show the charts and statistics of ``run_dir``; problems become a message in the panel."""
+        self._run_dir = Path(run_dir)
+        self._charts, self._hidden, problems = {}, set(), []
+        folder = self._run_dir / "charts"
+        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        order = list(CHART_NAMES)
+        files.sort(key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem))
+        for path in files:
+            try:
+                data = load_chart(path)
+            except InputError as exc:  # ChartDataError is one
+                problems.append(str(exc))
+                continue
+            name = CHART_NAMES.get(path.stem) or KIND_NAMES.get(data["kind"], path.stem)
+            if name in self._charts:
+                name = f"{name} ({path.stem})"
+            self._charts[name] = (path.stem, data)
+        if not self._run_dir.is_dir():
+            problems.insert(0, f"The run folder {self._run_dir} does not exist.")
+        elif not self._charts and not problems:
+            problems.append(f"No charts in {folder}: this run has no chart data (charts/*.json).")
+        problems += self._fill_table()
+        self._set_message("\n".join(problems))
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        self.combo.addItems(list(self._charts))
+        self.combo.blockSignals(False)
+        self._chart_changed()
+
+    def chart_names(self) -> list[str]:
+        return list(self._charts)
+
+    def current_chart(self) -> str:
+        return self.combo.currentText()
+
+    def set_chart(self, name: str) -> None:
+        """Show the chart of this human name or file stem (``"fad"``, ``"trend"`` …)."""
+        for i, (human, (stem, _)) in enumerate(self._charts.items()):
+            if name in (human, stem):
+                self.combo.setCurrentIndex(i)
+                return
+        raise ValueError(f"No chart {name!r} in this run; it has: {', '.join(self._charts) or 'none'}.")
+
+    def years(self) -> list[int]:
+        return [self.year_list.item(i).data(Qt.UserRole) for i in range(self.year_list.count())]
+
+    def set_year_visible(self, year: int, visible: bool) -> None:
+        for i in range(self.year_list.count()):
+            item = self.year_list.item(i)
+            if item.data(Qt.UserRole) == int(year):
+                item.setCheckState(Qt.Checked if visible else Qt.Unchecked)  # redraws via itemChanged
+                return
+        raise ValueError(f"The chart {self.current_chart()!r} has no year {year}.")
+
+    def shown_data(self) -> dict:
+        """The (filtered) chart data last drawn; empty when no chart is shown."""
+        return copy.deepcopy(self._shown)
+
+    def table_headers(self) -> list[str]:
+        return [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
+
+    def table_rows(self) -> list[list[str]]:
+        return [[self.table.item(r, c).text() for c in range(self.table.columnCount())]
+                for r in range(self.table.rowCount())]
+
+    def message_text(self) -> str:
+        return self.message.text()
+
+    def export(self, path: str | Path) -> Path:
+        """Write the chart as shown (years left out stay out) to ``path``: PNG at 200 dpi or SVG,
+        by the suffix, at the size of the run's own chart files."""
+        path = Path(path)
+        fmt = path.suffix.lower().lstrip(".")
+        if fmt not in ("png", "svg"):
+            raise ValueError(f"Cannot export the chart as {path.name!r}: the file name must end in "
+                             ".png or .svg.")
+        if not self._shown:
+            raise ValueError("No chart is shown, so there is nothing to export.")
+        fig = Figure(figsize=figure_size(self._shown))
+        FigureCanvasAgg(fig)
+        draw_chart(fig, self._shown)
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            fig.savefig(path, format=fmt, dpi=EXPORT_DPI, bbox_inches="tight",
+                        metadata={"Date": None} if fmt == "svg" else None)
+        return path
+
+    # ------------------------------------------------------------------ internals
+
+    def _set_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.combo, self.png_button, self.svg_button, self.canvas, self.toolbar):
+            w.setEnabled(on)
+
+    def _chart_changed(self, *_) -> None:
+        entry = self._charts.get(self.combo.currentText())
+        self.year_list.blockSignals(True)
+        self.year_list.clear()
+        for year in chart_years(entry[1]) if entry else []:
+            item = QListWidgetItem(str(year))
+            item.setData(Qt.UserRole, year)
+            item.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled)
+            item.setCheckState(Qt.Unchecked if year in self._hidden else Qt.Checked)
+            self.year_list.addItem(item)
+        self.year_list.setEnabled(self.year_list.count() > 0)
+        self.year_list.blockSignals(False)
+        self._redraw()
+
+    def _year_toggled(self, item: QListWidgetItem) -> None:
+        year = item.data(Qt.UserRole)
+        if item.checkState() == Qt.Checked:
+            self._hidden.discard(year)
+        else:
+            self._hidden.add(year)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        entry = self._charts.get(self.combo.currentText())
+        self._shown = {}
+        self._blank()
+        if entry is not None:
+            data = filter_years(entry[1], self._hidden)
+            try:
+                draw_chart(self.figure, data)
+                self._shown = data
+            except Exception as exc:  # noqa: BLE001 — a Qt slot: never raise into QGIS
+                self._blank()
+                self._set_message(f"Cannot draw the chart {entry[0]}: {exc}")
+        self._set_enabled(bool(self._shown))
+        self.combo.setEnabled(bool(self._charts))
+        self.toolbar.update()  # a new drawing: forget the old zoom/pan history
+        self.canvas.draw_idle()
+
+    def _blank(self) -> None:
+        # axes out first: clearing axes that share a log x axis resets their limits and warns
+        for ax in list(self.figure.axes):
+            self.figure.delaxes(ax)
+        self.figure.clear()
+
+    def _statistics_rows(self) -> tuple[list[dict], str]:
+        for name, key in (("statistics.json", "years"), ("summary.json", "statistics")):
+            path = self._run_dir / name
+            if path.is_file():
+                try:
+                    rows = json.loads(path.read_text(encoding="utf-8")).get(key) or []
+                    return [r for r in rows if isinstance(r, dict)], ""
+                except (OSError, ValueError, AttributeError) as exc:
+                    return [], f"Cannot read the statistics {path}: {exc}"
+        return [], ""
+
+    def _fill_table(self) -> list[str]:
+        rows, problem = self._statistics_rows() if self._run_dir.is_dir() else ([], "")
+        columns = [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)]
+        self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(columns))
+        self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels([c[0] for c in columns])
+        for r, row in enumerate(rows):
+            for c, (_, key, digits) in enumerate(columns):
+                value = row.get(key)
+                number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+                if number is None:
+                    text = "" if value is None else str(value)
+                elif key == "year":
+                    text = str(int(number))
+                else:
+                    text = f"{number:,.{digits}f}"
+                self.table.setItem(r, c, _SortItem(text, number))
+        self.table.setSortingEnabled(True)
+        if columns:
+            self.table.sortItems(0, Qt.AscendingOrder)
+        self.table.resizeColumnsToContents()
+        return [problem] if problem else []
+
+    def _export_dialog(self, suffix: str) -> None:
+        stem = self._charts[self.current_chart()][0] if self.current_chart() in self._charts else "chart"
+        start = str((self._run_dir or Path.home()) / f"{stem}_shown{suffix}")
+        kind = "PNG image (*.png)" if suffix == ".png" else "SVG drawing (*.svg)"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export the chart as {suffix[1:].upper()}", start, kind)
+        if not path:
+            return
+        if Path(path).suffix.lower() != suffix:
+            path += suffix
+        try:
+            self.export(path)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Landslide Mapper charts", f"The chart was not exported: {exc}")
