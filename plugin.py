@@ -39,6 +39,8 @@ class LandslideMapperPlugin:
         """Folder listed by the dock; None means the plugin's own ``models/`` folder."""
         self.action: Optional[QAction] = None
         self.dock: Optional[LandslideMapperDock] = None
+        self.controller = None
+        self.chart_panel = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         """Register the Processing provider.
@@ -57,6 +59,8 @@ class LandslideMapperPlugin:
         # keeps it open (the dock has a fixed objectName, so it is part of the saved state).
         self.dock = LandslideMapperDock(self.models_dir, main_window)
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.controller = make_controller(self.dock, self.iface.messageBar(), self._chart_panel)
+        self.dock.check_worker()     # in the background: the Worker tab says whether jobs can run
 
         self.action = QAction(plugin_icon(), PLUGIN_NAME, main_window)
         self.action.setObjectName("landslideMapperShowDock")
@@ -67,8 +71,25 @@ class LandslideMapperPlugin:
         self.iface.addPluginToRasterMenu(MENU_NAME, self.action)
         self.iface.addToolBarIcon(self.action)
 
+    def _chart_panel(self):
+        """The chart panel, created the first time a run has charts, docked below the map
+        (charts need width more than height; the user may float or move it)."""
+        if self.chart_panel is None:
+            from .ui.chart_panel import ChartPanel
+
+            self.chart_panel = ChartPanel(self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.chart_panel)
+        return self.chart_panel
+
     def unload(self):
         """Remove everything initGui added; safe to call more than once."""
+        if self.controller is not None:
+            self.controller.cancel_pending()
+            self.controller = None
+        if self.chart_panel is not None:
+            self.iface.removeDockWidget(self.chart_panel)
+            self.chart_panel.deleteLater()
+            self.chart_panel = None
         if self.action is not None:
             self.iface.removePluginRasterMenu(MENU_NAME, self.action)
             self.iface.removeToolBarIcon(self.action)
@@ -80,3 +101,16 @@ class LandslideMapperPlugin:
         if self.action is not None:
             self.action.deleteLater()
             self.action = None
+
+
+def make_controller(dock: LandslideMapperDock, message_bar, chart_panel, project=None):
+    """Connect a dock to a new JobController: jobs out, queue state and training events back."""
+    from .ui.controller import JobController
+
+    controller = JobController(message_bar, dock.worker_python, project=project, chart_panel=chart_panel,
+                               on_checkpoint=dock.on_checkpoint, on_train_event=dock.on_train_event,
+                               parent=dock)
+    dock.jobRequested.connect(controller.submit)
+    dock.cancelQueuedRequested.connect(controller.cancel_pending)
+    controller.queueChanged.connect(dock.set_queue_text)
+    return controller

@@ -43,10 +43,13 @@ def default_worker_python() -> str:
 
 
 def worker_environment() -> dict[str, str]:
-    """Environment in which ``import landslide_mapper`` finds this very plugin."""
+    """Environment in which ``import landslide_mapper`` finds this very plugin, whatever the
+    interpreter: the folder holding the package (a QGIS profile's plugins folder, or the
+    development link) goes first on PYTHONPATH."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
-    if PLUGIN_DIR.name == "landslide_mapper":   # installed in a QGIS profile's plugins folder
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR.parent), env.get("PYTHONPATH")) if p)
+    package = sys.modules[__name__.split(".")[0]]
+    holder = str(Path(package.__file__).absolute().parent.parent)   # not resolved: keeps the link
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (holder, env.get("PYTHONPATH")) if p)
     return env
 
 

@@ -80,3 +80,13 @@ def polygons_gpkg(path, boxes, raster, layer: str = "landslides") -> Path:
     geoms = [shapely.box(*(t * (c0, r1)), *(t * (c1, r0))) for r0, r1, c0, c1 in boxes]
     write_geopackage(path, {layer: VectorLayer(np.array(geoms, dtype=object), {}, wkt)})
     return Path(path)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_settings():
+    """Each test starts without the plugin's settings (folders, worker Python) of the one
+    before: pytest-qgis keeps one temporary QGIS profile for the whole session."""
+    yield
+    from qgis.core import QgsSettings
+
+    QgsSettings().remove("landslide_mapper")

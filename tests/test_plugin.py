@@ -289,12 +289,11 @@ def test_init_gui_adds_dock_menu_and_button_and_unload_removes_them(
     assert dock.windowTitle() == "Landslide Mapper"
     assert main_window.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
 
-    texts = [dock.modelList.item(i).text() for i in range(dock.modelList.count())]
-    assert len(texts) == 2
-    assert "ADSMS U-Net cascade (test) (x.onnx)" in texts[0]
-    assert "Dummy model card for the dock test" in texts[0]
-    assert texts[1].split("\n")[0] == "y"
-    assert "python -m landslide_mapper infer" in dock.cliNoteLabel.text()
+    combo = dock.checkpointCombo
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    assert texts == ["ADSMS U-Net cascade (test), ONNX model", "y, ONNX model"]
+    assert combo.itemData(0, Qt.ItemDataRole.ToolTipRole) == "Dummy model card for the dock test"
+    assert [dock.tabs.tabText(i) for i in range(dock.tabs.count())] == ["Map", "Fine-tune", "Analyse", "Worker"]
 
     action = plugin.action
     assert action.text() == "Landslide Mapper"
@@ -360,11 +359,11 @@ def test_dock_lists_models_with_their_cards(qgis_app, models_folder):
         assert "cannot be read" in entries["broken.onnx"].card_problem
         assert "not a JSON object" in entries["list.onnx"].card_problem
 
-        assert dock.modelList.count() == 4
-        item = dock.modelList.item(0)
-        assert not item.flags() & Qt.ItemFlag.ItemIsEditable
-        assert item.data(Qt.ItemDataRole.UserRole) == str(models_folder / "broken.onnx")
-        assert not dock.modelList.isHidden() and dock.noModelsLabel.isHidden()
+        assert dock.checkpointCombo.count() == 4
+        assert dock.checkpointCombo.itemData(0) == str(models_folder / "broken.onnx")
+        assert dock.baseCheckpointCombo.count() == 0          # ONNX models cannot be fine-tuned
+        dock.checkpointCombo.setCurrentIndex(dock.checkpointCombo.findData(str(models_folder / "y.onnx")))
+        assert "No model card" in dock.modelCardView.toPlainText()
     finally:
         dock.deleteLater()
         process_deferred_deletes()
@@ -376,14 +375,14 @@ def test_dock_without_models_says_so_and_refreshes(qgis_app, tmp_path):
     try:
         assert dock.models_dir == missing
         assert dock.model_entries() == []
-        assert dock.modelList.count() == 0
-        assert dock.modelList.isHidden() and not dock.noModelsLabel.isHidden()
+        assert dock.checkpointCombo.count() == 0
+        assert "No checkpoint found" in dock.modelCardView.toPlainText()
 
         missing.mkdir()
         (missing / "new.onnx").write_bytes(b"")
         dock.refreshButton.click()
         assert [e.name for e in dock.model_entries()] == ["new"]
-        assert not dock.modelList.isHidden() and dock.noModelsLabel.isHidden()
+        assert dock.checkpointCombo.currentText() == "new, ONNX model"
     finally:
         dock.deleteLater()
         process_deferred_deletes()

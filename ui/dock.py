@@ -1,147 +1,700 @@
-"""The Landslide Mapper dock widget.
+"""The Landslide Mapper dock: gathers a job from the form and emits it.
 
-The layout lives in ``dock.ui`` (Qt Designer). This module only fills it: for now it lists
-the ONNX models found in the plugin's ``models/`` folder with the name and description from
-their model card. It deliberately imports nothing heavy (no onnxruntime, no rasterio):
-inference runs in a separate worker process, never inside QGIS.
+The layout lives in ``dock.ui`` (Qt Designer). This module fills the tables, checks the
+inputs (the reason is shown in the row or under the field it concerns) and turns the
+form into the same job specs the command line and Processing use; it never runs them
+itself: ``jobRequested(job, title)`` goes to the controller, which owns the tasks.
+Nothing heavy is imported here: inference and training run in the worker process.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
-from qgis.gui import QgsDockWidget
-from qgis.PyQt import uic
-from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QListWidgetItem, QWidget
+from qgis.core import QgsApplication, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer, QgsSettings, QgsTask
+from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt import sip, uic
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QHeaderView, QLabel, QLineEdit, QSpinBox,
+                                 QTableWidget, QTableWidgetItem, QWidget)
+
+from ..core.bands import PRESET_LABELS
+from ..core.jobs import (AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob, TrainingSource,
+                         TrainJob, YearInput)
+from ..tasks import worker_env
+from ..tasks.worker_task import default_worker_python
+from . import inputs
+from .inputs import ERROR, Problem, blocking
+from .model_catalog import ModelEntry, catalog
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PLUGIN_DIR / "models"
+SETTINGS = "landslide_mapper"
+YEAR_IN_NAME = re.compile(r"(?<!\d)(19[5-9]\d|20\d\d)(?!\d)")
+NAME_FORBIDDEN = set('/\\:*?"<>|')
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).resolve().parent / "dock.ui"))
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One ``*.onnx`` file of the models folder, described by its sidecar model card."""
-
-    path: Path
-    name: str
-    description: str
-    card_problem: Optional[str] = None
-    """Why the model card could not be used (missing, unreadable, ...), or None."""
+ROW_OK = "OK"
+COLOURS = {ERROR: QColor("#c0392b"), inputs.WARNING: QColor("#b9770e")}
 
 
-def _card_text(card: dict, key: str) -> str:
-    value = card.get(key)
-    if value is None:
-        return ""
-    return str(value).strip()
+def year_from_name(*names: str) -> Optional[int]:
+    """The year written in a layer or file name (``scene_2017``, ``2017_planet``…), if any."""
+    for name in names:
+        found = YEAR_IN_NAME.findall(Path(name).name if "/" in name else name)
+        if found:
+            return int(found[-1])
+    return None
 
 
-def read_model_entry(onnx_path: Path) -> ModelEntry:
-    """Describe one model file from its ``<name>.json`` model card, if there is one."""
-    card_path = onnx_path.with_suffix(".json")
-    if not card_path.is_file():
-        return ModelEntry(onnx_path, onnx_path.stem, "", f"No model card ({card_path.name}).")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return ModelEntry(
-            onnx_path, onnx_path.stem, "", f"Model card {card_path.name} cannot be read: {exc}"
-        )
-    if not isinstance(card, dict):
-        return ModelEntry(
-            onnx_path, onnx_path.stem, "", f"Model card {card_path.name} is not a JSON object."
-        )
-    return ModelEntry(
-        onnx_path,
-        _card_text(card, "name") or onnx_path.stem,
-        _card_text(card, "description"),
-    )
+def default_output_dir() -> Path:
+    return Path.home() / "Landslide Mapper"
 
 
-def read_checkpoint_entry(folder: Path) -> ModelEntry:
-    """Describe a cascade checkpoint folder from its ``checkpoint.json``."""
-    try:
-        info = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))
-        stages = info.get("lineage", [])
-        name = str(info.get("name") or folder.name)
-        arch = info.get("architecture", {}).get("name", "")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
-        return ModelEntry(folder, folder.name, "", f"checkpoint.json cannot be read: {exc}")
-    summary = f"Cascade checkpoint, {arch}, {len(stages)} stage(s)"
-    if stages:
-        last = stages[-1]
-        f1 = (last.get("validation") or {}).get("f1")
-        summary += f"; last stage: {last.get('region', '')}" + (f", validation F1 {f1:.2f}" if f1 else "")
-    description = str(info.get("description", "")).strip()
-    return ModelEntry(folder, name, f"{summary}. {description}".strip())
-
-
-def find_models(models_dir: Union[str, Path]) -> list[ModelEntry]:
-    """Cascade checkpoint folders and ``*.onnx`` files directly in ``models_dir``, by name.
-
-    A missing or unreadable folder gives an empty list.
-    """
-    folder = Path(models_dir)
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    found = []
-    for p in sorted(entries, key=lambda p: p.name.lower()):
-        if p.is_dir() and (p / "checkpoint.json").is_file():
-            found.append(read_checkpoint_entry(p))
-        elif p.suffix.lower() == ".onnx" and p.is_file():
-            found.append(read_model_entry(p))
-    return found
+def default_checkpoint_dir() -> Path:
+    return Path(QgsApplication.qgisSettingsDirPath()) / "landslide_mapper" / "checkpoints"
 
 
 class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
-    """Dock showing what the plugin does and which models are installed."""
+    """Map, Fine-tune, Analyse and Worker tabs; emits jobs, runs none."""
 
-    def __init__(
-        self,
-        models_dir: Union[str, Path, None] = None,
-        parent: Optional[QWidget] = None,
-    ):
+    jobRequested = pyqtSignal(object, str)
+    cancelQueuedRequested = pyqtSignal()
+
+    def __init__(self, models_dir: Union[str, Path, None] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.setupUi(self)
+        self.setObjectName("LandslideMapperDock")
         self._models_dir = Path(models_dir) if models_dir is not None else DEFAULT_MODELS_DIR
         self._entries: list[ModelEntry] = []
+        self._problems: list[Problem] = []
+        settings = QgsSettings()
+        self._extra_models: list[str] = [p for p in settings.value(f"{SETTINGS}/extra_models", [], list) if p]
+
+        self.outputFolderWidget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.outputFolderWidget.setFilePath(settings.value(f"{SETTINGS}/output_dir", str(default_output_dir())))
+        self.outputFolderWidget.fileChanged.connect(lambda p: QgsSettings().setValue(f"{SETTINGS}/output_dir", p))
+        self.checkpointFolderWidget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.checkpointFolderWidget.setFilePath(
+            settings.value(f"{SETTINGS}/checkpoint_dir", str(default_checkpoint_dir())))
+        self.checkpointFolderWidget.fileChanged.connect(self._checkpoint_dir_changed)
+        self.workerPythonWidget.setStorageMode(QgsFileWidget.GetFile)
+        for combo in (self.extentLayerCombo, self.areaLayerCombo):
+            combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+            combo.setAllowEmptyLayer(True)
+            combo.setLayer(None)
+
+        # layer columns take the room; year, bands and check columns fit their content
+        for table, stretch in ((self.yearsTable, (1,)), (self.trainingTable, (0, 1, 2)),
+                               (self.inventoryTable, (1,)), (self.referenceTable, (1,))):
+            header = table.horizontalHeader()
+            header.setStretchLastSection(False)
+            for col in range(table.columnCount()):
+                header.setSectionResizeMode(col, QHeaderView.Stretch if col in stretch
+                                            else QHeaderView.ResizeToContents)
+        self.addYearButton.clicked.connect(lambda: self.add_year_row())
+        self.addAllRastersButton.clicked.connect(self.add_image_layers)
+        self.removeYearButton.clicked.connect(lambda: self._remove_row(self.yearsTable))
+        self.addSourceButton.clicked.connect(lambda: self.add_training_row())
+        self.removeSourceButton.clicked.connect(lambda: self._remove_row(self.trainingTable))
+        self.addInventoryButton.clicked.connect(lambda: self.add_inventory_row())
+        self.addAllInventoriesButton.clicked.connect(self.add_inventory_layers)
+        self.removeInventoryButton.clicked.connect(lambda: self._remove_row(self.inventoryTable))
+        self.addReferenceButton.clicked.connect(lambda: self.add_reference_row())
+        self.removeReferenceButton.clicked.connect(lambda: self._remove_row(self.referenceTable))
         self.refreshButton.clicked.connect(self.refresh_models)
+        self.browseCheckpointButton.clicked.connect(self._browse_model)
+        self.checkpointCombo.currentIndexChanged.connect(self._show_model_card)
+        self.runMapButton.clicked.connect(self.run_map)
+        self.runTrainButton.clicked.connect(self.run_train)
+        self.runSubtractButton.clicked.connect(self.run_subtract)
+        self.runFadButton.clicked.connect(self.run_fad)
+        self.runAssessButton.clicked.connect(self.run_assess)
+        self.cancelQueuedButton.clicked.connect(self.cancelQueuedRequested)
+        self.cancelQueuedButton.setEnabled(False)
+        self.epochTable.setRowCount(0)
+        self._env_task = None
+        self._probe_task = None
+        self.workerPythonWidget.setFilePath(worker_env.configured_python() or "")
+        self.workerPythonWidget.fileChanged.connect(self._worker_python_changed)
+        self.checkWorkerButton.clicked.connect(lambda: self.check_worker())
+        self.createEnvButton.clicked.connect(lambda: self.create_environment())
+        self.gpuBuildCheck.setChecked(worker_env.nvidia_gpu_present())
         self.refresh_models()
 
+    # ------------------------------------------------------------------ models
     @property
     def models_dir(self) -> Path:
         return self._models_dir
 
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpointFolderWidget.filePath() or default_checkpoint_dir())
+
     def model_entries(self) -> list[ModelEntry]:
-        """The models shown in the list, in display order."""
+        """The models offered in the checkpoint picker, in display order."""
         return list(self._entries)
 
-    def refresh_models(self) -> None:
-        """Read the models folder again and update the list."""
-        self._entries = find_models(self._models_dir)
-        self.modelsFolderLabel.setText(self.tr("Folder: {}").format(self._models_dir))
-        self.modelList.clear()
+    def refresh_models(self, select: Union[str, Path, None] = None) -> None:
+        """Read the bundled and the user's checkpoint folders again; keep or set the choice."""
+        keep = Path(select) if select else self.selected_model_path()
+        keep_base = Path(select) if select else self._combo_path(self.baseCheckpointCombo)
+        self._entries = catalog([self._models_dir, self.checkpoint_dir], self._extra_models)
+        for combo, only_checkpoints, wanted in ((self.checkpointCombo, False, keep),
+                                                (self.baseCheckpointCombo, True, keep_base)):
+            combo.blockSignals(True)
+            combo.clear()
+            for entry in self._entries:
+                if only_checkpoints and not entry.is_checkpoint:
+                    continue
+                stages = f", {len(entry.stages)} stage(s)" if entry.is_checkpoint else ", ONNX model"
+                combo.addItem(f"{entry.name}{stages}", str(entry.path))
+                combo.setItemData(combo.count() - 1, entry.description or str(entry.path), Qt.ToolTipRole)
+            index = combo.findData(str(wanted)) if wanted else -1
+            if index < 0 and combo.count():
+                # prefer the newest cascade stage: the checkpoint with the most stages
+                index = max(range(combo.count()), key=lambda i: (
+                    len(self._entry(combo.itemData(i)).stages), -i))
+            combo.setCurrentIndex(index)
+            combo.blockSignals(False)
+        self._show_model_card()
+
+    def _entry(self, path: Optional[str]) -> Optional[ModelEntry]:
         for entry in self._entries:
-            title = entry.name
-            if title not in (entry.path.stem, entry.path.name):
-                title += f" ({entry.path.name})"
-            lines = [title]
-            if entry.description:
-                lines.append(entry.description)
-            if entry.card_problem:
-                lines.append(entry.card_problem)
-            item = QListWidgetItem("\n".join(lines))
-            item.setToolTip(str(entry.path))
-            item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
-            # Read-only: items can be selected but never edited.
-            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            self.modelList.addItem(item)
-        self.modelList.setHidden(not self._entries)
-        self.noModelsLabel.setHidden(bool(self._entries))
+            if path is not None and str(entry.path) == str(path):
+                return entry
+        return None
+
+    @staticmethod
+    def _combo_path(combo: QComboBox) -> Optional[Path]:
+        data = combo.currentData()
+        return Path(data) if data else None
+
+    def selected_model_path(self) -> Optional[Path]:
+        return self._combo_path(self.checkpointCombo)
+
+    def selected_model(self) -> Optional[ModelEntry]:
+        return self._entry(self.checkpointCombo.currentData())
+
+    def _show_model_card(self, *_args) -> None:
+        entry = self.selected_model()
+        if entry is None:
+            self.modelCardView.setPlainText(self.tr(
+                "No checkpoint found in {} or {}. Use … to pick a checkpoint folder or an ONNX model.").format(
+                self._models_dir, self.checkpoint_dir))
+            return
+        self.modelCardView.setMarkdown(entry.card_markdown())
+
+    def _browse_model(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, self.tr("Checkpoint folder"), str(self.checkpoint_dir))
+        if path:
+            self.add_model(path)
+
+    def add_model(self, path: Union[str, Path]) -> bool:
+        """Offer a checkpoint folder or ONNX file from elsewhere (remembered in the settings)."""
+        before = {str(e.path) for e in self._entries}
+        if str(path) not in self._extra_models:
+            self._extra_models.append(str(path))
+        self._entries = catalog([self._models_dir, self.checkpoint_dir], self._extra_models)
+        added = [e for e in self._entries if str(e.path) not in before]
+        if not added and self._entry(str(path)) is None:
+            self._extra_models.remove(str(path))
+            self._set_label(self.checkpointProblemLabel, [Problem(
+                "checkpoint", f"{path} is neither a cascade checkpoint folder nor an .onnx model.")])
+            return False
+        QgsSettings().setValue(f"{SETTINGS}/extra_models", self._extra_models)
+        self.refresh_models(select=(added[0].path if added else path))
+        return True
+
+    def _checkpoint_dir_changed(self, path: str) -> None:
+        QgsSettings().setValue(f"{SETTINGS}/checkpoint_dir", path)
+        self.refresh_models()
+
+    # ------------------------------------------------------------------ rows
+    def _layer_combo(self, filters, allow_empty: bool = False, layer=None) -> QgsMapLayerComboBox:
+        combo = QgsMapLayerComboBox()
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(6)
+        combo.setFilters(filters)
+        combo.setAllowEmptyLayer(allow_empty)
+        combo.setLayer(layer)
+        combo.layerChanged.connect(self._revalidate)
+        return combo
+
+    def _year_spin(self, year: Optional[int]) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(0, 2100)
+        spin.setSpecialValueText("—")
+        spin.setValue(year or 0)
+        spin.valueChanged.connect(self._revalidate)
+        return spin
+
+    def _bands_combo(self, bands: str = "auto") -> QComboBox:
+        combo = QComboBox()
+        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(5)
+        combo.setEditable(True)
+        combo.setToolTip(self.tr("Which band holds which colour: auto (from band names, colour "
+                                 "interpretation or band count), a preset, or type e.g. B=3,G=2,R=1,NIR=4"))
+        combo.addItem("auto", "auto")
+        for key, text in PRESET_LABELS.items():
+            combo.addItem(text, key)
+        index = combo.findData(bands)
+        if index >= 0:
+            combo.setCurrentIndex(index)
+        else:
+            combo.setEditText(bands)
+        combo.currentTextChanged.connect(self._revalidate)
+        return combo
+
+    @staticmethod
+    def _bands_value(combo: QComboBox) -> str:
+        text = combo.currentText().strip()
+        index = combo.findText(text)
+        return combo.itemData(index) if index >= 0 else (text or "auto")
+
+    def _append(self, table: QTableWidget, widgets: list) -> int:
+        row = table.rowCount()
+        table.insertRow(row)
+        for col, widget in enumerate(widgets):
+            table.setCellWidget(row, col, widget)
+        check = QTableWidgetItem("")
+        check.setFlags(Qt.ItemIsEnabled)
+        table.setItem(row, table.columnCount() - 1, check)
+        return row
+
+    def _remove_row(self, table: QTableWidget) -> None:
+        row = table.currentRow()
+        table.removeRow(row if row >= 0 else table.rowCount() - 1)
+        self._revalidate()
+
+    def add_year_row(self, year: Optional[int] = None, layer: Optional[QgsRasterLayer] = None,
+                     bands: str = "auto") -> int:
+        if year is None and layer is not None:
+            year = year_from_name(layer.name(), layer.source())
+        return self._append(self.yearsTable, [self._year_spin(year),
+                                              self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=layer),
+                                              self._bands_combo(bands)])
+
+    def add_image_layers(self) -> int:
+        """A row for every raster of the project not yet listed; returns how many were added."""
+        listed = {layer.id() for _y, layer, _b in self.year_rows() if layer is not None}
+        rasters = sorted((lay for lay in self.project.mapLayers().values()
+                          if isinstance(lay, QgsRasterLayer) and lay.id() not in listed
+                          and not lay.name().startswith("probability")),
+                         key=lambda lay: (year_from_name(lay.name(), lay.source()) or 0, lay.name()))
+        for layer in rasters:
+            self.add_year_row(layer=layer)
+        return len(rasters)
+
+    def year_rows(self) -> list[tuple[int, Optional[QgsRasterLayer], str]]:
+        t = self.yearsTable
+        return [(t.cellWidget(r, 0).value(), t.cellWidget(r, 1).currentLayer(), self._bands_value(t.cellWidget(r, 2)))
+                for r in range(t.rowCount())]
+
+    def add_training_row(self, raster=None, labels=None, reviewed=None, region: str = "",
+                         year: Optional[int] = None, bands: str = "auto") -> int:
+        region_edit = QLineEdit(region)
+        region_edit.setPlaceholderText(self.tr("region"))
+        if year is None and raster is not None:
+            year = year_from_name(raster.name(), raster.source())
+        return self._append(self.trainingTable, [
+            self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=raster),
+            self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=labels),
+            self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, allow_empty=True, layer=reviewed),
+            region_edit, self._year_spin(year), self._bands_combo(bands)])
+
+    def training_rows(self) -> list[dict]:
+        t = self.trainingTable
+        return [{"raster": t.cellWidget(r, 0).currentLayer(), "labels": t.cellWidget(r, 1).currentLayer(),
+                 "reviewed": t.cellWidget(r, 2).currentLayer(), "region": t.cellWidget(r, 3).text().strip(),
+                 "year": t.cellWidget(r, 4).value() or None, "bands": self._bands_value(t.cellWidget(r, 5))}
+                for r in range(t.rowCount())]
+
+    def add_inventory_row(self, year: Optional[int] = None, layer=None) -> int:
+        if year is None and layer is not None:
+            year = year_from_name(layer.name(), layer.source())
+        return self._append(self.inventoryTable, [self._year_spin(year),
+                                                  self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
+
+    def add_inventory_layers(self) -> int:
+        listed = {layer.id() for _y, layer in self.inventory_rows() if layer is not None}
+        found = []
+        for layer in self.project.mapLayers().values():
+            year = year_from_name(layer.name())
+            if inputs.is_polygon_layer(layer) and layer.id() not in listed and year:
+                found.append((year, layer))
+        for year, layer in sorted(found, key=lambda f: (f[0], f[1].name())):
+            self.add_inventory_row(year, layer)
+        return len(found)
+
+    def inventory_rows(self) -> list[tuple[int, object]]:
+        t = self.inventoryTable
+        return [(t.cellWidget(r, 0).value(), t.cellWidget(r, 1).currentLayer()) for r in range(t.rowCount())]
+
+    def add_reference_row(self, year: Optional[int] = None, layer=None) -> int:
+        if year is None and layer is not None:
+            year = year_from_name(layer.name(), layer.source())
+        return self._append(self.referenceTable, [self._year_spin(year),
+                                                  self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
+
+    def reference_rows(self) -> list[tuple[int, object]]:
+        t = self.referenceTable
+        return [(t.cellWidget(r, 0).value(), t.cellWidget(r, 1).currentLayer()) for r in range(t.rowCount())]
+
+    @property
+    def project(self) -> QgsProject:
+        """The layer pickers follow the current project (QGIS 3.22's combo boxes know no other)."""
+        return QgsProject.instance()
+
+    # ------------------------------------------------------------------ checks
+    def _output_problems(self) -> list[Problem]:
+        folder = self.outputFolderWidget.filePath().strip()
+        if not folder:
+            return [Problem("output", "Choose an output folder.")]
+        path = Path(folder)
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir():
+            return [Problem("output", f"Output folder {folder} cannot be created: {existing} is not a folder.")]
+        import os
+        if not os.access(existing, os.W_OK):
+            return [Problem("output", f"Output folder {folder} is not writable.")]
+        return []
+
+    def check_map(self) -> list[Problem]:
+        rows = self.year_rows()
+        problems = inputs.check_years([(y, lay) for y, lay, _b in rows])
+        entry = self.selected_model()
+        channels = entry.channels if entry else inputs.DEFAULT_CHANNELS
+        for i, (_year, layer, bands) in enumerate(rows):
+            problems += inputs.check_raster(layer, bands, channels, f"Row {i + 1}", f"years[{i}].layer")
+        if entry is None:
+            problems.append(Problem("checkpoint", "Choose a checkpoint (or use … to pick one)."))
+        elif entry.card_problem and entry.is_checkpoint:
+            problems.append(Problem("checkpoint", f"{entry.path}: {entry.card_problem}"))
+        return problems + self._output_problems()
+
+    def check_train(self) -> list[Problem]:
+        problems = []
+        base = self._entry(self.baseCheckpointCombo.currentData())
+        if base is None or not base.is_checkpoint:
+            problems.append(Problem("base", "Choose the cascade checkpoint to fine-tune (a plain ONNX model "
+                                            "cannot be trained)."))
+        channels = base.channels if base else inputs.DEFAULT_CHANNELS
+        rows = self.training_rows()
+        if not rows:
+            problems.append(Problem("sources", "Add at least one row of training data."))
+        for i, row in enumerate(rows):
+            f = f"sources[{i}]"
+            problems += inputs.check_raster(row["raster"], row["bands"], channels, f"Row {i + 1} image",
+                                            f"{f}.raster", geographic=ERROR)
+            problems += inputs.check_polygons(row["labels"], f"Row {i + 1} landslides", f"{f}.labels")
+            problems += inputs.check_polygons(row["reviewed"], f"Row {i + 1} reviewed area", f"{f}.reviewed",
+                                              required=False)
+        name = self.newNameEdit.text().strip()
+        if not name:
+            problems.append(Problem("name", "Give the new checkpoint a name."))
+        elif NAME_FORBIDDEN & set(name):
+            problems.append(Problem("name", f"The name {name!r} contains a character not allowed in a folder "
+                                            "name (/ \\ : * ? \" < > |)."))
+        elif (self.checkpoint_dir / name).exists():
+            problems.append(Problem("name", f"{name} exists in {self.checkpoint_dir}: the new checkpoint will "
+                                            "get a numbered suffix.", inputs.WARNING))
+        return problems
+
+    def _check_inventories(self, rows, field: str, minimum: int) -> list[Problem]:
+        problems = inputs.check_years(rows, field)
+        if rows and len(rows) < minimum:
+            problems.append(Problem(field, f"Temporal subtraction needs at least {minimum} years."))
+        for i, (_year, layer) in enumerate(rows):
+            problems += inputs.check_polygons(layer, f"Row {i + 1}", f"{field}[{i}].layer")
+        return problems
+
+    def check_analysis(self, kind: str) -> list[Problem]:
+        problems = self._check_inventories(self.inventory_rows(), "inventories", 2 if kind == "subtract" else 1)
+        if kind == "assess":
+            refs = self.reference_rows()
+            problems += self._check_inventories(refs, "references", 1)
+            common = {y for y, _ in self.inventory_rows()} & {y for y, _ in refs}
+            if refs and not common - {0}:
+                problems.append(Problem("references", "No year has both an inventory above and a reference "
+                                                      "layer here."))
+        if kind == "fad" and self.extentLayerCombo.currentLayer() is not None:
+            problems += inputs.check_polygons(self.extentLayerCombo.currentLayer(), "Extent layer", "extent")
+        if kind == "assess" and self.areaLayerCombo.currentLayer() is not None:
+            problems += inputs.check_polygons(self.areaLayerCombo.currentLayer(), "Assessment area", "area")
+        return problems + self._output_problems()
+
+    def problems(self) -> list[Problem]:
+        """What the last check found (errors and warnings)."""
+        return list(self._problems)
+
+    # ------------------------------------------------------------------ showing problems
+    _TABLES = {"years": "yearsTable", "sources": "trainingTable", "inventories": "inventoryTable",
+               "references": "referenceTable"}
+    _LABELS = {"years": "yearsProblemLabel", "checkpoint": "checkpointProblemLabel", "output": "outputProblemLabel",
+               "base": "baseProblemLabel", "sources": "sourcesProblemLabel", "name": "newNameProblemLabel",
+               "inventories": "inventoryProblemLabel", "references": "referenceProblemLabel",
+               "extent": "analyseStatusLabel", "area": "referenceProblemLabel"}
+
+    def show_problems(self, problems: list[Problem], scope: tuple[str, ...]) -> None:
+        """Each problem next to its field: in its row's Check cell and under its table or field."""
+        self._problems = problems
+        for key in scope:
+            table = getattr(self, self._TABLES[key], None) if key in self._TABLES else None
+            if table is not None:
+                for r in range(table.rowCount()):
+                    row_problems = [p for p in problems if p.field.startswith(f"{key}[{r}]")]
+                    self._set_check(table, r, row_problems)
+            label = getattr(self, self._LABELS[key])
+            self._set_label(label, [p for p in problems if p.field.split("[")[0] == key])
+
+    def row_check(self, table: QTableWidget, row: int) -> str:
+        """``OK``, or the reasons the row cannot be used (what its Check cell's tooltip says)."""
+        item = table.item(row, table.columnCount() - 1)
+        if item is None:
+            return ""
+        return item.data(Qt.UserRole) or item.text()
+
+    def _set_check(self, table: QTableWidget, row: int, problems: list[Problem]) -> None:
+        item = table.item(row, table.columnCount() - 1)
+        if item is None:
+            return
+        worst = next((p for p in problems if p.severity == ERROR), problems[0] if problems else None)
+        item.setText(ROW_OK if worst is None else ("✖ fix" if worst.severity == ERROR else "⚠ note"))
+        item.setData(Qt.UserRole, "\n".join(p.message for p in problems) or None)
+        item.setToolTip("\n".join(p.message for p in problems) or self.tr("Ready"))
+        item.setForeground(COLOURS.get(worst.severity) if worst else QColor("#1e8449"))
+
+    def _set_label(self, label: QLabel, problems: list[Problem]) -> None:
+        """All the reasons under the table or field, errors first (row reasons name their row)."""
+        shown = sorted(problems, key=lambda p: p.severity != ERROR)
+        label.setVisible(bool(shown))
+        label.setText("<br>".join(
+            f'<span style="color:{COLOURS[p.severity].name()}">{_html(p.message)}</span>' for p in shown))
+
+    def _status(self, label: QLabel, text: str, problem: bool = False) -> None:
+        label.setVisible(bool(text))
+        label.setText(f'<span style="color:{COLOURS[ERROR].name()}">{_html(text)}</span>' if problem else _html(text))
+
+    def _revalidate(self, *_args) -> None:
+        """Refresh the Check cells once the user has tried to run (or edits a listed row)."""
+        if not self._problems:
+            return
+        tab = self.tabs.currentWidget()
+        if tab is self.mapTab:
+            self.show_problems(self.check_map(), ("years", "checkpoint", "output"))
+        elif tab is self.trainTab:
+            self.show_problems(self.check_train(), ("base", "sources", "name"))
+
+    # ------------------------------------------------------------------ jobs
+    def map_job(self) -> Optional[InferenceJob]:
+        """The mapping job of the form, or None when an input is wrong (shown in the form)."""
+        problems = self.check_map()
+        self.show_problems(problems, ("years", "checkpoint", "output"))
+        if blocking(problems):
+            self._status(self.mapStatusLabel, self.tr("Not started: fix the marked inputs."), True)
+            return None
+        years = [YearInput(year, inputs.raster_path(layer), bands) for year, layer, bands in self.year_rows()]
+        self._status(self.mapStatusLabel, "")
+        return InferenceJob(
+            years=years, model=str(self.selected_model().path), output_dir=self.outputFolderWidget.filePath(),
+            run_name=self.runNameEdit.text().strip() or None, tile_size=self.tileSizeSpin.value() or None,
+            overlap=self.overlapSpin.value(), batch_size=self.batchSpin.value(),
+            threshold=self.thresholdSpin.value() or None, min_area_m2=self.minAreaSpin.value(),
+            device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked())
+
+    def train_job(self) -> Optional[TrainJob]:
+        problems = self.check_train()
+        self.show_problems(problems, ("base", "sources", "name"))
+        if blocking(problems):
+            self._status(self.trainStatusLabel, self.tr("Not started: fix the marked inputs."), True)
+            return None
+        sources = []
+        for row in self.training_rows():
+            labels, labels_layer = inputs.vector_source(row["labels"])
+            reviewed = reviewed_layer = None
+            if row["reviewed"] is not None:
+                reviewed, reviewed_layer = inputs.vector_source(row["reviewed"])
+            sources.append(TrainingSource(
+                raster=inputs.raster_path(row["raster"]), labels=labels, labels_layer=labels_layer,
+                reviewed=reviewed, reviewed_layer=reviewed_layer, bands=row["bands"],
+                region=row["region"] or row["raster"].name(), year=row["year"]))
+        loss = self.lossCombo.currentText()
+        self._status(self.trainStatusLabel, "")
+        self.epochTable.setRowCount(0)
+        return TrainJob(
+            sources=sources, output_dir=str(self.checkpoint_dir), name=self.newNameEdit.text().strip(),
+            base_checkpoint=self.baseCheckpointCombo.currentData(), patch_size=int(self.patchSizeCombo.currentText()),
+            epochs=self.epochsSpin.value(), batch_size=self.trainBatchSpin.value(),
+            learning_rate=self.learningRateSpin.value(), loss=None if loss == "default" else loss,
+            freeze=self.freezeCombo.currentText(), patience=self.patienceSpin.value(),
+            augment=self.augmentCheck.isChecked(), device=self.trainDeviceCombo.currentText().lower(),
+            trigger=self.triggerEdit.text().strip())
+
+    def _inventory_layers(self, rows) -> list[InventoryLayer]:
+        out = []
+        for year, layer in rows:
+            path, name = inputs.vector_source(layer)
+            out.append(InventoryLayer(year, path, name))
+        return out
+
+    def analysis_job(self, kind: str):
+        """A SubtractJob, AnalyseJob or AssessJob (``kind`` subtract / fad / assess), or None."""
+        problems = self.check_analysis(kind)
+        scope = ("inventories", "output") + (("references",) if kind == "assess" else ())
+        self.show_problems(problems, scope)
+        if blocking(problems):
+            self._status(self.analyseStatusLabel, self.tr("Not started: fix the marked inputs."), True)
+            return None
+        self._status(self.analyseStatusLabel, "")
+        years = self._inventory_layers(self.inventory_rows())
+        out = self.outputFolderWidget.filePath()
+        if kind == "subtract":
+            return SubtractJob(years=years, output_dir=out, pixel_size_m=self.pixelSizeSpin.value(),
+                               sliver_px=self.sliverSpin.value(), min_remnant_px=self.minRemnantSpin.value())
+        if kind == "fad":
+            extent = self.extentLayerCombo.currentLayer()
+            extent_spec = None
+            if extent is not None:
+                path, name = inputs.vector_source(extent)
+                extent_spec = f"{path}|layername={name}" if name else path
+            return AnalyseJob(years=years, output_dir=out, min_area_m2=self.fadMinAreaSpin.value(),
+                              mapped_area_km2=self.mappedAreaSpin.value() or None, extent=extent_spec,
+                              bootstrap=self.bootstrapSpin.value())
+        area = self.areaLayerCombo.currentLayer()
+        area_spec = None
+        if area is not None:
+            path, name = inputs.vector_source(area)
+            area_spec = f"{path}|layername={name}" if name else path
+        return AssessJob(predicted=years, reference=self._inventory_layers(self.reference_rows()), output_dir=out,
+                         area=area_spec, pixel_size_m=self.pixelSizeSpin.value())
+
+    def _emit(self, job_fn: Callable[[], object]) -> None:
+        from .controller import run_title
+
+        try:
+            job = job_fn()
+        except Exception as exc:  # e.g. a layer that cannot be copied for the worker
+            self._status(self.outputProblemLabel, str(exc), True)
+            return
+        if job is not None:
+            self.jobRequested.emit(job, run_title(job))
+
+    def run_map(self) -> None:
+        self._emit(self.map_job)
+
+    def run_train(self) -> None:
+        self._emit(self.train_job)
+
+    def run_subtract(self) -> None:
+        self._emit(lambda: self.analysis_job("subtract"))
+
+    def run_fad(self) -> None:
+        self._emit(lambda: self.analysis_job("fad"))
+
+    def run_assess(self) -> None:
+        self._emit(lambda: self.analysis_job("assess"))
+
+    # ------------------------------------------------------------------ worker environment
+    def worker_python(self) -> Optional[str]:
+        """The interpreter jobs run in: the one set in the Worker tab, else the best guess."""
+        return self.workerPythonWidget.filePath().strip() or next(iter(worker_env.candidate_pythons()),
+                                                                      default_worker_python())
+
+    def _worker_python_changed(self, path: str) -> None:
+        worker_env.set_configured_python(path.strip() or None)
+        self._status(self.workerStatusLabel, "")
+
+    def check_worker(self, wait: bool = False):
+        """Probe the worker interpreter in a background task; the verdict goes to the Worker tab."""
+        python = self.worker_python()
+        self._status(self.workerStatusLabel, self.tr("Checking {}…").format(python))
+
+        def work(_task):
+            return worker_env.probe(python)
+
+        def done(exception, result=None):
+            if sip.isdeleted(self):
+                return
+            if exception is not None or result is None:
+                self._status(self.workerStatusLabel, f"{python}: {exception}", True)
+                return
+            self.show_probe(result)
+
+        self._probe_task = QgsTask.fromFunction(f"Landslide Mapper: checking {python}", work, on_finished=done)
+        QgsApplication.taskManager().addTask(self._probe_task)
+        return self._probe_task
+
+    def show_probe(self, probe) -> None:
+        if probe.ok:
+            versions = ", ".join(f"{k} {v}" for k, v in probe.versions.items()
+                                 if k in ("onnxruntime", "tensorflow", "numpy"))
+            gpu = "CUDAExecutionProvider" in (probe.providers or [])
+            self._status(self.workerStatusLabel, self.tr("Ready: {} ({}; ONNX Runtime on {}).").format(
+                probe.python, versions, "GPU" if gpu else "CPU"))
+        else:
+            self._status(self.workerStatusLabel, probe.message(), True)
+            self._status(self.mapStatusLabel, self.tr("The worker Python is not ready: see the Worker tab."), True)
+
+    def create_environment(self, env_dir: Union[str, Path, None] = None, **task_args):
+        """Create the worker venv in a background task with progress; use it when it works."""
+        env_dir = Path(env_dir) if env_dir else worker_env.default_env_dir()
+        try:
+            task = worker_env.EnvironmentSetupTask(env_dir, gpu=self.gpuBuildCheck.isChecked(),
+                                                   on_finished=self._environment_done, **task_args)
+        except ValueError as exc:
+            self._status(self.workerStatusLabel, str(exc), True)
+            return None
+        self.envProgressBar.setValue(0)
+        self.envProgressBar.setVisible(True)
+        self.createEnvButton.setEnabled(False)
+        task.progressChanged.connect(lambda value: self.envProgressBar.setValue(int(value)))
+        self._status(self.workerStatusLabel, self.tr("Creating {} (this downloads TensorFlow and ONNX "
+                                                     "Runtime; it takes a few minutes)…").format(env_dir))
+        self._env_task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _environment_done(self, task) -> None:
+        self.createEnvButton.setEnabled(True)
+        self.envProgressBar.setVisible(False)
+        if task.python and not task.error:
+            self.workerPythonWidget.setFilePath(task.python)
+            if task.probe is not None:
+                self.show_probe(task.probe)
+        else:
+            self._status(self.workerStatusLabel, task.error or self.tr("Cancelled."), True)
+
+    # ------------------------------------------------------------------ feedback from the controller
+    def set_queue_text(self, text: str) -> None:
+        self.queueLabel.setText(text)
+        self.cancelQueuedButton.setEnabled("Waiting:" in text)
+
+    def on_train_event(self, event: dict) -> None:
+        """A worker event of a training job (queued to the main thread by the controller)."""
+        if event.get("event") == "progress":
+            self._status(self.trainStatusLabel, event.get("message") or "")
+        if event.get("event") != "epoch":
+            return
+        row = self.epochTable.rowCount()
+        self.epochTable.insertRow(row)
+        for col, key in enumerate(("epoch", "loss", "val_loss", "val_f1", "val_iou")):
+            value = event.get(key)
+            text = "–" if value is None else (str(value) if key == "epoch" else f"{value:.4f}")
+            self.epochTable.setItem(row, col, QTableWidgetItem(text))
+        self.epochTable.scrollToBottom()
+        f1 = event.get("val_f1")
+        self._status(self.trainStatusLabel, self.tr("Epoch {}: loss {:.4f}, validation F1 {}").format(
+            event.get("epoch"), event.get("loss") or float("nan"), "–" if f1 is None else f"{f1:.3f}"))
+
+    def on_checkpoint(self, path: str) -> None:
+        """A new checkpoint was written: list it and select it in both pickers."""
+        self.refresh_models(select=path)
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -94,3 +94,51 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
             project.addMapLayer(prob, False)
             sub.addLayer(prob).setItemVisibilityChecked(False)
     return group
+
+
+STATUS_COLOURS = {"matched": QColor("#1a9641"), "false_alarm": QColor("#d7191c"), "missed": QColor("#fdae61"),
+                  "outside_area": QColor("#bababa"), "dropped": QColor("#7b3294")}
+STATUS_LABELS = {"matched": "matched", "false_alarm": "false alarm", "missed": "missed",
+                 "outside_area": "outside the assessment area", "dropped": "dropped (invalid)"}
+
+
+def style_status(layer: QgsVectorLayer) -> None:
+    """Assessment layers coloured by the ``status`` of each polygon."""
+    categories = [QgsRendererCategory(value, _fill(colour, 130), STATUS_LABELS[value])
+                  for value, colour in STATUS_COLOURS.items()]
+    layer.setRenderer(QgsCategorizedSymbolRenderer("status", categories))
+
+
+def _add_layer(project: QgsProject, group: QgsLayerTreeGroup, layer, style=None):
+    if not layer.isValid():
+        return None
+    if style is not None:
+        style(layer)
+    project.addMapLayer(layer, False)
+    return group.addLayer(layer)
+
+
+def add_changes_to_project(result: dict, project: QgsProject | None = None) -> QgsLayerTreeGroup:
+    """A subtraction run: its ``new_<year>`` layers, newest year on top."""
+    project = project or QgsProject.instance()
+    gpkg = result["geopackage"]
+    group = project.layerTreeRoot().insertGroup(0, f"Landslide Mapper — {Path(result['run_dir']).name}")
+    for change in sorted(result.get("changes", []), key=lambda c: c["year"], reverse=True):
+        year = change["year"]
+        _add_layer(project, group, QgsVectorLayer(f"{gpkg}|layername=new_{year}",
+                                                  f"new or enlarged {year}", "ogr"), style_changes)
+    return group
+
+
+def add_assessment_to_project(result: dict, project: QgsProject | None = None) -> QgsLayerTreeGroup:
+    """An accuracy run: per year, predicted and reference polygons coloured by match status."""
+    project = project or QgsProject.instance()
+    gpkg = result["geopackage"]
+    group = project.layerTreeRoot().insertGroup(0, f"Landslide Mapper — {Path(result['run_dir']).name}")
+    for row in sorted(result.get("rows", []), key=lambda r: r["year"], reverse=True):
+        year = row["year"]
+        sub = group.addGroup(f"{year} (F1 {row.get('f1')})")
+        for side in ("predicted", "reference"):
+            _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={side}_{year}", f"{side} {year}", "ogr"),
+                       style_status)
+    return group

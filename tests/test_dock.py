@@ -1,0 +1,209 @@
+"""The dock lists the project's layers and models, checks inputs next to their fields, and
+turns the form into the job specs the worker runs (real QgsApplication, real layers)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage
+from landslide_mapper.ui.dock import LandslideMapperDock, year_from_name
+
+BUNDLED = ROOT / "models" / "landslide_cascade_v1"
+
+
+@pytest.fixture
+def project(qgis_app):
+    """The layers a test adds to the project, removed afterwards."""
+    project = QgsProject.instance()
+    added: list[str] = []
+
+    def add(layer):
+        assert layer.isValid(), layer.source()
+        project.addMapLayer(layer)
+        added.append(layer.id())
+        return layer
+
+    yield add
+    project.removeMapLayers([i for i in added if project.mapLayer(i) is not None])
+
+
+@pytest.fixture
+def dock(qgis_app, tmp_path):
+    dock = LandslideMapperDock(ROOT / "models")
+    dock.checkpointFolderWidget.setFilePath(str(tmp_path / "checkpoints"))
+    dock.outputFolderWidget.setFilePath(str(tmp_path / "runs"))
+    yield dock
+    dock.close()
+    dock.deleteLater()
+
+
+def polygons_gpkg(path, geoms, layer: str = "landslides"):
+    write_geopackage(path, {layer: VectorLayer(np.array(geoms, dtype=object), {}, CRS.from_epsg(32645).to_wkt())})
+    return path
+
+
+def raster(tmp_path, name, bands=4, crs="EPSG:32645", transform=None):
+    data = forest_with_scars(64, 64, scars=[(10, 30, 10, 30)])[:bands]
+    return QgsRasterLayer(str(write_raster(tmp_path / f"{name}.tif", data, crs=crs, transform=transform)), name)
+
+
+def test_year_is_read_from_layer_and_file_names():
+    assert year_from_name("scene_2017") == 2017
+    assert year_from_name("PS_20170512_ortho", "/d/x.tif") is None     # a date is not a year
+    assert year_from_name("landslides", "/data/planet_2019.tif") == 2019
+    assert year_from_name("band 4") is None
+
+
+def test_dock_lists_project_layers_and_models(dock, project, tmp_path):
+    r17 = project(raster(tmp_path, "scene_2017"))
+    r18 = project(raster(tmp_path, "scene_2018"))
+    poly = project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "inv.gpkg", [box(0, 0, 30, 30)])), "inventory_2018"))
+    assert dock.add_image_layers() == 2
+    assert dock.year_rows() == [(2017, r17, "auto"), (2018, r18, "auto")]
+    assert dock.add_image_layers() == 0                                   # listed once
+    combo = dock.yearsTable.cellWidget(0, 1)
+    names = {combo.itemText(i) for i in range(combo.count())}
+    assert {"scene_2017", "scene_2018"} <= {n.split(" [")[0] for n in names}
+    assert not any(n.startswith("inventory_2018") for n in names)          # rasters only
+    assert dock.add_inventory_layers() == 1 and dock.inventory_rows() == [(2018, poly)]
+    # the bundled cascade checkpoint is offered, preferred, and shown with its card
+    entry = dock.selected_model()
+    assert entry.path == BUNDLED and entry.is_checkpoint and len(entry.stages) >= 5
+    assert dock.baseCheckpointCombo.currentData() == str(BUNDLED)
+    card = dock.modelCardView.toPlainText()
+    assert "Lineage" in card and "adsms_unet" in card
+    plain = [e for e in dock.model_entries() if not e.is_checkpoint]
+    assert [e.path.name for e in plain] == ["spectral_baseline.onnx"]
+    assert dock.baseCheckpointCombo.findData(str(plain[0].path)) == -1      # ONNX cannot be fine-tuned
+
+
+def test_map_inputs_are_checked_next_to_their_fields(dock, project, tmp_path):
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append((job, title)))
+    good = project(raster(tmp_path, "scene_2017"))
+    three = project(raster(tmp_path, "rgb_2018", bands=3))
+    geo = project(raster(tmp_path, "geo_2019", crs="EPSG:4326", transform=from_origin(85.3, 28.0, 3e-5, 3e-5)))
+    dock.add_year_row(2017, good)
+    dock.add_year_row(2017, three)                  # duplicate year, too few bands
+    dock.add_year_row(None, geo)                    # year from the name; geographic: a warning
+    dock.add_year_row(0, good)                      # missing year
+    dock.runMapButton.click()
+    assert jobs == []
+    assert dock.row_check(dock.yearsTable, 0) == "OK"
+    assert "already given in row 1" in dock.row_check(dock.yearsTable, 1)
+    problems = {p.message for p in dock.problems() if p.field.startswith("years[1]")}
+    assert any("has 3 band(s), but NIR is mapped to band 4" in m for m in problems)
+    assert "geographic CRS (EPSG:4326)" in dock.row_check(dock.yearsTable, 2)
+    assert "UTM zone" in dock.row_check(dock.yearsTable, 2)
+    assert "enter the year" in dock.row_check(dock.yearsTable, 3)
+    assert "fix the marked inputs" in dock.mapStatusLabel.text()
+    # fixing the rows: the warning stays, the job goes out
+    dock.yearsTable.cellWidget(1, 0).setValue(2018)
+    dock.yearsTable.cellWidget(1, 2).setEditText("B=3,G=2,R=1,NIR=1")
+    dock.yearsTable.removeRow(3)
+    assert dock.row_check(dock.yearsTable, 1) == "OK"                    # re-checked while editing
+    dock.runMapButton.click()
+    assert len(jobs) == 1
+    job, title = jobs[0]
+    assert isinstance(job, InferenceJob) and title == "Landslide Mapper: mapping 2017–2019"
+    assert [(y.year, y.path, y.bands) for y in job.years] == [
+        (2017, good.source(), "auto"), (2018, three.source(), "B=3,G=2,R=1,NIR=1"), (2019, geo.source(), "auto")]
+    assert job.model == str(BUNDLED) and job.output_dir == str(tmp_path / "runs")
+    assert job.tile_size is None and job.threshold is None and job.device == "auto"
+    job.validate()
+
+
+def test_missing_checkpoint_and_unwritable_output_are_reported(dock, project, tmp_path):
+    dock._models_dir = tmp_path / "none"
+    dock.refresh_models()
+    assert dock.selected_model() is None and "No checkpoint found" in dock.modelCardView.toPlainText()
+    (tmp_path / "file").write_text("x")
+    dock.outputFolderWidget.setFilePath(str(tmp_path / "file" / "runs"))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    assert dock.map_job() is None
+    assert "Choose a checkpoint" in dock.checkpointProblemLabel.text()
+    assert "is not a folder" in dock.outputProblemLabel.text()
+    assert not dock.add_model(tmp_path / "file")
+    assert "neither a cascade checkpoint folder nor an .onnx model" in dock.checkpointProblemLabel.text()
+    assert dock.add_model(ROOT / "models" / "spectral_baseline.onnx")
+    assert dock.selected_model().path.name == "spectral_baseline.onnx"
+
+
+def test_fine_tune_job_from_edited_and_digitised_layers(dock, project, tmp_path):
+    img = project(raster(tmp_path, "scene_2017"))
+    gpkg = polygons_gpkg(tmp_path / "pred.gpkg", [box(300030, 3099910, 300060, 3099940)])
+    predicted = project(QgsVectorLayer(str(gpkg), "landslides_2017"))
+    digitised = project(QgsVectorLayer("Polygon?crs=EPSG:32645", "reviewed area", "memory"))
+    digitised.startEditing()
+    from qgis.core import QgsFeature, QgsGeometry
+    feature = QgsFeature(digitised.fields())
+    feature.setGeometry(QgsGeometry.fromWkt(box(300000, 3099808, 300192, 3100000).wkt))
+    digitised.addFeature(feature)
+    dock.add_training_row(img, predicted, digitised, region="Test valley")
+    dock.runTrainButton.click()
+    checks = dock.row_check(dock.trainingTable, 0)
+    assert "unsaved edits" in checks and "Give the new checkpoint a name" in dock.newNameProblemLabel.text()
+    digitised.commitChanges()
+    predicted.startEditing()
+    predicted.deleteFeature(next(predicted.getFeatures()).id())
+    predicted.addFeature(feature)                                        # a corrected polygon
+    predicted.commitChanges()
+    dock.newNameEdit.setText("cascade_test_valley")
+    dock.epochsSpin.setValue(3)
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.runTrainButton.click()
+    assert len(jobs) == 1, [p.message for p in dock.problems()]
+    job = jobs[0]
+    assert isinstance(job, TrainJob) and job.base_checkpoint == str(BUNDLED) and job.epochs == 3
+    source = job.sources[0]
+    assert source.raster == img.source() and source.region == "Test valley" and source.year == 2017
+    assert source.labels == str(gpkg)                                   # the GeoPackage itself
+    # the memory layer was copied to a GeoPackage the worker can read
+    assert source.reviewed.endswith(".gpkg") and len(read_layer(source.reviewed, source.reviewed_layer).geometries) == 1
+    assert job.output_dir == str(tmp_path / "checkpoints") and job.loss is None
+    job.validate()
+
+
+def test_geographic_training_image_is_refused(dock, project, tmp_path):
+    geo = project(raster(tmp_path, "geo_2019", crs="EPSG:4326", transform=from_origin(85.3, 28.0, 3e-5, 3e-5)))
+    labels = project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "l.gpkg", [box(0, 0, 1, 1)])), "labels"))
+    dock.add_training_row(geo, labels)
+    dock.newNameEdit.setText("x")
+    assert dock.train_job() is None
+    assert "reproject it to a projected CRS" in dock.row_check(dock.trainingTable, 0)
+
+
+def test_analysis_jobs_from_polygon_layers(dock, project, tmp_path):
+    a = project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "a.gpkg", [box(0, 0, 30, 30)])), "inv_2017"))
+    b = project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "b.gpkg", [box(0, 0, 60, 30)])), "inv_2018"))
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_inventory_row(2017, a)
+    dock.runSubtractButton.click()
+    assert jobs == [] and "needs at least 2 years" in dock.inventoryProblemLabel.text()
+    dock.add_inventory_row(None, b)
+    dock.runSubtractButton.click()
+    dock.mappedAreaSpin.setValue(2.5)
+    dock.runFadButton.click()
+    dock.runAssessButton.click()
+    assert "Add at least one year" in dock.referenceProblemLabel.text()
+    dock.add_reference_row(2018, a)
+    dock.runAssessButton.click()
+    assert [type(j) for j in jobs] == [SubtractJob, AnalyseJob, AssessJob]
+    sub, fad, assess = jobs
+    assert [(y.year, y.path) for y in sub.years] == [(2017, a.source().split("|")[0]), (2018, b.source().split("|")[0])]
+    assert fad.mapped_area_km2 == 2.5
+    assert [r.year for r in assess.reference] == [2018]
+    for job in jobs:
+        job.validate()
+    assert json.loads(json.dumps(sub.to_dict()))["kind"] == "subtract"
+    assert np.isclose(sub.pixel_size_m, 3.0)

@@ -1,0 +1,178 @@
+"""Runs the dock's jobs: one worker task at a time, results onto the map, reasons into the bar.
+
+The dock only builds job specs and emits them (``jobRequested``); this object owns the
+tasks. Jobs queue behind the running one (two TensorFlow jobs would fight over the GPU
+and the cores), results are handled in ``finished()`` on the main thread, and training
+events reach the dock through a queued Qt signal, never by touching widgets from the
+task thread.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Optional
+
+from qgis.core import Qgis, QgsApplication, QgsProject
+from qgis.gui import QgsMessageBar
+from qgis.PyQt.QtCore import QObject, pyqtSignal
+from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
+
+from ..core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from ..tasks.worker_task import WorkerTask
+from .run_layers import add_assessment_to_project, add_changes_to_project, add_run_to_project
+
+
+class _EventRelay(QObject):
+    """Carries worker events from the task thread to the main thread (queued connection)."""
+
+    event = pyqtSignal(object)
+
+
+class JobController(QObject):
+    """Queue of worker tasks for the dock, and what happens when each one ends."""
+
+    queueChanged = pyqtSignal(str)
+    jobFinished = pyqtSignal(object)       # the WorkerTask, after its results were handled
+
+    def __init__(self, message_bar: QgsMessageBar, worker_python: Callable[[], Optional[str]],
+                 project: Optional[QgsProject] = None, chart_panel: Callable[[], object] | None = None,
+                 on_checkpoint: Callable[[str], None] | None = None,
+                 on_train_event: Callable[[dict], None] | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.message_bar = message_bar
+        self.worker_python = worker_python
+        self.project = project
+        self.chart_panel = chart_panel
+        self.on_checkpoint = on_checkpoint
+        self._relay = _EventRelay()
+        if on_train_event is not None:
+            self._relay.event.connect(on_train_event)
+        self.pending: deque[WorkerTask] = deque()
+        self.running: Optional[WorkerTask] = None
+        self.done: list[WorkerTask] = []
+
+    # -- queue ----------------------------------------------------------------------
+    def submit(self, job, title: str) -> Optional[WorkerTask]:
+        """Queue ``job``; returns its task, or None when no worker Python is available."""
+        python = self.worker_python()
+        if not python:
+            self._push("Landslide Mapper", "No worker Python with TensorFlow and ONNX Runtime was found: "
+                       "choose one or create the environment in the dock's Worker tab.", Qgis.Critical)
+            return None
+        relay = self._relay.event.emit if isinstance(job, TrainJob) else None
+        task = WorkerTask(title, job, python=python, on_finished=self._finished, on_event=relay)
+        self.pending.append(task)
+        self._start_next()
+        return task
+
+    def cancel_pending(self) -> int:
+        """Drop the jobs that have not started; returns how many."""
+        n = len(self.pending)
+        self.pending.clear()
+        self._announce()
+        return n
+
+    def busy(self) -> bool:
+        return self.running is not None or bool(self.pending)
+
+    def _start_next(self) -> None:
+        if self.running is None and self.pending:
+            self.running = self.pending.popleft()
+            QgsApplication.taskManager().addTask(self.running)
+        self._announce()
+
+    def _announce(self) -> None:
+        if self.running is None:
+            text = "No job running."
+        else:
+            text = f"Running: {self.running.description()}."
+            if self.pending:
+                text += f" Waiting: {', '.join(t.description() for t in self.pending)}."
+        self.queueChanged.emit(text)
+
+    # -- results, on the main thread ------------------------------------------------
+    def _finished(self, task: WorkerTask) -> None:
+        try:
+            if task.result is not None and not task.isCanceled():
+                self._show_result(task)
+            elif task.isCanceled():
+                self._push(task.description(), task.error_message, Qgis.Info)
+            else:
+                self._push_failure(task)
+        except Exception as exc:  # a result that cannot be shown must not stop the queue
+            self._push(task.description(), f"Finished, but the results could not be added: {exc}",
+                       Qgis.Warning)
+        finally:
+            self.done.append(task)
+            if self.running is task:
+                self.running = None
+            self.jobFinished.emit(task)
+            self._start_next()
+
+    def _show_result(self, task: WorkerTask) -> None:
+        job, result = task.job, task.result
+        project = self.project or QgsProject.instance()
+        run_dir = result.get("run_dir")
+        if isinstance(job, InferenceJob):
+            add_run_to_project(result, project)
+            years = ", ".join(str(y["year"]) for y in result.get("years", []))
+            text = f"Mapped {years} into {run_dir}."
+        elif isinstance(job, TrainJob):
+            f1 = (result.get("validation") or {}).get("f1")
+            text = (f"New checkpoint {result['name']} (stage {result['stage']}"
+                    + (f", validation F1 {f1:.2f}" if isinstance(f1, (int, float)) else "")
+                    + f") in {result['checkpoint']}.")
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(result["checkpoint"])
+        elif isinstance(job, SubtractJob):
+            add_changes_to_project(result, project)
+            text = f"New and enlarged landslides written to {result.get('geopackage')}."
+        elif isinstance(job, AssessJob):
+            add_assessment_to_project(result, project)
+            scores = "; ".join(f"{r['year']}: F1 {r['f1']}" for r in result.get("rows", []))
+            text = f"Accuracy {scores} (details in {run_dir})."
+        elif isinstance(job, AnalyseJob):
+            text = f"Statistics and FAD written to {run_dir}."
+        else:
+            text = f"Done: {run_dir}."
+        if run_dir and result.get("charts") and self.chart_panel is not None:
+            panel = self.chart_panel()
+            panel.show_run(run_dir)
+            panel.show()
+        self._push(task.description(), text, Qgis.Success)
+
+    def _push_failure(self, task: WorkerTask) -> None:
+        reason = task.error_message or "The worker failed without saying why."
+        if any(k in task.details for k in ("ModuleNotFoundError", "ImportError", "No module named")):
+            reason += (f" The worker Python ({task.python}) lacks packages: check it, choose another or "
+                       "create the environment in the dock's Worker tab.")
+        bar = self.message_bar
+        item = bar.createMessage(task.description(), reason)
+        details = QPushButton(self.tr("Details"))
+        text = task.details
+
+        def show_details():
+            box = QMessageBox(QMessageBox.Critical, task.description(), reason, QMessageBox.Close,
+                              bar.window())
+            box.setDetailedText(text)
+            box.exec_()
+
+        details.clicked.connect(show_details)
+        item.layout().addWidget(details)
+        bar.pushWidget(item, Qgis.Critical, 0)
+
+    def _push(self, title: str, text: str, level) -> None:
+        self.message_bar.pushMessage(title, text, level, 0 if level == Qgis.Critical else 10)
+
+
+def run_title(job) -> str:
+    """The task manager's name for a job."""
+    if isinstance(job, InferenceJob):
+        years = sorted(y.year for y in job.years)
+        span = f"{years[0]}–{years[-1]}" if len(years) > 1 else str(years[0])
+        return f"Landslide Mapper: mapping {span}"
+    if isinstance(job, TrainJob):
+        return f"Landslide Mapper: fine-tuning {job.name}" if job.base_checkpoint else \
+            f"Landslide Mapper: training {job.name}"
+    names = {SubtractJob: "temporal subtraction", AnalyseJob: "statistics and FAD",
+             AssessJob: "accuracy assessment"}
+    return f"Landslide Mapper: {names.get(type(job), type(job).__name__)}"
