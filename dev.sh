@@ -2,11 +2,12 @@
 # Landslide Mapper developer entry point. On a fresh Debian 12 machine (as root, or with
 # sudo) each command installs what it needs first: QGIS and the GDAL Python stack from
 # apt, then a virtual environment (.venv, with system site packages so PyQGIS is
-# visible) with the pinned packages of requirements.txt.
+# visible) with the pinned packages of requirements.txt and requirements-worker.txt.
 #
 #   ./dev.sh demo     generate the demo scene, map every year, print the summary
 #   ./dev.sh test     run the whole test suite
 #   ./dev.sh bench    run the inference benchmark (bench/infer.py)
+#   ./dev.sh screenshots [OUT]  QGIS under Xvfb maps the demo through the dock; PNGs to OUT
 #   ./dev.sh setup    only install
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,7 +32,8 @@ setup() {
   fi
   local stamp="$VENV/.requirements.sha"
   local want
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  # requirements.txt includes requirements-worker.txt: a change in either reinstalls
+  want=$(cat requirements.txt requirements-worker.txt | sha256sum | cut -d' ' -f1)
   if [ ! -x "$PY" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo ">> creating $VENV (system site packages) and installing requirements.txt" >&2
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
@@ -57,5 +59,12 @@ case "$cmd" in
   demo)  setup; exec "$PY" -m landslide_mapper demo "$@" ;;
   test)  setup; export QT_QPA_PLATFORM=offscreen; exec "$PY" -m pytest -q -p no:cacheprovider tests "$@" ;;
   bench) setup; exec "$PY" bench/infer.py "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  screenshots)
+    setup
+    if ! command -v xvfb-run >/dev/null; then
+      SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq xvfb >/dev/null
+    fi
+    exec tools/screenshots.sh "$@" ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

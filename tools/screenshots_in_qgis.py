@@ -1,0 +1,142 @@
+"""Run by ``qgis --code`` from tools/screenshots.sh: drives the dock like a user and grabs PNGs.
+
+Never blocks the event loop: each step is scheduled with a timer, and the mapping run is
+the plugin's own QgsTask in the worker process.
+"""
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+from qgis.core import (QgsApplication, QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject,
+                       QgsRasterLayer, QgsRasterMinMaxOrigin)
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.utils import iface, plugins, startPlugin
+
+SCENE = Path(os.environ["LM_SCENE_DIR"])
+OUT = Path(os.environ["LM_OUT"])
+RUNS = os.environ["LM_RUNS"]
+WORKER = os.environ["LM_WORKER_PYTHON"]
+state = {"started": time.monotonic(), "shots": [], "error": None}
+
+
+def later(ms, fn):
+    def guarded():
+        try:
+            fn()
+        except Exception:
+            state["error"] = traceback.format_exc()
+            finish()
+    QTimer.singleShot(ms, guarded)
+
+
+def shot(widget, name):
+    path = OUT / f"{len(state['shots']) + 1:02d}_{name}.png"
+    widget.grab().save(str(path))
+    state["shots"].append(path.name)
+
+
+def plugin():
+    if "landslide_mapper" not in plugins:
+        startPlugin("landslide_mapper")
+    return plugins["landslide_mapper"]
+
+
+def start():
+    window = iface.mainWindow()
+    window.resize(1600, 1000)
+    p = plugin()
+    for tif in sorted(SCENE.glob("scene_*.tif")):
+        layer = QgsRasterLayer(str(tif), tif.stem)
+        layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), 3, 2, 1))   # R, G, B of B,G,R,NIR
+        layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum,
+                                     QgsRasterMinMaxOrigin.CumulativeCut)
+        QgsProject.instance().addMapLayer(layer)
+    iface.mapCanvas().setExtent(next(iter(QgsProject.instance().mapLayers().values())).extent())
+    dock = p.dock
+    dock.show()
+    dock.raise_()
+    window.resizeDocks([dock], [470], Qt.Horizontal)       # a user widens the dock to work in it
+    dock.workerPythonWidget.setFilePath(WORKER)
+    dock.outputFolderWidget.setFilePath(RUNS)
+    dock.checkpointFolderWidget.setFilePath(str(Path(RUNS) / "checkpoints"))
+    dock.add_image_layers()
+    dock.runNameEdit.setText("demo")
+    # first what a mistake looks like: the same year twice
+    dock.add_year_row(2019, QgsProject.instance().mapLayersByName("scene_2018")[0])
+    dock.runMapButton.click()
+    later(500, validation_shot)
+
+
+def validation_shot():
+    dock = plugin().dock
+    shot(dock, "dock_map_tab_with_a_mistake")
+    dock.yearsTable.removeRow(dock.yearsTable.rowCount() - 1)
+    dock.runMapButton.click()
+    later(1500, running_shot)
+
+
+def running_shot():
+    shot(iface.mainWindow(), "mapping_running")
+    later(500, wait_for_run)
+
+
+def wait_for_run():
+    controller = plugin().controller
+    if not controller.done:
+        if time.monotonic() - state["started"] > 800:
+            raise TimeoutError("the mapping run did not finish in time")
+        later(1000, wait_for_run)
+        return
+    task = controller.done[0]
+    if task.result is None:
+        raise RuntimeError(f"mapping failed: {task.error_message}\n{task.details}")
+    iface.mapCanvas().refreshAllLayers()
+    later(4000, result_shots)
+
+
+def result_shots():
+    p = plugin()
+    iface.mainWindow().resizeDocks([p.chart_panel], [380], Qt.Vertical)
+    later(1500, lambda: (shot(iface.mainWindow(), "map_with_results_and_charts"),
+                         shot(p.dock, "dock_map_tab_after_run")))
+    later(2000, float_panel)
+
+
+def float_panel():
+    panel = plugin().chart_panel
+    panel.setFloating(True)
+    panel.resize(900, 800)
+    panel.show()
+    later(800, lambda: chart_shots(panel))
+
+
+def chart_shots(panel):
+    shot(panel, "chart_panel_fad")
+    panel.set_chart("Trend over years")
+    later(500, lambda: (shot(panel, "chart_panel_trend"), tab_shots()))
+
+
+def tab_shots():
+    dock = plugin().dock
+    dock.tabs.setCurrentWidget(dock.trainTab)
+    scene = QgsProject.instance().mapLayersByName("scene_2017")[0]
+    landslides = QgsProject.instance().mapLayersByName("landslides 2017")
+    dock.add_training_row(scene, landslides[0] if landslides else None, None, region="Demo valley")
+    dock.newNameEdit.setText("cascade_demo_valley")
+    later(300, lambda: shot(dock, "dock_finetune_tab"))
+    later(600, lambda: (dock.tabs.setCurrentWidget(dock.analyseTab), dock.add_inventory_layers()))
+    later(900, lambda: shot(dock, "dock_analyse_tab"))
+    later(1200, lambda: (dock.tabs.setCurrentWidget(dock.workerTab), dock.check_worker()))
+    later(6000, lambda: (shot(dock, "dock_worker_tab"), finish()))
+
+
+def finish():
+    (OUT / "done.json").write_text(json.dumps({"screenshots": state["shots"], "error": state["error"],
+                                               "seconds": round(time.monotonic() - state["started"], 1)},
+                                              indent=2))
+    QgsApplication.exit(0)
+
+
+later(3000, start)
