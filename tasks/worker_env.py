@@ -17,19 +17,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from qgis.core import QgsTask
+
+from .child_process import follow, terminate
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
@@ -74,7 +72,6 @@ GPU_VERSIONS = {("onnxruntime", "1.20.1"): "1.20.2"}
 
 PROBE_MARKER = "LANDSLIDE_MAPPER_PROBE "
 SETUP_TERMINATE_GRACE_S = 5.0
-POLL_S = 0.1
 
 
 # --- settings ----------------------------------------------------------------------------
@@ -552,26 +549,8 @@ class EnvironmentSetupTask(QgsTask):
         except OSError as exc:
             self.log_lines.append(f"{command[0]} cannot be started: {exc.strerror or exc}")
             return 127
-        lines: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-        reader.start()
-        while True:
-            if self.isCanceled():
-                _stop_group(proc)
-                break
-            try:
-                line = lines.get(timeout=POLL_S)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            self._handle(line.rstrip("\n"), kind)
-        code = proc.wait()
-        reader.join(timeout=5)
-        while not lines.empty():
-            line = lines.get_nowait()
-            if line is not None:
-                self._handle(line.rstrip("\n"), kind)
+        code = follow(proc, lambda line: self._handle(line.rstrip("\n"), kind), self.isCanceled,
+                      lambda p: terminate(p, SETUP_TERMINATE_GRACE_S, whole_group=True))
         return code
 
     def _handle(self, line: str, kind: str) -> None:
@@ -632,28 +611,3 @@ def _setup_environment() -> dict[str, str]:
     env.pop("PIP_REQUIRE_VIRTUALENV", None)
     env.pop("VIRTUAL_ENV", None)
     return env
-
-
-def _pump(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the command's whole process group (pip's own children included), then
-    SIGKILL to the group if the command has not exited after a short grace. (worker_task's
-    ``_stop`` signals only the leader first, and waits 15 s for a clean job cancel; pip has
-    nothing to clean up, and the folder is removed afterwards.)"""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + SETUP_TERMINATE_GRACE_S
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

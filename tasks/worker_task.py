@@ -12,14 +12,10 @@ and removes its partial run folder), then kills the process if it does not exit.
 from __future__ import annotations
 
 import os
-import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,10 +23,10 @@ from qgis.core import QgsTask
 
 from ..core.events import parse_event
 from ..core.jobs import job_to_json
+from .child_process import follow, terminate
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 TERMINATE_GRACE_S = 15.0
-POLL_S = 0.1
 
 
 def default_worker_python() -> str:
@@ -89,32 +85,17 @@ class WorkerTask(QgsTask):
                 env=worker_environment(), start_new_session=True)
         except OSError as exc:
             raise RuntimeError(f"The worker Python {self.python} cannot be started: {exc.strerror or exc}. "
-                               "Set the worker interpreter in the plugin settings.") from None
-        lines: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-        reader.start()
-        try:
-            proc.stdin.write(job_to_json(self.job))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the worker died at start-up: its stderr says why
-        while True:
-            if self.isCanceled():
-                _stop(proc)
-                break
+                               "Choose the worker Python in the dock's Worker tab.") from None
+
+        def send_job():
             try:
-                line = lines.get(timeout=POLL_S)
-            except queue.Empty:
-                continue
-            if line is None:            # stdout closed: the worker has finished
-                break
-            self._handle(line)
-        self.returncode = proc.wait()
-        reader.join(timeout=5)
-        while not lines.empty():        # events written just before exit
-            line = lines.get_nowait()
-            if line is not None:
-                self._handle(line)
+                proc.stdin.write(job_to_json(self.job))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the worker died at start-up: its stderr says why
+
+        self.returncode = follow(proc, self._handle, self.isCanceled,
+                                 lambda p: terminate(p, TERMINATE_GRACE_S, whole_group=False), send_job)
         stderr.seek(0)
         self.stderr_tail = stderr.read()[-4000:]
         stderr.close()
@@ -164,24 +145,3 @@ class WorkerTask(QgsTask):
         if self.stderr_tail.strip():
             parts.append("Worker stderr:\n" + self.stderr_tail.strip())
         return "\n\n".join(p for p in parts if p)
-
-
-def _pump(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (the worker cancels cleanly), then SIGKILL to its whole process group."""
-    if proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + TERMINATE_GRACE_S
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

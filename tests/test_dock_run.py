@@ -24,6 +24,7 @@ from landslide_mapper.ui.chart_panel import ChartPanel
 from landslide_mapper.ui.dock import LandslideMapperDock
 
 BUNDLED = ROOT / "models" / "landslide_cascade_v1"
+_KEEP_ALIVE: list = []
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,13 @@ def scene(tmp_path_factory):
 
 @pytest.fixture
 def setup(qgis_app, qgis_parent, tmp_path, scene):
-    """Dock + controller + chart panel on a project of its own, as plugin.initGui wires them."""
-    project = QgsProject.instance()        # the dock's layer pickers list the current project
+    """Dock + controller + chart panel, as plugin.initGui wires them. The inputs are in the
+    current project (the dock's layer pickers list it); results go to a project of their
+    own (kept alive: dropping a QgsProject with live layer-tree wrappers crashes), so the
+    tests see exactly what the runs added."""
+    project = QgsProject.instance()
+    results = QgsProject()
+    _KEEP_ALIVE.append(results)
     bar = QgsMessageBar(qgis_parent)
     panels: list[ChartPanel] = []
 
@@ -49,16 +55,15 @@ def setup(qgis_app, qgis_parent, tmp_path, scene):
     dock.checkpointFolderWidget.setFilePath(str(tmp_path / "checkpoints"))
     dock.outputFolderWidget.setFilePath(str(tmp_path / "runs"))
     dock.workerPythonWidget.setFilePath(sys.executable)
-    controller = make_controller(dock, bar, chart_panel, project=project)
+    controller = make_controller(dock, bar, chart_panel, project=results)
     layers = []
     for year, path in sorted(scene.rasters.items()):
         layer = QgsRasterLayer(path, f"scene_{year}")
         project.addMapLayer(layer)
         layers.append(layer)
-    yield dock, controller, project, bar, panels
-    root = project.layerTreeRoot()
-    for node in list(root.children()):
-        root.removeChildNode(node)
+    yield dock, controller, project, results, bar, panels
+    results.layerTreeRoot().removeAllChildren()
+    results.removeAllMapLayers()
     project.removeAllMapLayers()
     for widget in (*panels, dock, bar):
         widget.deleteLater()
@@ -83,7 +88,7 @@ def bar_texts(bar: QgsMessageBar) -> list[str]:
 
 
 def test_mapping_run_adds_groups_layers_styles_and_charts(setup, tmp_path):
-    dock, controller, project, bar, panels = setup
+    dock, controller, project, results, bar, panels = setup
     assert dock.add_image_layers() == 2
     dock.runNameEdit.setText("valley")
     dock.runMapButton.click()
@@ -92,7 +97,7 @@ def test_mapping_run_adds_groups_layers_styles_and_charts(setup, tmp_path):
     task = controller.done[0]
     assert task.error is None, task.details
     assert dock.queueLabel.text() == "No job running."
-    group = project.layerTreeRoot().children()[0]
+    group = results.layerTreeRoot().children()[0]
     assert group.name() == "Landslide Mapper — valley"
     assert [g.name() for g in group.children()] == ["2017", "2016"]
     y2017 = [n.layer() for n in group.children()[0].findLayers()]
@@ -122,7 +127,7 @@ def test_mapping_run_adds_groups_layers_styles_and_charts(setup, tmp_path):
 
 
 def test_jobs_queue_and_cancel_leaves_nothing(setup, tmp_path):
-    dock, controller, project, bar, panels = setup
+    dock, controller, project, results, bar, panels = setup
     dock.add_image_layers()
     dock.tileSizeSpin.setValue(64)                     # many small tiles: slow enough to cancel
     dock.overlapSpin.setValue(0)
@@ -144,11 +149,11 @@ def test_jobs_queue_and_cancel_leaves_nothing(setup, tmp_path):
     assert any("Cancelled; no partial outputs were kept" in t for t in bar_texts(bar))
     runs = tmp_path / "runs"
     assert not runs.exists() or not [p for p in runs.iterdir()]
-    assert not [n for n in project.layerTreeRoot().children() if n.name().startswith("Landslide Mapper")]
+    assert results.layerTreeRoot().children() == []
 
 
 def test_failure_shows_the_workers_reason_with_details(setup, tmp_path):
-    dock, controller, project, bar, panels = setup
+    dock, controller, project, results, bar, panels = setup
     # a copy of one year that goes bad after QGIS opened it: only the worker can find out
     path = tmp_path / "copy_2016.tif"
     shutil.copy(project.mapLayersByName("scene_2016")[0].source(), path)
@@ -165,7 +170,7 @@ def test_failure_shows_the_workers_reason_with_details(setup, tmp_path):
 
 
 def test_fine_tune_adds_a_checkpoint_with_a_new_lineage_stage(setup, tmp_path, scene):
-    dock, controller, project, bar, panels = setup
+    dock, controller, project, results, bar, panels = setup
     img = project.mapLayersByName("scene_2017")[0]
     truth = QgsVectorLayer(f"{scene.truth_path}|layername=landslides_2017", "landslides_2017", "ogr")
     project.addMapLayer(truth)
@@ -193,7 +198,7 @@ def test_fine_tune_adds_a_checkpoint_with_a_new_lineage_stage(setup, tmp_path, s
 
 
 def test_a_worker_python_without_the_packages_is_named_with_the_fix(setup, tmp_path):
-    dock, controller, project, bar, panels = setup
+    dock, controller, project, results, bar, panels = setup
     dock.workerPythonWidget.setFilePath("/usr/bin/python3")      # Debian's: no ONNX Runtime, no TensorFlow
     dock.add_image_layers()
     dock.runMapButton.click()

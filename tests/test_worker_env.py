@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication, QgsTask
 
-from conftest import ROOT
+from conftest import ROOT, run_task
 from landslide_mapper.tasks import worker_env
 from landslide_mapper.tasks.worker_env import (
     SETTINGS_KEY, EnvironmentSetupTask, Probe, candidate_pythons, configured_python,
@@ -22,20 +22,6 @@ from landslide_mapper.tasks.worker_env import (
     setup_commands, worker_requirements)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def run_task(task: EnvironmentSetupTask, timeout: float = 120.0, while_running=None) -> None:
-    """Queue ``task`` in QGIS' task manager and spin the event loop until finished() ran."""
-    done: list[EnvironmentSetupTask] = []
-    task.on_finished = done.append
-    QgsApplication.taskManager().addTask(task)
-    deadline = time.monotonic() + timeout
-    while not done and time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        if while_running is not None:
-            while_running(task)
-        time.sleep(0.02)
-    assert done, f"the task did not finish within {timeout} s"
 
 
 def tiny_wheel(folder: Path, name: str = "tinypkg", version: str = "1.0") -> Path:

@@ -5,28 +5,13 @@ import sys
 import time
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsTask
+from qgis.core import QgsTask
 
-from conftest import ROOT, forest_with_scars, write_raster
+from conftest import ROOT, forest_with_scars, run_task, write_raster
 from landslide_mapper.core.jobs import InferenceJob, YearInput
 from landslide_mapper.tasks.worker_task import WorkerTask
 
 BASELINE = str(ROOT / "models" / "spectral_baseline.onnx")
-
-
-def run_task(task: WorkerTask, timeout: float = 240.0, while_running=None) -> list[WorkerTask]:
-    """Queue ``task`` in QGIS' task manager and spin the event loop until finished() ran."""
-    done: list[WorkerTask] = []
-    task.on_finished = done.append
-    QgsApplication.taskManager().addTask(task)
-    deadline = time.monotonic() + timeout
-    while not done and time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        if while_running is not None:
-            while_running(task)
-        time.sleep(0.02)
-    assert done, f"the task did not finish within {timeout} s"
-    return done
 
 
 def test_mapping_job_runs_in_the_worker_and_reports_progress(qgis_app, tmp_path):

@@ -491,15 +491,18 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             self.show_problems(self.check_train(), ("base", "sources", "name"))
 
     # ------------------------------------------------------------------ jobs
+    def _ready(self, problems: list[Problem], scope: tuple[str, ...], status: QLabel) -> bool:
+        """Show ``problems`` next to their fields; True when none of them blocks the run."""
+        self.show_problems(problems, scope)
+        stop = bool(blocking(problems))
+        self._status(status, self.tr("Not started: fix the marked inputs.") if stop else "", stop)
+        return not stop
+
     def map_job(self) -> Optional[InferenceJob]:
         """The mapping job of the form, or None when an input is wrong (shown in the form)."""
-        problems = self.check_map()
-        self.show_problems(problems, ("years", "checkpoint", "output"))
-        if blocking(problems):
-            self._status(self.mapStatusLabel, self.tr("Not started: fix the marked inputs."), True)
+        if not self._ready(self.check_map(), ("years", "checkpoint", "output"), self.mapStatusLabel):
             return None
         years = [YearInput(year, inputs.raster_path(layer), bands) for year, layer, bands in self.year_rows()]
-        self._status(self.mapStatusLabel, "")
         return InferenceJob(
             years=years, model=str(self.selected_model().path), output_dir=self.outputFolderWidget.filePath(),
             run_name=self.runNameEdit.text().strip() or None, tile_size=self.tileSizeSpin.value() or None,
@@ -508,10 +511,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked())
 
     def train_job(self) -> Optional[TrainJob]:
-        problems = self.check_train()
-        self.show_problems(problems, ("base", "sources", "name"))
-        if blocking(problems):
-            self._status(self.trainStatusLabel, self.tr("Not started: fix the marked inputs."), True)
+        if not self._ready(self.check_train(), ("base", "sources", "name"), self.trainStatusLabel):
             return None
         sources = []
         for row in self.training_rows():
@@ -524,7 +524,6 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                 reviewed=reviewed, reviewed_layer=reviewed_layer, bands=row["bands"],
                 region=row["region"] or row["raster"].name(), year=row["year"]))
         loss = self.lossCombo.currentText()
-        self._status(self.trainStatusLabel, "")
         self.epochTable.setRowCount(0)
         return TrainJob(
             sources=sources, output_dir=str(self.checkpoint_dir), name=self.newNameEdit.text().strip(),
@@ -544,13 +543,9 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
 
     def analysis_job(self, kind: str):
         """A SubtractJob, AnalyseJob or AssessJob (``kind`` subtract / fad / assess), or None."""
-        problems = self.check_analysis(kind)
         scope = ("inventories", "output") + (("references",) if kind == "assess" else ())
-        self.show_problems(problems, scope)
-        if blocking(problems):
-            self._status(self.analyseStatusLabel, self.tr("Not started: fix the marked inputs."), True)
+        if not self._ready(self.check_analysis(kind), scope, self.analyseStatusLabel):
             return None
-        self._status(self.analyseStatusLabel, "")
         years = self._inventory_layers(self.inventory_rows())
         out = self.outputFolderWidget.filePath()
         if kind == "subtract":

@@ -118,11 +118,16 @@ def _add_layer(project: QgsProject, group: QgsLayerTreeGroup, layer, style=None)
     return group.addLayer(layer)
 
 
+def _run_group(result: dict, project: QgsProject | None):
+    """The project, the run's GeoPackage and a new top group named after the run folder."""
+    project = project or QgsProject.instance()
+    group = project.layerTreeRoot().insertGroup(0, f"Landslide Mapper — {Path(result['run_dir']).name}")
+    return project, result["geopackage"], group
+
+
 def add_changes_to_project(result: dict, project: QgsProject | None = None) -> QgsLayerTreeGroup:
     """A subtraction run: its ``new_<year>`` layers, newest year on top."""
-    project = project or QgsProject.instance()
-    gpkg = result["geopackage"]
-    group = project.layerTreeRoot().insertGroup(0, f"Landslide Mapper — {Path(result['run_dir']).name}")
+    project, gpkg, group = _run_group(result, project)
     for change in sorted(result.get("changes", []), key=lambda c: c["year"], reverse=True):
         year = change["year"]
         _add_layer(project, group, QgsVectorLayer(f"{gpkg}|layername=new_{year}",
@@ -132,9 +137,7 @@ def add_changes_to_project(result: dict, project: QgsProject | None = None) -> Q
 
 def add_assessment_to_project(result: dict, project: QgsProject | None = None) -> QgsLayerTreeGroup:
     """An accuracy run: per year, predicted and reference polygons coloured by match status."""
-    project = project or QgsProject.instance()
-    gpkg = result["geopackage"]
-    group = project.layerTreeRoot().insertGroup(0, f"Landslide Mapper — {Path(result['run_dir']).name}")
+    project, gpkg, group = _run_group(result, project)
     for row in sorted(result.get("rows", []), key=lambda r: r["year"], reverse=True):
         year = row["year"]
         sub = group.addGroup(f"{year} (F1 {row.get('f1')})")
