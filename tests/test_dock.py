@@ -73,7 +73,9 @@ def test_dock_lists_project_layers_and_models(dock, project, tmp_path):
     names = {combo.itemText(i) for i in range(combo.count())}
     assert {"scene_2017", "scene_2018"} <= {n.split(" [")[0] for n in names}
     assert not any(n.startswith("inventory_2018") for n in names)          # rasters only
-    assert dock.add_inventory_layers() == 1 and dock.inventory_rows() == [(2018, poly)]
+    project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "new.gpkg", [box(0, 0, 9, 9)])), "new or enlarged 2018"))
+    assert dock.add_inventory_layers() == 1 and dock.inventory_rows() == [(2018, poly)]   # one per year
+    assert dock.add_inventory_layers() == 0
     # the bundled cascade checkpoint is offered, preferred, and shown with its card
     entry = dock.selected_model()
     assert entry.path == BUNDLED and entry.is_checkpoint and len(entry.stages) >= 5

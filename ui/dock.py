@@ -88,13 +88,17 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             combo.setLayer(None)
 
         # layer columns take the room; year, bands and check columns fit their content
-        for table, stretch in ((self.yearsTable, (1,)), (self.trainingTable, (0, 1, 2)),
-                               (self.inventoryTable, (1,)), (self.referenceTable, (1,))):
+        for table in (self.yearsTable, self.inventoryTable, self.referenceTable):
             header = table.horizontalHeader()
             header.setStretchLastSection(False)
             for col in range(table.columnCount()):
-                header.setSectionResizeMode(col, QHeaderView.Stretch if col in stretch
-                                            else QHeaderView.ResizeToContents)
+                header.setSectionResizeMode(col, QHeaderView.Stretch if col == 1 else QHeaderView.ResizeToContents)
+        # seven columns do not fit a dock: usable widths, and the table scrolls sideways
+        header = self.trainingTable.horizontalHeader()
+        header.setStretchLastSection(True)
+        for col, width in enumerate((140, 140, 130, 110, 70, 100)):
+            header.setSectionResizeMode(col, QHeaderView.Interactive)
+            header.resizeSection(col, width)
         self.addYearButton.clicked.connect(lambda: self.add_year_row())
         self.addAllRastersButton.clicked.connect(self.add_image_layers)
         self.removeYearButton.clicked.connect(lambda: self._remove_row(self.yearsTable))
@@ -321,13 +325,17 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                                                   self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
 
     def add_inventory_layers(self) -> int:
-        listed = {layer.id() for _y, layer in self.inventory_rows() if layer is not None}
-        found = []
-        for layer in self.project.mapLayers().values():
-            year = year_from_name(layer.name())
-            if inputs.is_polygon_layer(layer) and layer.id() not in listed and year:
-                found.append((year, layer))
-        for year, layer in sorted(found, key=lambda f: (f[0], f[1].name())):
+        """One row per year not yet listed, from the polygon layers with a year in their name;
+        a year's full inventory (``landslides <year>``) wins over its change layer."""
+        listed = {year for year, _layer in self.inventory_rows()}
+        found = {}
+        candidates = [(year_from_name(lay.name()), lay) for lay in self.project.mapLayers().values()
+                      if inputs.is_polygon_layer(lay)]
+        rank = lambda name: (0 if name.startswith("landslides") else 2 if name.startswith("new") else 1, name)  # noqa: E731
+        for year, layer in sorted((c for c in candidates if c[0]), key=lambda c: (c[0], rank(c[1].name()))):
+            if year not in listed and year not in found:
+                found[year] = layer
+        for year, layer in found.items():
             self.add_inventory_row(year, layer)
         return len(found)
 
