@@ -272,15 +272,6 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def find_worker_python(timeout: float = 120) -> Optional[Probe]:
-    """The probe of the first candidate interpreter that has everything, or None."""
-    for python in candidate_pythons():
-        result = probe(python, timeout=timeout)
-        if result.ok:
-            return result
-    return None
-
-
 def nvidia_gpu_present() -> bool:
     """Whether ``nvidia-smi -L`` runs and lists at least one GPU (the driver is installed)."""
     smi = shutil.which("nvidia-smi")

@@ -12,7 +12,6 @@ and removes its partial run folder), then kills the process if it does not exit.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,17 +24,16 @@ from ..core.events import parse_event
 from ..core.jobs import job_to_json
 from .child_process import follow, terminate
 
-PLUGIN_DIR = Path(__file__).resolve().parent.parent
 TERMINATE_GRACE_S = 15.0
 
 
 def default_worker_python() -> str:
-    """The interpreter for the worker: the plugin's own venv when there is one, else the
-    first ``python3`` on PATH (inside QGIS ``sys.executable`` is QGIS itself)."""
-    for candidate in (PLUGIN_DIR / ".venv" / "bin" / "python", Path(sys.prefix) / "bin" / "python3"):
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("python3") or "python3"
+    """The interpreter for the worker: the best of worker_env's candidates (the configured
+    one, the plugin-made venv, the checkout's .venv, ``python3``); inside QGIS
+    ``sys.executable`` is QGIS itself, never a candidate."""
+    from .worker_env import candidate_pythons
+
+    return next(iter(candidate_pythons()), "python3")
 
 
 def worker_environment() -> dict[str, str]:

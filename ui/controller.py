@@ -71,9 +71,6 @@ class JobController(QObject):
         self._announce()
         return n
 
-    def busy(self) -> bool:
-        return self.running is not None or bool(self.pending)
-
     def _start_next(self) -> None:
         if self.running is None and self.pending:
             self.running = self.pending.popleft()

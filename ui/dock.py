@@ -8,6 +8,7 @@ Nothing heavy is imported here: inference and training run in the worker process
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -27,7 +28,7 @@ from ..tasks import worker_env
 from ..tasks.worker_task import default_worker_python
 from . import inputs
 from .inputs import ERROR, Problem, blocking
-from .model_catalog import ModelEntry, catalog
+from .model_catalog import DEFAULT_CHANNELS, ModelEntry, catalog
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PLUGIN_DIR / "models"
@@ -367,7 +368,6 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         existing = next((p for p in (path, *path.parents) if p.exists()), None)
         if existing is None or not existing.is_dir():
             return [Problem("output", f"Output folder {folder} cannot be created: {existing} is not a folder.")]
-        import os
         if not os.access(existing, os.W_OK):
             return [Problem("output", f"Output folder {folder} is not writable.")]
         return []
@@ -376,7 +376,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         rows = self.year_rows()
         problems = inputs.check_years([(y, lay) for y, lay, _b in rows])
         entry = self.selected_model()
-        channels = entry.channels if entry else inputs.DEFAULT_CHANNELS
+        channels = entry.channels if entry else DEFAULT_CHANNELS
         for i, (_year, layer, bands) in enumerate(rows):
             problems += inputs.check_raster(layer, bands, channels, f"Row {i + 1}", f"years[{i}].layer")
         if entry is None:
@@ -391,7 +391,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         if base is None or not base.is_checkpoint:
             problems.append(Problem("base", "Choose the cascade checkpoint to fine-tune (a plain ONNX model "
                                             "cannot be trained)."))
-        channels = base.channels if base else inputs.DEFAULT_CHANNELS
+        channels = base.channels if base else DEFAULT_CHANNELS
         rows = self.training_rows()
         if not rows:
             problems.append(Problem("sources", "Add at least one row of training data."))
@@ -605,8 +605,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
     # ------------------------------------------------------------------ worker environment
     def worker_python(self) -> Optional[str]:
         """The interpreter jobs run in: the one set in the Worker tab, else the best guess."""
-        return self.workerPythonWidget.filePath().strip() or next(iter(worker_env.candidate_pythons()),
-                                                                      default_worker_python())
+        return self.workerPythonWidget.filePath().strip() or default_worker_python()
 
     def _worker_python_changed(self, path: str) -> None:
         worker_env.set_configured_python(path.strip() or None)

@@ -12,14 +12,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qgis.core import (QgsCoordinateTransformContext, QgsMapLayer, QgsProject, QgsProviderRegistry,
+from qgis.core import (QgsCoordinateTransformContext, QgsMapLayer, QgsProviderRegistry,
                        QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer, QgsWkbTypes)
 
 from ..core.bands import BandMapping, guess_mapping, required_spectral
 from ..core.errors import InputError
 
 ERROR, WARNING = "error", "warning"
-DEFAULT_CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
 
 
 @dataclass(frozen=True)
@@ -181,8 +180,3 @@ def vector_source(layer: QgsVectorLayer, snapshot_dir: Path | None = None) -> tu
 def _safe(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_")
     return cleaned or "layer"
-
-
-def project_layers(kind: type, project: QgsProject | None = None) -> list[QgsMapLayer]:
-    project = project or QgsProject.instance()
-    return [lay for lay in project.mapLayers().values() if isinstance(lay, kind)]
