@@ -1,7 +1,7 @@
 """The worker interpreter: finding one, checking it, and creating one (DESIGN.md §3).
 
 Mapping (ONNX Runtime) and training (TensorFlow) run in a *worker interpreter*, never in
-QGIS' own Python: ``tasks/worker_task.py`` starts ``python -m landslide_mapper run-job -``
+QGIS' own Python: ``tasks/worker_process.py`` starts ``python -m landslide_mapper run-job -``
 with it. That interpreter needs the pinned packages of ``requirements-worker.txt`` on top of
 the host's numpy, scipy, GDAL, rasterio and matplotlib (Debian's, the ones QGIS is built
 against), so it is a venv created with ``--system-site-packages``, by default in the QGIS
@@ -32,6 +32,7 @@ from .child_process import follow, terminate
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
 SETTINGS_KEY = "landslide_mapper/worker_python"
+ENV_PYTHON = "LANDSLIDE_MAPPER_PYTHON"           # overrides the setting (servers, qgis_process)
 DEFAULT_BASE_PYTHON = "/usr/bin/python3"
 CONSTRAINTS_NAME = "worker-constraints.txt"     # written into the env folder
 REQUIREMENTS_NAME = "worker-requirements.txt"   # written into the env folder
@@ -107,10 +108,11 @@ def venv_python(env_dir) -> Path:
 
 
 def candidate_pythons() -> list[str]:
-    """Interpreters worth probing, best first: the configured one, the plugin-made venv, the
-    plugin's development venv, then ``python3`` on PATH. Existing ones only, each once (a
-    venv's bin/python is a link to the system Python: paths are compared unresolved)."""
-    candidates = [configured_python(), str(venv_python(default_env_dir())),
+    """Interpreters worth probing, best first: ``$LANDSLIDE_MAPPER_PYTHON`` (for servers and
+    qgis_process), the configured one, the plugin-made venv, the plugin's development venv,
+    then ``python3`` on PATH. Existing ones only, each once (a venv's bin/python is a link
+    to the system Python: paths are compared unresolved)."""
+    candidates = [os.environ.get(ENV_PYTHON), configured_python(), str(venv_python(default_env_dir())),
                   str(PLUGIN_DIR / ".venv" / "bin" / "python"), shutil.which("python3")]
     seen: list[str] = []
     for path in candidates:

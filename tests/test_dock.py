@@ -14,7 +14,8 @@ from shapely.geometry import box
 from conftest import ROOT, forest_with_scars, write_raster
 from landslide_mapper.core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage
-from landslide_mapper.ui.dock import LandslideMapperDock, year_from_name
+from landslide_mapper.ui.dock import LandslideMapperDock
+from landslide_mapper.ui.inputs import year_from_name
 
 BUNDLED = ROOT / "models" / "landslide_cascade_v1"
 

@@ -138,10 +138,7 @@ class JobController(QObject):
         self._push(task.description(), text, Qgis.Success)
 
     def _push_failure(self, task: WorkerTask) -> None:
-        reason = task.error_message or "The worker failed without saying why."
-        if any(k in task.details for k in ("ModuleNotFoundError", "ImportError", "No module named")):
-            reason += (f" The worker Python ({task.python}) lacks packages: check it, choose another or "
-                       "create the environment in the dock's Worker tab.")
+        reason = task.failure_reason
         bar = self.message_bar
         item = bar.createMessage(task.description(), reason)
         details = QPushButton(self.tr("Details"))

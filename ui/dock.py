@@ -9,7 +9,6 @@ Nothing heavy is imported here: inference and training run in the worker process
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -25,7 +24,7 @@ from ..core.bands import PRESET_LABELS
 from ..core.jobs import (AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob, TrainingSource,
                          TrainJob, YearInput)
 from ..tasks import worker_env
-from ..tasks.worker_task import default_worker_python
+from ..tasks.worker_process import default_worker_python
 from . import inputs
 from .inputs import ERROR, Problem, blocking
 from .model_catalog import DEFAULT_CHANNELS, ModelEntry, catalog
@@ -33,22 +32,12 @@ from .model_catalog import DEFAULT_CHANNELS, ModelEntry, catalog
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PLUGIN_DIR / "models"
 SETTINGS = "landslide_mapper"
-YEAR_IN_NAME = re.compile(r"(?<!\d)(19[5-9]\d|20\d\d)(?!\d)")
 NAME_FORBIDDEN = set('/\\:*?"<>|')
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).resolve().parent / "dock.ui"))
 
 ROW_OK = "OK"
 COLOURS = {ERROR: QColor("#c0392b"), inputs.WARNING: QColor("#b9770e")}
-
-
-def year_from_name(*names: str) -> Optional[int]:
-    """The year written in a layer or file name (``scene_2017``, ``2017_planet``…), if any."""
-    for name in names:
-        found = YEAR_IN_NAME.findall(Path(name).name if "/" in name else name)
-        if found:
-            return int(found[-1])
-    return None
 
 
 def default_output_dir() -> Path:
@@ -279,7 +268,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
     def add_year_row(self, year: Optional[int] = None, layer: Optional[QgsRasterLayer] = None,
                      bands: str = "auto") -> int:
         if year is None and layer is not None:
-            year = year_from_name(layer.name(), layer.source())
+            year = inputs.year_from_name(layer.name(), layer.source())
         return self._append(self.yearsTable, [self._year_spin(year),
                                               self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=layer),
                                               self._bands_combo(bands)])
@@ -290,7 +279,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         rasters = sorted((lay for lay in self.project.mapLayers().values()
                           if isinstance(lay, QgsRasterLayer) and lay.id() not in listed
                           and not lay.name().startswith("probability")),
-                         key=lambda lay: (year_from_name(lay.name(), lay.source()) or 0, lay.name()))
+                         key=lambda lay: (inputs.year_from_name(lay.name(), lay.source()) or 0, lay.name()))
         for layer in rasters:
             self.add_year_row(layer=layer)
         return len(rasters)
@@ -305,7 +294,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         region_edit = QLineEdit(region)
         region_edit.setPlaceholderText(self.tr("region"))
         if year is None and raster is not None:
-            year = year_from_name(raster.name(), raster.source())
+            year = inputs.year_from_name(raster.name(), raster.source())
         return self._append(self.trainingTable, [
             self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=raster),
             self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=labels),
@@ -321,7 +310,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
 
     def add_inventory_row(self, year: Optional[int] = None, layer=None) -> int:
         if year is None and layer is not None:
-            year = year_from_name(layer.name(), layer.source())
+            year = inputs.year_from_name(layer.name(), layer.source())
         return self._append(self.inventoryTable, [self._year_spin(year),
                                                   self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
 
@@ -330,7 +319,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         a year's full inventory (``landslides <year>``) wins over its change layer."""
         listed = {year for year, _layer in self.inventory_rows()}
         found = {}
-        candidates = [(year_from_name(lay.name()), lay) for lay in self.project.mapLayers().values()
+        candidates = [(inputs.year_from_name(lay.name()), lay) for lay in self.project.mapLayers().values()
                       if inputs.is_polygon_layer(lay)]
         rank = lambda name: (0 if name.startswith("landslides") else 2 if name.startswith("new") else 1, name)  # noqa: E731
         for year, layer in sorted((c for c in candidates if c[0]), key=lambda c: (c[0], rank(c[1].name()))):
@@ -346,7 +335,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
 
     def add_reference_row(self, year: Optional[int] = None, layer=None) -> int:
         if year is None and layer is not None:
-            year = year_from_name(layer.name(), layer.source())
+            year = inputs.year_from_name(layer.name(), layer.source())
         return self._append(self.referenceTable, [self._year_spin(year),
                                                   self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
 

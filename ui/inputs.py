@@ -8,6 +8,7 @@ only inform (e.g. a geographic raster is mapped in its UTM zone).
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..core.bands import BandMapping, guess_mapping, required_spectral
 from ..core.errors import InputError
 
 ERROR, WARNING = "error", "warning"
+YEAR_IN_NAME = re.compile(r"(?<!\d)(19[5-9]\d|20\d\d)(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,15 @@ def check_years(rows: list[tuple[int | None, QgsMapLayer | None]], field: str = 
         else:
             seen[year] = i
     return problems
+
+
+def year_from_name(*names: str) -> int | None:
+    """The year written in a layer or file name (``scene_2017``, ``2017_planet``…), if any."""
+    for name in names:
+        found = YEAR_IN_NAME.findall(Path(name).name if "/" in name else name)
+        if found:
+            return int(found[-1])
+    return None
 
 
 # ----------------------------------------------------------------------------- polygons
