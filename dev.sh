@@ -8,13 +8,14 @@
 #   ./dev.sh test     run the whole test suite
 #   ./dev.sh bench    run the inference benchmark (bench/infer.py)
 #   ./dev.sh screenshots [OUT]  QGIS under Xvfb maps the demo through the dock; PNGs to OUT
+#   ./dev.sh package [OUT]      the plugin ZIP (plugins.qgis.org, Install from ZIP) into OUT (dist)
 #   ./dev.sh setup    only install
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-APT_PACKAGES="qgis python3-qgis python3-gdal python3-rasterio python3-scipy python3-matplotlib python3-cairo python3-venv"
+APT_PACKAGES="qgis python3-qgis python3-gdal python3-rasterio python3-scipy python3-matplotlib python3-cairo python3-venv pyqt5-dev-tools"
 
 need_apt() {
   for pkg in $APT_PACKAGES; do
@@ -59,6 +60,7 @@ case "$cmd" in
   demo)  setup; exec "$PY" -m landslide_mapper demo "$@" ;;
   test)  setup; export QT_QPA_PLATFORM=offscreen; exec "$PY" -m pytest -q -p no:cacheprovider tests "$@" ;;
   bench) setup; exec "$PY" bench/infer.py "$@" ;;
+  package) setup; exec "$PY" tools/package_plugin.py --output "${1:-dist}" ;;
   screenshots)
     setup
     if ! command -v xvfb-run >/dev/null; then
@@ -66,5 +68,5 @@ case "$cmd" in
       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq xvfb >/dev/null
     fi
     exec tools/screenshots.sh "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

@@ -8,8 +8,6 @@ from qgis.PyQt.QtCore import QFile, Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from .ui.dock import LandslideMapperDock
-
 try:  # Compiled Qt resources (resources.py) are only built when packaging the plugin.
     from . import resources  # noqa: F401
 except ImportError:
@@ -38,20 +36,32 @@ class LandslideMapperPlugin:
         self.models_dir = models_dir
         """Folder listed by the dock; None means the plugin's own ``models/`` folder."""
         self.action: Optional[QAction] = None
-        self.dock: Optional[LandslideMapperDock] = None
+        self.dock = None
         self.controller = None
         self.chart_panel = None
+        self.provider = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
-        """Register the Processing provider.
+        """Register the Processing provider (``landslide_mapper:<algorithm>``).
 
-        metadata.txt declares ``hasProcessingProvider=yes``, so QGIS (and qgis_process) may
-        call this without calling :meth:`initGui`. The provider itself is not written yet;
-        until then there is nothing to register.
+        metadata.txt declares ``hasProcessingProvider=yes``, so qgis_process calls this
+        without :meth:`initGui` (and without a main window); QGIS calls both.
         """
+        if self.provider is not None:
+            return
+        from qgis.core import QgsApplication
+
+        from .processing_provider.provider import LandslideMapperProvider
+
+        provider = LandslideMapperProvider()
+        # refused (and deleted by the registry) when another copy is registered already
+        if QgsApplication.processingRegistry().addProvider(provider):
+            self.provider = provider
 
     def initGui(self):  # noqa: N802 (QGIS API name)
         """Create the dock, the menu entry under Raster and the toolbar button."""
+        from .ui.dock import LandslideMapperDock
+
         self.initProcessing()
         main_window = self.iface.mainWindow()
 
@@ -82,7 +92,12 @@ class LandslideMapperPlugin:
         return self.chart_panel
 
     def unload(self):
-        """Remove everything initGui added; safe to call more than once."""
+        """Remove everything initGui and initProcessing added; safe to call more than once."""
+        if self.provider is not None:
+            from qgis.core import QgsApplication
+
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
         if self.controller is not None:
             self.controller.cancel_pending()
             self.controller = None
@@ -103,7 +118,7 @@ class LandslideMapperPlugin:
             self.action = None
 
 
-def make_controller(dock: LandslideMapperDock, message_bar, chart_panel, project=None):
+def make_controller(dock, message_bar, chart_panel, project=None):
     """Connect a dock to a new JobController: jobs out, queue state and training events back."""
     from .ui.controller import JobController
 

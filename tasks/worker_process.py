@@ -105,6 +105,7 @@ class WorkerRun:
 
         self.returncode = follow(proc, self._handle, cancelled,
                                  lambda p: terminate(p, TERMINATE_GRACE_S, whole_group=False), send_job)
+        proc.stdout.close()
         stderr.seek(0)
         self.stderr_tail = stderr.read()[-4000:]
         stderr.close()

@@ -119,8 +119,14 @@ def _qgis_app_teardown_guard(qgis_app):
     3.22 (seen after a run whose charts were shown, followed by other modules), failing
     the last test's teardown. Leave exactly that one connection in place for it."""
     yield
+    import gc
+
     from qgis.core import QgsProject
 
+    # Python-owned QGIS objects still waiting in reference cycles (e.g. a Processing
+    # algorithm held by the traceback pytest.raises keeps) must go while QGIS runs: freed
+    # after exitQgis() they crash the interpreter in a later garbage collection.
+    gc.collect()
     signal = QgsProject.instance().legendLayersAdded
     try:
         signal.disconnect(qgis_app.processEvents)

@@ -27,7 +27,8 @@ from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from . import inputs
 from .inputs import ERROR, Problem, blocking
-from .model_catalog import DEFAULT_CHANNELS, ModelEntry, catalog
+from .model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
+                            user_checkpoint_dir)
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PLUGIN_DIR / "models"
@@ -42,10 +43,6 @@ COLOURS = {ERROR: QColor("#c0392b"), inputs.WARNING: QColor("#b9770e")}
 
 def default_output_dir() -> Path:
     return Path.home() / "Landslide Mapper"
-
-
-def default_checkpoint_dir() -> Path:
-    return Path(QgsApplication.qgisSettingsDirPath()) / "landslide_mapper" / "checkpoints"
 
 
 class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
@@ -68,8 +65,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.outputFolderWidget.setFilePath(settings.value(f"{SETTINGS}/output_dir", str(default_output_dir())))
         self.outputFolderWidget.fileChanged.connect(lambda p: QgsSettings().setValue(f"{SETTINGS}/output_dir", p))
         self.checkpointFolderWidget.setStorageMode(QgsFileWidget.GetDirectory)
-        self.checkpointFolderWidget.setFilePath(
-            settings.value(f"{SETTINGS}/checkpoint_dir", str(default_checkpoint_dir())))
+        self.checkpointFolderWidget.setFilePath(str(user_checkpoint_dir()))
         self.checkpointFolderWidget.fileChanged.connect(self._checkpoint_dir_changed)
         self.workerPythonWidget.setStorageMode(QgsFileWidget.GetFile)
         for combo in (self.extentLayerCombo, self.areaLayerCombo):
@@ -204,7 +200,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         return True
 
     def _checkpoint_dir_changed(self, path: str) -> None:
-        QgsSettings().setValue(f"{SETTINGS}/checkpoint_dir", path)
+        QgsSettings().setValue(CHECKPOINT_DIR_KEY, path)
         self.refresh_models()
 
     # ------------------------------------------------------------------ rows

@@ -12,6 +12,21 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 DEFAULT_CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
+CHECKPOINT_DIR_KEY = "landslide_mapper/checkpoint_dir"
+
+
+def default_checkpoint_dir() -> Path:
+    """Where new checkpoints go unless the user chose otherwise: the QGIS profile folder."""
+    from qgis.core import QgsApplication
+
+    return Path(QgsApplication.qgisSettingsDirPath()) / "landslide_mapper" / "checkpoints"
+
+
+def user_checkpoint_dir() -> Path:
+    """The checkpoints folder chosen in the dock (shared with the Processing algorithms)."""
+    from qgis.core import QgsSettings
+
+    return Path(QgsSettings().value(CHECKPOINT_DIR_KEY, "", type=str) or default_checkpoint_dir())
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The Processing side of the plugin: a provider and one algorithm per job type."""

@@ -1,0 +1,309 @@
+"""What every Landslide Mapper algorithm shares: parameters to a job spec, the job to the worker.
+
+Each algorithm turns its Processing parameters into the same job spec (core.jobs) the
+dock and the command line build, and runs it in the worker process through
+:class:`~..tasks.worker_process.WorkerRun`. The phases follow Processing's threading:
+
+* ``checkParameterValues`` (main thread): every reason the inputs cannot work, so the
+  Processing dialog, ``processing.run`` and ``qgis_process`` all say what is wrong
+  (naming the layer) before anything starts;
+* ``prepareAlgorithm`` (main thread): the job spec; layers the worker cannot read as
+  files (memory, database, filtered) are written to a GeoPackage snapshot here;
+* ``processAlgorithm`` (Processing's thread, or the only one in qgis_process): the
+  worker, with its progress and log on the feedback and cancellation polled every
+  0.1 s; results become Processing outputs, and layers to load into the project.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLayer, QgsProcessing,
+                       QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterString, QgsWkbTypes)
+from qgis.PyQt.QtCore import QCoreApplication, QVariant
+
+from ..core.bands import PRESET_LABELS
+from ..core.errors import InputError
+from ..core.jobs import InventoryLayer
+from ..core.report import write_report
+from ..tasks.worker_process import WorkerRun, default_worker_python
+from ..ui import inputs
+
+BAND_KEYS = ["auto", *PRESET_LABELS]
+BAND_LABELS = ["Auto (from the band names, else the band count)", *PRESET_LABELS.values()]
+DEVICES = ["auto", "cpu", "gpu"]
+
+
+class ParameterProblem(Exception):
+    """Inputs that cannot work; the message names the parameter and the layer."""
+
+
+def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
+class JobAlgorithm(QgsProcessingAlgorithm):
+    """Base of the algorithms: subclasses declare parameters, ``check``, ``build_job`` and
+    ``outputs``; this class runs the job and turns failures into Processing errors."""
+
+    HELP = ""
+
+    def __init__(self):
+        super().__init__()
+        self._job = None
+        self._warnings: list[str] = []
+
+    # -- identity -------------------------------------------------------------------
+    def createInstance(self):  # noqa: N802 (QGIS API)
+        return type(self)()
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("LandslideMapper", text)
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.tr(self.HELP)
+
+    def icon(self):
+        from ..plugin import plugin_icon
+
+        return plugin_icon()
+
+    # -- checking and building (main thread) ----------------------------------------
+    def check(self, parameters, context) -> list[str]:
+        """Reasons the parameters cannot work (errors only)."""
+        return []
+
+    def build_job(self, parameters, context, feedback):
+        raise NotImplementedError
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        # QGIS 3.22's parameters may refuse a missing value even when they have a default,
+        # which every parameterAs*() would use: check what will be used
+        defaults = {d.name(): d.defaultValue() for d in self.parameterDefinitions()
+                    if d.name() not in parameters and d.defaultValue() is not None}
+        parameters = {**defaults, **parameters}
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            problems = self.check(parameters, context)
+        except (ParameterProblem, InputError, QgsProcessingException) as exc:
+            problems = [str(exc)]
+        return (False, "\n".join(problems)) if problems else (True, "")
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        try:
+            self._job = self.build_job(parameters, context, feedback)
+            self._job.validate()
+        except (ParameterProblem, InputError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+        for text in self._warnings:
+            feedback.pushWarning(text)
+        return True
+
+    # -- running (Processing's thread) ----------------------------------------------
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        last_message = [""]
+
+        def progress(fraction: float, message: str) -> None:
+            feedback.setProgress(100.0 * fraction)
+            if message and message != last_message[0]:
+                last_message[0] = message
+                feedback.setProgressText(message)
+
+        worker = WorkerRun(self._job, default_worker_python(), on_progress=progress, on_log=feedback.pushInfo)
+        feedback.pushInfo(f"Worker Python: {worker.python}")
+        ok = worker.run(feedback.isCanceled)
+        if worker.cancelled or feedback.isCanceled():
+            raise QgsProcessingException("Cancelled; no partial outputs were kept.")
+        if not ok:
+            if worker.stderr_tail.strip():
+                feedback.pushDebugInfo(worker.stderr_tail.strip())
+            raise QgsProcessingException(worker.failure_reason)
+        return self.outputs(worker.result, parameters, context, feedback)
+
+    def outputs(self, result: dict, parameters, context, feedback) -> dict:
+        raise NotImplementedError
+
+    # -- shared parameter helpers ---------------------------------------------------
+    def add_output_folder(self, default: Optional[str] = None, description: Optional[str] = None,
+                          run_name: bool = True) -> None:
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            "OUTPUT_FOLDER", description or self.tr("Output folder (a new run folder is made inside it)"),
+            defaultValue=default or QgsProcessing.TEMPORARY_OUTPUT))
+        if not run_name:
+            return
+        self.addParameter(QgsProcessingParameterString(
+            "RUN_NAME", self.tr("Run name (empty: from the date and time; a number is added if taken)"),
+            optional=True))
+
+    def add_band_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterEnum(
+            "BANDS", self.tr("Band mapping of the images"), options=BAND_LABELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            "BANDS_CUSTOM", self.tr("Custom band mapping, overrides the preset (e.g. B=3,G=2,R=1,NIR=4; "
+                                    "one per image separated by ';')"), optional=True))
+
+    def add_years(self, name: str = "YEARS", of: str = "layers") -> None:
+        self.addParameter(QgsProcessingParameterString(
+            name, self.tr(f"Years of the {of}, in their order (empty: read from the layer or file names)"),
+            optional=True))
+
+    def output_dir(self, parameters, context) -> str:
+        folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
+        if not folder:
+            raise ParameterProblem("OUTPUT_FOLDER: choose an output folder.")
+        return folder
+
+    def run_name(self, parameters, context) -> Optional[str]:
+        return self.parameterAsString(parameters, "RUN_NAME", context).strip() or None
+
+    def band_specs(self, parameters, context, count: int) -> list[str]:
+        """One band mapping per image: the custom text (one, or one per image) or the preset."""
+        custom = self.parameterAsString(parameters, "BANDS_CUSTOM", context).strip()
+        if not custom:
+            return [BAND_KEYS[self.parameterAsEnum(parameters, "BANDS", context)]] * count
+        specs = [s.strip() for s in custom.split(";") if s.strip()]
+        if len(specs) == 1:
+            return specs * count
+        if len(specs) != count:
+            raise ParameterProblem(f"BANDS_CUSTOM: {len(specs)} band mappings for {count} image(s); give "
+                                   "one for all images or one per image, separated by ';'.")
+        return specs
+
+    def layers(self, parameters, name: str, context) -> list[QgsMapLayer]:
+        return self.parameterAsLayerList(parameters, name, context) if parameters.get(name) else []
+
+    def years_of(self, parameters, years_param: str, layers: list[QgsMapLayer], context,
+                 what: str) -> list[int]:
+        """The year of every layer: from the years parameter, else from each layer's name."""
+        text = self.parameterAsString(parameters, years_param, context).strip()
+        if text:
+            parts = [p for p in re.split(r"[,;\s]+", text) if p]
+            if len(parts) != len(layers):
+                raise ParameterProblem(f"{years_param}: {len(parts)} year(s) given for {len(layers)} {what}; "
+                                       "give one year per layer, in the same order.")
+            try:
+                years = [int(p) for p in parts]
+            except ValueError:
+                raise ParameterProblem(f"{years_param}: {text!r} is not a list of years such as "
+                                       "2016,2017,2018.") from None
+        else:
+            years = []
+            for layer in layers:
+                year = inputs.year_from_name(layer.name(), layer.source())
+                if year is None:
+                    raise ParameterProblem(f"Layer {layer.name()} ({layer.source()}) has no year in its name "
+                                           f"or file name: give the years of the {what} in {years_param}.")
+                years.append(year)
+        problems = inputs.blocking(inputs.check_years(list(zip(years, layers))))
+        if problems:
+            names = ", ".join(f"{y}: {lay.name()}" for y, lay in zip(years, layers))
+            raise ParameterProblem(f"{years_param}: " + " ".join(p.message for p in problems)
+                                   + f" (layers and years: {names})")
+        return years
+
+    def polygon_problems(self, layers: list[QgsMapLayer], what: str, param: str) -> list[str]:
+        out = []
+        for i, layer in enumerate(layers):
+            out += [f"{param}: {p.message}" for p in inputs.check_polygons(layer, what, f"{param}[{i}]")
+                    if p.severity == inputs.ERROR]
+        return out
+
+    def inventory_layers(self, parameters, param: str, years_param: str, context) -> list[InventoryLayer]:
+        layers = self.layers(parameters, param, context)
+        years = self.years_of(parameters, years_param, layers, context, "inventories")
+        return [InventoryLayer(year, *self.vector_source(layer)) for year, layer in zip(years, layers)]
+
+    def vector_source(self, layer: QgsMapLayer) -> tuple[str, Optional[str]]:
+        """(path, layer name) the worker reads; a snapshot for layers that are not files."""
+        return inputs.vector_source(layer, Path(tempfile.gettempdir()) / "landslide_mapper_inputs")
+
+    def vector_spec(self, layer: Optional[QgsMapLayer]) -> Optional[str]:
+        if layer is None:
+            return None
+        path, name = self.vector_source(layer)
+        return f"{path}|layername={name}" if name else path
+
+
+# ----------------------------------------------------------------------------- outputs
+
+class _Styler(QgsProcessingLayerPostProcessorInterface):
+    """Styles a result layer once Processing has loaded it into the project."""
+
+    alive: deque = deque(maxlen=512)    # Processing keeps a bare pointer: Python must keep the object
+
+    def __init__(self, style: Callable):
+        super().__init__()
+        self.style = style
+        _Styler.alive.append(self)
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        try:
+            self.style(layer)
+            layer.triggerRepaint()
+        except Exception as exc:  # a style must never fail the algorithm
+            feedback.pushWarning(f"{layer.name()} could not be styled: {exc}")
+
+
+def load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str,
+                       style: Optional[Callable] = None) -> None:
+    """Ask Processing to add ``uri`` to the project (when it runs with one) under ``name``."""
+    if context.project() is None:
+        return
+    details = QgsProcessingContext.LayerDetails(name, context.project(), output)
+    details.forceName = True
+    if style is not None:
+        details.setPostProcessor(_Styler(style))
+    context.addLayerToLoadOnCompletion(uri, details)
+
+
+def _field_type(values: list) -> QVariant.Type:
+    present = [v for v in values if v is not None and v != ""]
+    if present and all(isinstance(v, bool) for v in present):
+        return QVariant.Bool
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return QVariant.LongLong
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return QVariant.Double
+    return QVariant.String
+
+
+def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters, name: str, context,
+                 keep: Callable[[str, object], bool] = lambda k, v: not isinstance(v, (dict, list))
+                 ) -> Optional[str]:
+    """Write per-year rows as a table (no geometry) to the sink parameter ``name``;
+    returns the sink's destination id, or None when the sink is not wanted."""
+    if name in parameters and parameters[name] is None:     # the user skipped this output
+        return None
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k, v in row.items() if k not in keys and keep(k, v)]
+    fields = QgsFields()
+    for key in keys:
+        fields.append(QgsField(key, _field_type([r.get(key) for r in rows])))
+    sink, dest = algorithm.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry)
+    if sink is None:
+        return None
+    for row in rows:
+        feature = QgsFeature(fields)
+        for i, key in enumerate(keys):
+            value = row.get(key)
+            feature.setAttribute(i, None if value == "" else value)
+        sink.addFeature(feature, QgsFeatureSink.FastInsert)
+    return dest
+
+
+def html_report(run_dir: str, title: str, rows: list[dict], charts: list[str]) -> Optional[str]:
+    """The run's HTML page for the Results Viewer; None if it cannot be written."""
+    try:
+        return str(write_report(run_dir, title, rows, charts))
+    except OSError:
+        return None

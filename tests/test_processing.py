@@ -1,0 +1,296 @@
+"""The Processing algorithms through ``processing.run``: real QGIS Processing, real layers, the
+real worker process (this test session's Python), the bundled checkpoint on small demo scenes."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from qgis.core import (QgsApplication, QgsCategorizedSymbolRenderer, QgsFeature,
+                       QgsProcessing, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
+                       QgsProject, QgsRasterLayer, QgsVectorLayer)
+
+from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
+from landslide_mapper.core.vector_io import read_layer
+from landslide_mapper.plugin import LandslideMapperPlugin
+from landslide_mapper.processing_provider.provider import PROVIDER_ID
+
+BUNDLED = ROOT / "models" / "landslide_cascade_v1"
+BASELINE = ROOT / "models" / "spectral_baseline.onnx"
+ALGORITHMS = ("map_landslides", "subtract_inventories", "inventory_statistics", "assess_accuracy",
+              "finetune_checkpoint")
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Two small procedural areas (different seeds), three years each, the event in 2017."""
+    return [generate_scene(tmp_path_factory.mktemp(f"area{seed}"),
+                           SceneSpec(size=192, years=(2016, 2017, 2018), seed=seed)) for seed in (3, 4)]
+
+
+@pytest.fixture(scope="module")
+def plugin(qgis_processing):
+    """The plugin registers its provider the way QGIS and qgis_process do: initProcessing()."""
+    plugin = LandslideMapperPlugin(None)
+    plugin.initProcessing()
+    yield plugin
+    plugin.unload()
+
+
+@pytest.fixture(autouse=True)
+def worker_python(monkeypatch):
+    """The worker is this test session's Python (it has ONNX Runtime and TensorFlow)."""
+    monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", sys.executable)
+
+
+def run(algorithm: str, parameters: dict, feedback=None, context=None) -> dict:
+    import processing
+
+    return processing.run(f"{PROVIDER_ID}:{algorithm}", parameters, feedback=feedback, context=context)
+
+
+def truth(scene, year: int) -> str:
+    return f"{scene.truth_path}|layername=landslides_{year}"
+
+
+def test_the_plugin_registers_every_algorithm_with_proper_parameters(plugin):
+    registry = QgsApplication.processingRegistry()
+    assert registry.providerById(PROVIDER_ID) is plugin.provider
+    algs = {a.name(): a for a in plugin.provider.algorithms()}
+    assert set(algs) == set(ALGORITHMS)
+    for alg in algs.values():
+        assert alg.shortHelpString() and alg.group() and alg.displayName()
+        assert alg.flags() & alg.FlagCanCancel
+        assert isinstance(alg.parameterDefinition("OUTPUT_FOLDER"), QgsProcessingParameterFolderDestination)
+    images = algs["map_landslides"].parameterDefinition("IMAGES")
+    assert isinstance(images, QgsProcessingParameterMultipleLayers) and images.layerType() == QgsProcessing.TypeRaster
+    assert isinstance(algs["map_landslides"].parameterDefinition("MODEL"), QgsProcessingParameterFile)
+    bands = algs["map_landslides"].parameterDefinition("BANDS")
+    assert isinstance(bands, QgsProcessingParameterEnum) and "PlanetScope 4-band (B, G, R, NIR)" in bands.options()
+    tile = algs["map_landslides"].parameterDefinition("TILE_SIZE")
+    assert tile.minimum() == 16 and tile.flags() & tile.FlagAdvanced
+    labels = algs["finetune_checkpoint"].parameterDefinition("LABELS")
+    assert labels.layerType() == QgsProcessing.TypeVectorPolygon
+    # unload takes the provider away again (and initProcessing twice registers it once)
+    again = LandslideMapperPlugin(None)
+    again.initProcessing()
+    again.initProcessing()
+    assert registry.providerById(PROVIDER_ID) is plugin.provider     # the second one was refused
+    again.unload()
+
+
+def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
+    import processing
+
+    scene = scenes[0]
+    project = QgsProject.instance()
+    before = set(project.mapLayers())
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = QgsProcessingFeedback()
+    progress: list[float] = []
+    feedback.progressChanged.connect(progress.append)
+    result = processing.runAndLoadResults(
+        f"{PROVIDER_ID}:map_landslides",
+        {"IMAGES": [str(p) for p in scene.rasters.values()], "OUTPUT_FOLDER": str(tmp_path / "out"),
+         "RUN_NAME": "valley", "BANDS": 1, "STATISTICS": QgsProcessing.TEMPORARY_OUTPUT},
+        feedback=feedback, context=context)
+    try:
+        run_dir = Path(result["RUN_FOLDER"])
+        assert run_dir == tmp_path / "out" / "valley"
+        assert [Path(u.split("|")[0]).name for u in result["LANDSLIDES"]] == ["landslides.gpkg"] * 3
+        assert [u.split("=")[-1] for u in result["LANDSLIDES"]] == [f"landslides_{y}" for y in (2016, 2017, 2018)]
+        assert [u.split("=")[-1] for u in result["CHANGES"]] == ["new_2017", "new_2018"]
+        assert all(Path(p).is_file() for p in result["PROBABILITY"])
+        assert max(progress) == pytest.approx(100.0) and len(progress) > 3
+        mapped = read_layer(str(run_dir / "landslides.gpkg"), "landslides_2017")
+        assert len(mapped.geometries) > 0
+        # loaded into the project with their names and styles
+        added = [project.mapLayer(i) for i in set(project.mapLayers()) - before]
+        names = {lay.name(): lay for lay in added}
+        assert {"landslides 2016", "landslides 2017", "landslides 2018", "new or enlarged 2017",
+                "new or enlarged 2018", "Statistics per year"} <= set(names)
+        colours = {names[f"landslides {y}"].renderer().symbol().color().name() for y in (2016, 2017, 2018)}
+        assert len(colours) == 3                          # one colour per year, early light, late dark
+        assert isinstance(names["new or enlarged 2017"].renderer(), QgsCategorizedSymbolRenderer)
+        stats = names["Statistics per year"]
+        rows = {f["year"]: f for f in stats.getFeatures()}
+        assert set(rows) == {2016, 2017, 2018}
+        assert rows[2017]["count"] == len(mapped.geometries) and rows[2017]["alpha"] is not None
+        report = Path(result["REPORT"]).read_text()
+        assert "data:image/png;base64," in report and "2018" in report
+    finally:
+        project.removeMapLayers(list(set(project.mapLayers()) - before))
+
+
+def test_batch_style_runs_over_several_areas(plugin, scenes, tmp_path):
+    """What the batch dialog does: the same algorithm, one row per area, each its own run."""
+    results = []
+    for i, scene in enumerate(scenes):
+        results.append(run("map_landslides", {
+            "IMAGES": [str(scene.rasters[2016]), str(scene.rasters[2017])], "OUTPUT_FOLDER": str(tmp_path),
+            "RUN_NAME": f"area_{i}", "ANALYSE": False, "STATISTICS": None}))
+    assert [Path(r["RUN_FOLDER"]).name for r in results] == ["area_0", "area_1"]
+    counts = [[len(read_layer(*u.split("|layername="))) for u in r["LANDSLIDES"]] for r in results]
+    assert counts[0] != counts[1]                  # two different areas, mapped separately
+    assert all(r["CHANGES"] == [] and r["REPORT"] is None for r in results)
+    # the same run name again gets a new folder, never the old one
+    again = run("map_landslides", {"IMAGES": [str(scenes[0].rasters[2016])], "OUTPUT_FOLDER": str(tmp_path),
+                                   "RUN_NAME": "area_0", "ANALYSE": False})
+    assert Path(again["RUN_FOLDER"]).name == "area_0_2"
+
+
+def test_subtraction_statistics_and_accuracy_on_inventory_layers(plugin, scenes, tmp_path):
+    scene = scenes[0]
+    # one year is a freshly digitised memory layer: it is snapshotted for the worker
+    source = QgsVectorLayer(truth(scene, 2018), "t", "ogr")
+    memory = QgsVectorLayer(f"Polygon?crs={source.crs().authid()}", "digitised 2018", "memory")
+    copies = []
+    for f in source.getFeatures():
+        copy = QgsFeature()
+        copy.setGeometry(f.geometry())
+        copies.append(copy)
+    memory.dataProvider().addFeatures(copies)
+    memory.updateExtents()
+    QgsProject.instance().addMapLayer(memory)
+    try:
+        sub = run("subtract_inventories", {"INVENTORIES": [truth(scene, 2016), truth(scene, 2017), memory.id()],
+                                           "OUTPUT_FOLDER": str(tmp_path), "RUN_NAME": "changes"})
+        assert [u.split("=")[-1] for u in sub["CHANGES"]] == ["new_2017", "new_2018"]
+        new_2017 = read_layer(sub["GEOPACKAGE"], "new_2017")
+        assert len(new_2017) > 0 and set(new_2017.fields["change"]) <= {"new", "enlarged"}
+        stats_layer = sub["STATISTICS"]
+        assert sorted(f["year"] for f in stats_layer.getFeatures()) == [2016, 2017, 2018]
+    finally:
+        QgsProject.instance().removeMapLayer(memory.id())
+
+    stats = run("inventory_statistics", {"INVENTORIES": [truth(scene, 2016), truth(scene, 2017)],
+                                         "MAPPED_AREA": 0.33, "OUTPUT_FOLDER": str(tmp_path),
+                                         "STATISTICS": str(tmp_path / "stats.gpkg")})
+    layer = QgsVectorLayer(stats["STATISTICS"], "stats", "ogr")
+    rows = {f["year"]: f for f in layer.getFeatures()}
+    assert rows[2017]["mapped_area_km2"] == pytest.approx(0.33)
+    assert rows[2017]["count"] == len(read_layer(str(scene.truth_path), "landslides_2017"))
+    assert (Path(stats["RUN_FOLDER"]) / "charts" / "fad.png").is_file()
+    assert "<img" in Path(stats["REPORT"]).read_text()
+
+    # a prediction against the truth: the truth against itself is perfect, a shifted copy is not
+    acc = run("assess_accuracy", {"PREDICTED": [truth(scene, 2017)], "REFERENCE": [truth(scene, 2016),
+                                                                                   truth(scene, 2017)],
+                                  "OUTPUT_FOLDER": str(tmp_path), "RUN_NAME": "accuracy"})
+    rows = list(acc["ACCURACY"].getFeatures())
+    assert [r["year"] for r in rows] == [2017] and rows[0]["f1"] == pytest.approx(1.0)
+    assert [u.split("=")[-1] for u in acc["ASSESSED"]] == ["predicted_2017", "reference_2017"]
+
+
+def test_fine_tuning_adds_a_cascade_stage(plugin, scenes, tmp_path):
+    scene = scenes[0]
+    messages: list[str] = []
+    feedback = QgsProcessingFeedback()
+    feedback.pushInfo = messages.append          # keeps the log for the test
+    result = run("finetune_checkpoint", {
+        "IMAGES": [str(scene.rasters[2017])], "LABELS": [truth(scene, 2017)], "NAME": "valley_stage",
+        "REGION": "Demo valley", "TRIGGER": "earthquake", "EPOCHS": 1, "BATCH_SIZE": 4, "PATCH_SIZE": 0,
+        "MAX_STEPS": 2, "OUTPUT_FOLDER": str(tmp_path / "checkpoints")}, feedback=feedback)
+    new = Path(result["CHECKPOINT"])
+    assert new == tmp_path / "checkpoints" / "valley_stage"
+    info = json.loads((new / "checkpoint.json").read_text())
+    base = json.loads((BUNDLED / "checkpoint.json").read_text())
+    assert result["STAGE"] == len(base["lineage"]) + 1 == len(info["lineage"])
+    assert info["lineage"][-1]["base_id"] == base["id"] and info["lineage"][-1]["region"] == "Demo valley"
+    assert info["lineage"][-1]["years"] == [2017] and info["lineage"][-1]["trigger"] == "earthquake"
+    assert result["CHECKPOINT_ID"] == info["id"]
+    assert any(m.startswith("epoch 1:") for m in messages)
+    # the new stage maps: it is a complete checkpoint
+    mapped = run("map_landslides", {"IMAGES": [str(scene.rasters[2017])], "MODEL": str(new),
+                                    "OUTPUT_FOLDER": str(tmp_path / "runs"), "ANALYSE": False})
+    assert Path(mapped["GEOPACKAGE"]).is_file()
+
+
+def test_cancelling_stops_the_worker_and_leaves_nothing(plugin, tmp_path):
+    big = write_raster(tmp_path / "big_2017.tif", forest_with_scars(1500, 1500))
+    out = tmp_path / "out"
+    out.mkdir()
+    feedback = QgsProcessingFeedback()
+    cancelled_at: list[float] = []
+
+    def cancel_once_running(progress: float) -> None:
+        if progress > 0 and not cancelled_at:
+            cancelled_at.append(time.monotonic())
+            feedback.cancel()
+
+    feedback.progressChanged.connect(cancel_once_running)
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        run("map_landslides", {"IMAGES": [str(big)], "MODEL": str(BASELINE), "TILE_SIZE": 32, "OVERLAP": 8,
+                               "BATCH_SIZE": 1, "OUTPUT_FOLDER": str(out)}, feedback=feedback)
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < 30
+    assert list(out.iterdir()) == []          # no run folder, no staging folder
+
+
+@pytest.mark.parametrize("case", ["duplicate_year", "no_year", "years_count", "three_bands", "labels_count",
+                                  "onnx_base", "one_inventory", "not_a_model"])
+def test_bad_parameters_are_refused_with_a_specific_message(plugin, scenes, tmp_path, case):
+    scene = scenes[0]
+    imgs = [str(p) for p in scene.rasters.values()]
+    three = write_raster(tmp_path / "rgb_2017.tif", forest_with_scars(64, 64)[:3])
+    unnamed = write_raster(tmp_path / "image.tif", forest_with_scars(64, 64))
+    algorithm, params, expected = {
+        "duplicate_year": ("map_landslides", {"IMAGES": imgs[:2], "YEARS": "2016,2016"},
+                           "year 2016 is already given"),
+        "no_year": ("map_landslides", {"IMAGES": [str(unnamed)]}, "image.tif) has no year in its name"),
+        "years_count": ("map_landslides", {"IMAGES": imgs, "YEARS": "2016,2017"}, "2 year(s) given for 3"),
+        "three_bands": ("map_landslides", {"IMAGES": [str(three)]}, "(rgb_2017) has 3 band(s), but NIR"),
+        "labels_count": ("finetune_checkpoint", {"IMAGES": imgs[:2], "LABELS": [truth(scene, 2017)]},
+                         "1 label layer(s) for 2 image(s)"),
+        "onnx_base": ("finetune_checkpoint", {"IMAGES": imgs[:1], "LABELS": [truth(scene, 2016)],
+                                              "BASE_CHECKPOINT": str(BASELINE)}, "cannot be trained"),
+        "one_inventory": ("subtract_inventories", {"INVENTORIES": [truth(scene, 2016)]},
+                          "at least 2 polygon layer(s)"),
+        "not_a_model": ("map_landslides", {"IMAGES": imgs[:1], "MODEL": str(tmp_path / "rgb_2017.tif")},
+                        "neither a cascade checkpoint"),
+    }[case]
+    out = tmp_path / "out"
+    with pytest.raises(QgsProcessingException) as err:
+        run(algorithm, {**params, "OUTPUT_FOLDER": str(out)})
+    assert expected in str(err.value)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_worker_python_without_packages_is_named_with_the_fix(plugin, scenes, tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", "/usr/bin/python3")   # Debian's: no ONNX Runtime
+    with pytest.raises(QgsProcessingException) as err:
+        run("map_landslides", {"IMAGES": [str(scenes[0].rasters[2016])], "OUTPUT_FOLDER": str(tmp_path)})
+    assert "/usr/bin/python3" in str(err.value) and "lacks packages" in str(err.value)
+
+
+def test_a_layer_edited_but_not_saved_is_refused(plugin, scenes, tmp_path):
+    layer = QgsVectorLayer(truth(scenes[0], 2017), "landslides 2017", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        layer.startEditing()
+        layer.deleteFeature(next(layer.getFeatures()).id())
+        with pytest.raises(QgsProcessingException, match="unsaved edits"):
+            run("inventory_statistics", {"INVENTORIES": [layer.id()], "YEARS": "2017",
+                                         "OUTPUT_FOLDER": str(tmp_path)})
+    finally:
+        layer.rollBack()
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_raster_layers_of_the_project_are_read_from_their_files(plugin, scenes, tmp_path):
+    """Layers picked in the dialog are project layers: their files go to the worker."""
+    layers = [QgsRasterLayer(str(p), f"planet {y}") for y, p in scenes[1].rasters.items()]
+    QgsProject.instance().addMapLayers(layers)
+    try:
+        result = run("map_landslides", {"IMAGES": [lay.id() for lay in layers[:2]], "OUTPUT_FOLDER": str(tmp_path),
+                                        "ANALYSE": False})
+        job = json.loads((Path(result["RUN_FOLDER"]) / "job.json").read_text())
+        assert [(y["year"], y["path"]) for y in job["years"]] == [
+            (y, str(p)) for y, p in list(scenes[1].rasters.items())[:2]]
+    finally:
+        QgsProject.instance().removeMapLayers([lay.id() for lay in layers])
