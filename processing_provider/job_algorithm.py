@@ -127,7 +127,10 @@ class JobAlgorithm(QgsProcessingAlgorithm):
             if worker.stderr_tail.strip():
                 feedback.pushDebugInfo(worker.stderr_tail.strip())
             raise QgsProcessingException(worker.failure_reason)
-        return self.outputs(worker.result, parameters, context, feedback)
+        results = self.outputs(worker.result, parameters, context, feedback)
+        # a destination parameter's value is also an output (the modeler chains it)
+        results["OUTPUT_FOLDER"] = self._job.output_dir
+        return results
 
     def outputs(self, result: dict, parameters, context, feedback) -> dict:
         raise NotImplementedError

@@ -294,3 +294,75 @@ def test_raster_layers_of_the_project_are_read_from_their_files(plugin, scenes, 
             (y, str(p)) for y, p in list(scenes[1].rasters.items())[:2]]
     finally:
         QgsProject.instance().removeMapLayers([lay.id() for lay in layers])
+
+
+def test_runs_as_a_background_task_like_the_toolbox_dialog(plugin, scenes, tmp_path):
+    """The toolbox runs an algorithm in a QgsProcessingAlgRunnerTask (another thread) and
+    loads its layers on the main thread afterwards; the event loop keeps turning meanwhile."""
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from qgis.core import QgsProcessingAlgRunnerTask, QgsProcessingOutputLayerDefinition
+
+    project = QgsProject.instance()
+    before = set(project.mapLayers())
+    alg = QgsApplication.processingRegistry().createAlgorithmById(f"{PROVIDER_ID}:subtract_inventories")
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = QgsProcessingFeedback()
+    params = {"INVENTORIES": [truth(scenes[1], y) for y in (2016, 2017, 2018)], "OUTPUT_FOLDER": str(tmp_path),
+              "STATISTICS": QgsProcessingOutputLayerDefinition(QgsProcessing.TEMPORARY_OUTPUT, project)}
+    ok, message = alg.checkParameterValues(params, context)
+    assert ok, message
+    task = QgsProcessingAlgRunnerTask(alg, params, context, feedback)
+    done: list = []
+    task.executed.connect(lambda success, results: done.append((success, results)))
+    QgsApplication.taskManager().addTask(task)
+    spins, deadline = 0, time.monotonic() + 120
+    while not done and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        spins += 1
+        time.sleep(0.01)
+    assert done and done[0][0], feedback.textLog()
+    assert spins > 10                                     # the main thread was free meanwhile
+    try:
+        assert handleAlgorithmResults(alg, context, feedback, False, params)
+        names = {project.mapLayer(i).name() for i in set(project.mapLayers()) - before}
+        assert {"new or enlarged 2017", "new or enlarged 2018", "Statistics per year"} <= names
+    finally:
+        project.removeMapLayers(list(set(project.mapLayers()) - before))
+
+
+def test_a_model_chains_mapping_into_subtraction(plugin, scenes, tmp_path):
+    """In the graphical modeler, the mapping's LANDSLIDES output feeds the subtraction."""
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource, QgsProcessingModelParameter,
+                           QgsProcessingModelOutput)
+
+    model = QgsProcessingModelAlgorithm("map then subtract", "landslides")
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("images", "Images", QgsProcessing.TypeRaster),
+                            QgsProcessingModelParameter("images"))
+    mapping = QgsProcessingModelChildAlgorithm(f"{PROVIDER_ID}:map_landslides")
+    mapping.setChildId("map")
+    mapping.addParameterSources("IMAGES", [QgsProcessingModelChildParameterSource.fromModelParameter("images")])
+    mapping.addParameterSources("ANALYSE", [QgsProcessingModelChildParameterSource.fromStaticValue(False)])
+    mapping.addParameterSources("OUTPUT_FOLDER", [QgsProcessingModelChildParameterSource.fromStaticValue(
+        str(tmp_path / "maps"))])
+    model.addChildAlgorithm(mapping)
+    subtract = QgsProcessingModelChildAlgorithm(f"{PROVIDER_ID}:subtract_inventories")
+    subtract.setChildId("subtract")
+    subtract.addParameterSources("INVENTORIES", [QgsProcessingModelChildParameterSource.fromChildOutput(
+        "map", "LANDSLIDES")])
+    folder = QgsProcessingModelOutput("changes_folder", "Changes folder")
+    folder.setChildOutputName("OUTPUT_FOLDER")           # the subtraction's folder is the model's output
+    subtract.setModelOutputs({"changes_folder": folder})
+    model.addChildAlgorithm(subtract)
+    model.updateDestinationParameters()
+
+    import processing
+
+    result = processing.run(model, {"images": [str(p) for p in scenes[0].rasters.values()],
+                                    "subtract:changes_folder": str(tmp_path / "changes")})
+    assert result["subtract:changes_folder"] == str(tmp_path / "changes")
+    (run_dir,) = (tmp_path / "changes").iterdir()
+    new = {n: read_layer(str(run_dir / "changes.gpkg"), n) for n in ("new_2017", "new_2018")}
+    assert len(new["new_2017"]) > 0         # the event year; 2018 may add nothing
+    assert len(list((tmp_path / "maps").iterdir())) == 1
