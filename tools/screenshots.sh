@@ -2,7 +2,8 @@
 # Screenshots as a user sees them: starts the real QGIS GUI under Xvfb with the plugin
 # installed in a throw-away profile, maps the demo scene through the dock (worker process,
 # QgsTask), and saves PNGs of the dock's tabs, the map with the results and the chart
-# panel into OUT (default build/screenshots).
+# panel, then runs the same mapping from the Processing algorithm dialog, into OUT
+# (default build/screenshots).
 #
 #   tools/screenshots.sh [OUT]        (run ./dev.sh setup once first)
 set -euo pipefail

@@ -129,7 +129,37 @@ def tab_shots():
     later(600, lambda: (dock.tabs.setCurrentWidget(dock.analyseTab), dock.add_inventory_layers()))
     later(900, lambda: shot(dock, "dock_analyse_tab"))
     later(1200, lambda: (dock.tabs.setCurrentWidget(dock.workerTab), dock.check_worker()))
-    later(6000, lambda: (shot(dock, "dock_worker_tab"), finish()))
+    later(6000, lambda: (shot(dock, "dock_worker_tab"), processing_shots()))
+
+
+def processing_shots():
+    """The same mapping from the Processing toolbox: the algorithm dialog, run as Processing
+    runs it (a background task), its layers loaded by Processing."""
+    import processing
+
+    images = [str(p) for p in sorted(SCENE.glob("scene_*.tif"))[:2]]
+    dialog = processing.createAlgorithmDialog("landslide_mapper:map_landslides", {
+        "IMAGES": images, "OUTPUT_FOLDER": RUNS, "RUN_NAME": "toolbox"})
+    dialog.resize(1000, 820)
+    dialog.show()
+    state["dialog"] = dialog
+    state["toolbox_started"] = time.monotonic()
+    later(1000, lambda: (shot(dialog, "processing_map_dialog"), dialog.runAlgorithm()))
+    later(3000, wait_for_dialog)
+
+
+def wait_for_dialog():
+    dialog = state["dialog"]
+    if not dialog.results():
+        if time.monotonic() - state["toolbox_started"] > 300:
+            raise TimeoutError("the Processing run did not finish in time")
+        later(1000, wait_for_dialog)
+        return
+    loaded = [lay.name() for lay in QgsProject.instance().mapLayers().values()]
+    if loaded.count("landslides 2017") < 2:     # one from the dock's run, one from Processing
+        raise RuntimeError(f"Processing did not load its layers: {sorted(loaded)}")
+    later(1500, lambda: (shot(dialog, "processing_map_log"), dialog.close(),
+                         shot(iface.mainWindow(), "map_after_processing"), finish()))
 
 
 def finish():
