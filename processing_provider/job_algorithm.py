@@ -25,7 +25,7 @@ from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLa
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
                        QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterString, QgsWkbTypes)
+                       QgsProcessingParameterString, QgsProject, QgsWkbTypes)
 from qgis.PyQt.QtCore import QCoreApplication, QVariant
 
 from ..core.bands import PRESET_LABELS
@@ -239,32 +239,41 @@ class JobAlgorithm(QgsProcessingAlgorithm):
 # ----------------------------------------------------------------------------- outputs
 
 class _Styler(QgsProcessingLayerPostProcessorInterface):
-    """Styles a result layer once Processing has loaded it into the project."""
+    """Styles a result layer once Processing has loaded it into the project, and unticks it
+    in the layers panel when it should start hidden (like the dock's probability rasters)."""
 
     alive: deque = deque(maxlen=512)    # Processing keeps a bare pointer: Python must keep the object
 
-    def __init__(self, style: Callable):
+    def __init__(self, style: Optional[Callable], project: QgsProject, visible: bool = True):
         super().__init__()
         self.style = style
+        self.project = project
+        self.visible = visible
         _Styler.alive.append(self)
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
         try:
-            self.style(layer)
+            if self.style is not None:
+                self.style(layer)
+            if not self.visible:
+                node = self.project.layerTreeRoot().findLayer(layer.id())
+                if node is not None:
+                    node.setItemVisibilityChecked(False)
             layer.triggerRepaint()
         except Exception as exc:  # a style must never fail the algorithm
             feedback.pushWarning(f"{layer.name()} could not be styled: {exc}")
 
 
 def load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str,
-                       style: Optional[Callable] = None) -> None:
-    """Ask Processing to add ``uri`` to the project (when it runs with one) under ``name``."""
+                       style: Optional[Callable] = None, visible: bool = True) -> None:
+    """Ask Processing to add ``uri`` to the project (when it runs with one) under ``name``,
+    styled by ``style`` and, unless ``visible``, unticked."""
     if context.project() is None:
         return
     details = QgsProcessingContext.LayerDetails(name, context.project(), output)
     details.forceName = True
-    if style is not None:
-        details.setPostProcessor(_Styler(style))
+    if style is not None or not visible:
+        details.setPostProcessor(_Styler(style, context.project(), visible))
     context.addLayerToLoadOnCompletion(uri, details)
 
 

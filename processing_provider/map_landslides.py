@@ -13,7 +13,7 @@ from ..core.bundled import default_model
 from ..core.jobs import InferenceJob, YearInput
 from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
-from ..ui.run_layers import style_changes, style_landslides, year_colour
+from ..ui.run_layers import style_changes, style_landslides, style_probability, year_colour
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, html_report, \
     load_on_completion, rows_to_sink
 
@@ -144,6 +144,9 @@ class MapLandslides(JobAlgorithm):
                                lambda layer, c=colour: style_landslides(layer, c))
         for change, uri in zip(result.get("changes", []), changes):
             load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes)
+        for y, path in zip(years, probability):
+            load_on_completion(context, path, f"probability {y['year']}", "PROBABILITY", style_probability,
+                               visible=False)
         out = {"RUN_FOLDER": str(run_dir), "LANDSLIDES": landslides, "CHANGES": changes,
                "PROBABILITY": probability, "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
         statistics = result.get("statistics") or []

@@ -206,8 +206,10 @@ def test_same_tree_gives_the_same_bytes_and_replaces_the_old_zip(plugin_zip, tmp
         assert len(zf.namelist()) == count
 
 
-def fake_tree(root: Path, metadata_drop=(), icon="icons/icon.svg", checkpoint=CHECKPOINT_FILES) -> Path:
-    """A small plugin tree: the real top-level files and icons, placeholder models."""
+def fake_tree(root: Path, metadata_drop=(), icon="icons/icon.svg", checkpoint=CHECKPOINT_FILES,
+              metadata_set=None) -> Path:
+    """A small plugin tree: the real top-level files and icons, placeholder models;
+    ``metadata_set`` replaces (or adds) metadata.txt entries."""
     tool = load_tool()
     root.mkdir()
     for name in tool.TOP_FILES + ("resources.qrc",):
@@ -215,9 +217,11 @@ def fake_tree(root: Path, metadata_drop=(), icon="icons/icon.svg", checkpoint=CH
     shutil.copytree(ROOT / "icons", root / "icons")
     (root / "core").mkdir()
     (root / "core" / "__init__.py").write_text("")
+    replaced = dict(metadata_set or {}, icon=icon)
     lines = [line for line in (ROOT / "metadata.txt").read_text(encoding="utf-8").splitlines()
-             if line.split("=")[0] not in metadata_drop and not line.startswith("icon=")]
-    (root / "metadata.txt").write_text("\n".join(lines + [f"icon={icon}", ""]), encoding="utf-8")
+             if line.split("=")[0] not in (*metadata_drop, *replaced)]
+    lines += [f"{key}={value}" for key, value in replaced.items()]
+    (root / "metadata.txt").write_text("\n".join(lines + [""]), encoding="utf-8")
     models = root / "models"
     (models / "landslide_cascade_v1").mkdir(parents=True)
     for name in checkpoint:
@@ -240,6 +244,21 @@ def test_refuses_incomplete_metadata_and_checkpoint_naming_what_is_missing(tmp_p
         assert missing in message
     assert "checkpoint.json" not in message
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_refuses_metadata_the_plugin_repository_would_reject(tmp_path):
+    """plugins.qgis.org's validator refuses a slash in the author and addresses that are not
+    http(s) web addresses, the plugin template's placeholders among them."""
+    tool = load_tool()
+    root = fake_tree(tmp_path / "tree", metadata_set={"author": "Survey/GIS team", "tracker": "http://bugs",
+                                                       "repository": "github.com/someone/plugin"})
+    with pytest.raises(tool.PackageError) as err:
+        tool.build(tmp_path / "dist", root=root)
+    message = str(err.value)
+    assert "'author' cannot contain a slash" in message
+    assert "tracker=http://bugs is not a web address" in message
+    assert "repository=github.com/someone/plugin is not a web address" in message
+    assert "homepage" not in message                     # the real one is fine
 
 
 def test_command_line_reports_the_failure(tmp_path):

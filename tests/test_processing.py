@@ -12,7 +12,7 @@ from qgis.core import (QgsApplication, QgsCategorizedSymbolRenderer, QgsFeature,
                        QgsProcessing, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
                        QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
-                       QgsProject, QgsRasterLayer, QgsVectorLayer)
+                       QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
 
 from conftest import ROOT, forest_with_scars, write_raster
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
@@ -114,10 +114,16 @@ def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
         added = [project.mapLayer(i) for i in set(project.mapLayers()) - before]
         names = {lay.name(): lay for lay in added}
         assert {"landslides 2016", "landslides 2017", "landslides 2018", "new or enlarged 2017",
-                "new or enlarged 2018", "Statistics per year"} <= set(names)
+                "new or enlarged 2018", "probability 2016", "probability 2017", "probability 2018",
+                "Statistics per year"} <= set(names)
         colours = {names[f"landslides {y}"].renderer().symbol().color().name() for y in (2016, 2017, 2018)}
         assert len(colours) == 3                          # one colour per year, early light, late dark
         assert isinstance(names["new or enlarged 2017"].renderer(), QgsCategorizedSymbolRenderer)
+        # the probability rasters come styled and unticked, as the dock adds them
+        probability = names["probability 2017"]
+        assert isinstance(probability.renderer(), QgsSingleBandPseudoColorRenderer)
+        assert not project.layerTreeRoot().findLayer(probability.id()).itemVisibilityChecked()
+        assert project.layerTreeRoot().findLayer(names["landslides 2017"].id()).itemVisibilityChecked()
         stats = names["Statistics per year"]
         rows = {f["year"]: f for f in stats.getFeatures()}
         assert set(rows) == {2016, 2017, 2018}

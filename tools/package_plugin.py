@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "landslide_mapper"
@@ -55,6 +56,11 @@ RESOURCES_PY = "resources.py"
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
                      "tracker", "repository")
 """What plugins.qgis.org's validator requires in metadata.txt [general] (case-sensitive)."""
+
+URL_METADATA = ("tracker", "repository", "homepage")
+PLACEHOLDER_URLS = ("http://bugs", "http://repo", "http://homepage")
+"""Addresses the validator parses (the template's placeholders are refused); it also asks
+each one over the network, which only an upload can do."""
 
 MAX_UPLOAD_BYTES = 25_000_000
 """plugins.qgis.org's upload limit; a larger ZIP still installs from file."""
@@ -130,6 +136,13 @@ def check_metadata(metadata: Dict[str, str], files: List[str]) -> List[str]:
     version = metadata.get("version", "").strip()
     if version and not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+_-]*", version):
         problems.append(f"metadata.txt: version '{version}' cannot be part of a file name")
+    if "/" in metadata.get("author", ""):
+        problems.append("metadata.txt: 'author' cannot contain a slash")
+    for key in URL_METADATA:
+        url = metadata.get(key, "").strip()
+        parts = urlparse(url)
+        if url and (parts.scheme not in ("http", "https") or not parts.netloc or url in PLACEHOLDER_URLS):
+            problems.append(f"metadata.txt: {key}={url} is not a web address (http:// or https://)")
     icon = metadata.get("icon", "").strip()
     if not icon:
         problems.append("metadata.txt: 'icon' is missing or empty")
