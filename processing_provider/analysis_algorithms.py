@@ -10,7 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
 
 from ..core.jobs import AnalyseJob, AssessJob, SubtractJob
 from ..ui.run_layers import style_changes, style_status
-from .job_algorithm import JobAlgorithm, advanced, html_report, load_on_completion, rows_to_sink
+from .job_algorithm import JobAlgorithm, advanced, html_report, load_on_completion, rows_to_sink, run_group
 
 
 class _InventoryAlgorithm(JobAlgorithm):
@@ -98,7 +98,8 @@ class SubtractInventories(_InventoryAlgorithm):
         for change in result.get("changes", []):
             uri = f"{gpkg}|layername=new_{change['year']}"
             changes.append(uri)
-            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes)
+            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes,
+                               group=run_group(result["run_dir"]), order=change["year"])
         return {**self.statistics_outputs(result, parameters, context, "Temporal subtraction"),
                 "CHANGES": changes, "GEOPACKAGE": gpkg}
 
@@ -213,7 +214,8 @@ class AssessAccuracy(_InventoryAlgorithm):
                 uri = f"{gpkg}|layername={side}_{row['year']}"
                 assessed.append(uri)
                 load_on_completion(context, uri, f"{side} {row['year']} (F1 {row.get('f1')})", "ASSESSED",
-                                   style_status)
+                                   style_status, group=run_group(result["run_dir"]),
+                                   order=2 * row["year"] + (side == "predicted"))
         run_dir = result["run_dir"]
         return {"RUN_FOLDER": run_dir, "ASSESSED": assessed,
                 "ACCURACY": rows_to_sink(self, rows, parameters, "ACCURACY", context),

@@ -21,12 +21,12 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLayer, QgsProcessing,
+from qgis.core import (Qgis, QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLayer, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
                        QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterString, QgsProject, QgsWkbTypes)
-from qgis.PyQt.QtCore import QCoreApplication, QVariant
+from qgis.PyQt.QtCore import QCoreApplication, QMetaType, QVariant
 
 from ..core.bands import PRESET_LABELS
 from ..core.errors import InputError
@@ -265,27 +265,39 @@ class _Styler(QgsProcessingLayerPostProcessorInterface):
 
 
 def load_on_completion(context: QgsProcessingContext, uri: str, name: str, output: str,
-                       style: Optional[Callable] = None, visible: bool = True) -> None:
+                       style: Optional[Callable] = None, visible: bool = True,
+                       group: Optional[str] = None, order: int = 0) -> None:
     """Ask Processing to add ``uri`` to the project (when it runs with one) under ``name``,
-    styled by ``style`` and, unless ``visible``, unticked."""
+    styled by ``style`` and, unless ``visible``, unticked. From QGIS 3.32 on, a run's layers
+    go into the layer group ``group`` like the dock's, the highest ``order`` on top."""
     if context.project() is None:
         return
     details = QgsProcessingContext.LayerDetails(name, context.project(), output)
     details.forceName = True
+    if group and hasattr(details, "groupName"):
+        details.groupName = group
+        details.layerSortKey = order
     if style is not None or not visible:
         details.setPostProcessor(_Styler(style, context.project(), visible))
     context.addLayerToLoadOnCompletion(uri, details)
 
 
-def _field_type(values: list) -> QVariant.Type:
+# QGIS 3.38 types fields with QMetaType and deprecates the QVariant types 3.22 needs
+_TYPES = ({"bool": QMetaType.Bool, "int": QMetaType.LongLong, "float": QMetaType.Double, "str": QMetaType.QString}
+          if Qgis.QGIS_VERSION_INT >= 33800 else
+          {"bool": QVariant.Bool, "int": QVariant.LongLong, "float": QVariant.Double, "str": QVariant.String})
+
+
+def _field_type(values: list):
+    """The field type for a column of values: the narrowest of bool, integer, real, text."""
     present = [v for v in values if v is not None and v != ""]
     if present and all(isinstance(v, bool) for v in present):
-        return QVariant.Bool
+        return _TYPES["bool"]
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return QVariant.LongLong
+        return _TYPES["int"]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return QVariant.Double
-    return QVariant.String
+        return _TYPES["float"]
+    return _TYPES["str"]
 
 
 def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters, name: str, context,
@@ -311,6 +323,11 @@ def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters
             feature.setAttribute(i, None if value == "" else value)
         sink.addFeature(feature, QgsFeatureSink.FastInsert)
     return dest
+
+
+def run_group(run_dir) -> str:
+    """The layer group of a run, named as the dock names it."""
+    return f"Landslide Mapper — {Path(run_dir).name}"
 
 
 def html_report(run_dir: str, title: str, rows: list[dict], charts: list[str]) -> Optional[str]:

@@ -15,7 +15,7 @@ from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
 from ..ui.run_layers import style_changes, style_landslides, style_probability, year_colour
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, html_report, \
-    load_on_completion, rows_to_sink
+    load_on_completion, rows_to_sink, run_group
 
 def model_parameter(name: str, description: str) -> QgsProcessingParameterFile:
     """A checkpoint (its checkpoint.json, or any file in its folder) or an ONNX model; the
@@ -138,15 +138,19 @@ class MapLandslides(JobAlgorithm):
         landslides = [f"{gpkg}|layername={y['layer']}" for y in years]
         changes = [f"{gpkg}|layername=new_{c['year']}" for c in result.get("changes", [])]
         probability = [str(run_dir / y["probability"]) for y in years]
+        group = run_group(run_dir)      # per year, newest on top: changes, landslides, probability
         for i, (y, uri) in enumerate(zip(years, landslides)):
             colour = year_colour(i, len(years))
             load_on_completion(context, uri, f"landslides {y['year']}", "LANDSLIDES",
-                               lambda layer, c=colour: style_landslides(layer, c))
+                               lambda layer, c=colour: style_landslides(layer, c), group=group,
+                               order=3 * i + 1)
+        index = {y["year"]: i for i, y in enumerate(years)}
         for change, uri in zip(result.get("changes", []), changes):
-            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes)
-        for y, path in zip(years, probability):
+            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes,
+                               group=group, order=3 * index.get(change["year"], 0) + 2)
+        for i, (y, path) in enumerate(zip(years, probability)):
             load_on_completion(context, path, f"probability {y['year']}", "PROBABILITY", style_probability,
-                               visible=False)
+                               visible=False, group=group, order=3 * i)
         out = {"RUN_FOLDER": str(run_dir), "LANDSLIDES": landslides, "CHANGES": changes,
                "PROBABILITY": probability, "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
         statistics = result.get("statistics") or []

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import (QgsApplication, QgsCategorizedSymbolRenderer, QgsFeature,
+from qgis.core import (Qgis, QgsApplication, QgsCategorizedSymbolRenderer, QgsFeature,
                        QgsProcessing, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
                        QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
@@ -43,6 +43,24 @@ def plugin(qgis_processing):
 
 
 @pytest.fixture(autouse=True)
+def layer_tree_view(qgis_iface, monkeypatch):
+    """Loading results on QGIS >= 3.32 asks the main window's layer tree view where to insert
+    them; pytest-qgis' iface stub has none, so it gets a real view on the project's tree."""
+    if hasattr(qgis_iface, "layerTreeView"):
+        yield None
+        return
+    from qgis.gui import QgsLayerTreeView
+    from qgis.core import QgsLayerTreeModel
+
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+    view = QgsLayerTreeView()
+    view.setModel(model)
+    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: view, raising=False)
+    yield view
+    view.setModel(None)
+
+
+@pytest.fixture(autouse=True)
 def worker_python(monkeypatch):
     """The worker is this test session's Python (it has ONNX Runtime and TensorFlow)."""
     monkeypatch.setenv("LANDSLIDE_MAPPER_PYTHON", sys.executable)
@@ -52,6 +70,14 @@ def run(algorithm: str, parameters: dict, feedback=None, context=None) -> dict:
     import processing
 
     return processing.run(f"{PROVIDER_ID}:{algorithm}", parameters, feedback=feedback, context=context)
+
+
+def remove_results(project: QgsProject, before: set) -> None:
+    """Take the layers added since ``before`` out of the project, and their run groups."""
+    project.removeMapLayers(list(set(project.mapLayers()) - before))
+    root = project.layerTreeRoot()
+    for group in [g for g in root.children() if g.name().startswith("Landslide Mapper — ")]:
+        root.removeChildNode(group)
 
 
 def truth(scene, year: int) -> str:
@@ -124,6 +150,11 @@ def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
         assert isinstance(probability.renderer(), QgsSingleBandPseudoColorRenderer)
         assert not project.layerTreeRoot().findLayer(probability.id()).itemVisibilityChecked()
         assert project.layerTreeRoot().findLayer(names["landslides 2017"].id()).itemVisibilityChecked()
+        if Qgis.QGIS_VERSION_INT >= 33200:    # Processing groups results from 3.32 on: like the dock's group
+            group = project.layerTreeRoot().findGroup("Landslide Mapper — valley")
+            assert [n.name() for n in group.children()] == [
+                f"{kind} {year}" for year in (2018, 2017, 2016)
+                for kind in ("new or enlarged", "landslides", "probability") if (kind, year) != ("new or enlarged", 2016)]
         stats = names["Statistics per year"]
         rows = {f["year"]: f for f in stats.getFeatures()}
         assert set(rows) == {2016, 2017, 2018}
@@ -131,7 +162,7 @@ def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
         report = Path(result["REPORT"]).read_text()
         assert "data:image/png;base64," in report and "2018" in report
     finally:
-        project.removeMapLayers(list(set(project.mapLayers()) - before))
+        remove_results(project, before)
 
 
 def test_batch_style_runs_over_several_areas(plugin, scenes, tmp_path):
@@ -330,11 +361,11 @@ def test_runs_as_a_background_task_like_the_toolbox_dialog(plugin, scenes, tmp_p
     assert done and done[0][0], feedback.textLog()
     assert spins > 10                                     # the main thread was free meanwhile
     try:
-        assert handleAlgorithmResults(alg, context, feedback, False, params)
+        assert handleAlgorithmResults(alg, context, feedback, parameters=params)   # 3.22 and 3.40 alike
         names = {project.mapLayer(i).name() for i in set(project.mapLayers()) - before}
         assert {"new or enlarged 2017", "new or enlarged 2018", "Statistics per year"} <= names
     finally:
-        project.removeMapLayers(list(set(project.mapLayers()) - before))
+        remove_results(project, before)
 
 
 def test_a_model_chains_mapping_into_subtraction(plugin, scenes, tmp_path):
@@ -365,9 +396,12 @@ def test_a_model_chains_mapping_into_subtraction(plugin, scenes, tmp_path):
 
     import processing
 
+    # the model's own parameter for that output: "subtract:changes_folder" on 3.22,
+    # "changes_folder" on later releases
+    (destination,) = [d.name() for d in model.destinationParameterDefinitions()]
     result = processing.run(model, {"images": [str(p) for p in scenes[0].rasters.values()],
-                                    "subtract:changes_folder": str(tmp_path / "changes")})
-    assert result["subtract:changes_folder"] == str(tmp_path / "changes")
+                                    destination: str(tmp_path / "changes")})
+    assert result[destination] == str(tmp_path / "changes")
     (run_dir,) = (tmp_path / "changes").iterdir()
     new = {n: read_layer(str(run_dir / "changes.gpkg"), n) for n in ("new_2017", "new_2018")}
     assert len(new["new_2017"]) > 0         # the event year; 2018 may add nothing
