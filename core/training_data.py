@@ -11,7 +11,9 @@ Qt, QGIS or TensorFlow, so the worker process and the tests can use it as it is.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import random
 import threading
 from dataclasses import dataclass, field
@@ -497,26 +499,47 @@ _AUGMENT_LOCK = threading.Lock()
 
 
 def _pipeline(photometric: bool):
+    # albumentations >= 1.4.2x asks PyPI for a newer release when imported: never from a worker
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
     import cv2
 
     border = cv2.BORDER_REFLECT_101
+    # the border's keyword: ``mode`` in 1.3 (the numpy 1 pins), ``border_mode`` from 1.4 on,
+    # where ``mode`` is ignored (the numpy 2 pins)
+    border_kw = "border_mode" if "border_mode" in inspect.signature(A.Affine).parameters else "mode"
     steps = [
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomRotate90(p=0.5),
         # one warp for rotation and shear: each resampling blurs the image a little
         A.Affine(rotate=(-45, 45), shear=(-20, 20), interpolation=cv2.INTER_LINEAR,
-                 mask_interpolation=cv2.INTER_NEAREST, mode=border, p=0.5),
+                 mask_interpolation=cv2.INTER_NEAREST, p=0.5, **{border_kw: border}),
     ]
     if photometric:
         steps += [
             # blur_limit 0: kernel size from sigma; a sigma near 0 gives a 1-pixel kernel
             A.GaussianBlur(blur_limit=0, sigma_limit=(1e-3, 3.0), p=0.25),
-            # lightness 1: the kernel sums to 1, so mean reflectance is unchanged
-            A.Sharpen(alpha=(0.1, 0.4), lightness=(1.0, 1.0), p=0.25),
+            # lightness 1: the kernel sums to 1, so mean reflectance is unchanged; from 1.4 on
+            # A.Sharpen clips floats to [0, 1], which would flatten negative NDVI
+            A.Sharpen(alpha=(0.1, 0.4), lightness=(1.0, 1.0), p=0.25) if border_kw == "mode"
+            else A.Lambda(image=_sharpen, p=0.25),
         ]
     return A.Compose(steps)
+
+
+def _sharpen(image: np.ndarray, **_) -> np.ndarray:
+    """A.Sharpen(alpha=(0.1, 0.4), lightness=1) of albumentations 1.3, without clipping: a 3×3
+    kernel summing to 1, alpha drawn from the global numpy state the augmenter seeds."""
+    import cv2
+
+    alpha = np.random.uniform(0.1, 0.4)
+    kernel = np.full((3, 3), -alpha, np.float32)
+    kernel[1, 1] = 1.0 + 8.0 * alpha
+    out = np.empty_like(image)
+    for c in range(image.shape[-1]):        # any number of channels
+        out[..., c] = cv2.filter2D(image[..., c], -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    return out
 
 
 def make_augmenter(seed: int = 0, photometric: bool = True
@@ -529,8 +552,9 @@ def make_augmenter(seed: int = 0, photometric: bool = True
     mirroring copies each scar together with its label, so no landslide pixel appears
     without its spectral evidence. Blur and sharpening touch the image only.
 
-    albumentations 1.3.1 draws from the global ``random`` (and ``np.random``) state, so
-    each call seeds both from this augmenter's own generator and restores them after,
+    albumentations 1.3.1 draws from the global ``random`` (and ``np.random``) state, 1.4 from
+    the pipeline's own generator, so each call seeds all three from this augmenter's own
+    generator and restores the global ones after,
     under a lock: the sequence of outputs depends only on ``seed``, and other code's
     random streams are left as they were (a thread using them during the call would see
     the temporary state). Channel count is free: more than 4 channels are processed by
@@ -548,6 +572,8 @@ def make_augmenter(seed: int = 0, photometric: bool = True
             try:
                 random.seed(call_seed)
                 np.random.seed(call_seed)
+                if hasattr(pipeline, "set_random_seed"):    # 1.4 on: the pipeline's own generator
+                    pipeline.set_random_seed(call_seed)
                 out = pipeline(image=image, mask=mask)
             finally:
                 random.setstate(py_state)

@@ -153,9 +153,16 @@ def _open(path: str | os.PathLike):
     if not path.startswith("/vsi") and not os.path.exists(path):
         raise InputError(f"{path} does not exist.")
     try:
-        ds = ogr.Open(src)
+        try:
+            ds = ogr.Open(src)
+        except RuntimeError:        # GDAL >= 3.7 raises here where 3.6 returned None
+            if not src.startswith("/vsizip/"):
+                raise
+            ds = None
         if ds is None and src.startswith("/vsizip/"):
             ds = _open_zip_folder(src)
+            if ds is None:
+                ds = ogr.Open(src)          # GDAL >= 3.7 raises with its own reason
     except RuntimeError as exc:
         raise InputError(f"{path} is not a readable vector dataset: {exc}") from exc
     if ds is None:

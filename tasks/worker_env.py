@@ -31,6 +31,9 @@ from .child_process import follow, terminate
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
+# the same worker for hosts with numpy 2 or Python >= 3.13 (QGIS 3.40 on Debian 13), where
+# requirements-worker.txt's TensorFlow 2.17 has no wheels
+REQUIREMENTS_NUMPY2_FILE = PLUGIN_DIR / "requirements-worker-numpy2.txt"
 SETTINGS_KEY = "landslide_mapper/worker_python"
 ENV_PYTHON = "LANDSLIDE_MAPPER_PYTHON"           # overrides the setting (servers, qgis_process)
 DEFAULT_BASE_PYTHON = "/usr/bin/python3"
@@ -331,7 +334,8 @@ def _ask(python: str, code: str, timeout: float = 60) -> dict:
 _FACTS = r"""
 import json, sys
 from importlib import metadata
-out = {"prefix": sys.prefix, "base_prefix": getattr(sys, "base_prefix", sys.prefix), "versions": {}}
+out = {"prefix": sys.prefix, "base_prefix": getattr(sys, "base_prefix", sys.prefix), "versions": {},
+       "python": list(sys.version_info[:2])}
 for name in ("numpy", "scipy"):
     try:
         out["versions"][name] = metadata.version(name)
@@ -349,6 +353,39 @@ def host_constraints(base_python: str = DEFAULT_BASE_PYTHON) -> list[str]:
     return [f"{name}=={version}" for name, version in versions.items()]
 
 
+def requirements_file_for(python_version: Sequence[int], numpy_version: Optional[str]) -> Path:
+    """The pinned set that installs on a host with this Python and numpy: TensorFlow 2.17's
+    (requirements-worker.txt) up to Python 3.12 with numpy 1.x, else TensorFlow 2.20's."""
+    numpy_major = _version_tuple(numpy_version)[:1] if numpy_version else ()
+    if tuple(python_version[:2]) >= (3, 13) or numpy_major >= (2,):
+        return REQUIREMENTS_NUMPY2_FILE
+    return REQUIREMENTS_FILE
+
+
+# ``pip check`` limited to what the environment itself installed: with system site packages
+# it also judges the host's own packages (Debian 13's python3-typeshed declares requirements
+# it does not depend on), which the worker neither uses nor may change. Exit 1 only for
+# problems of the environment's packages; the host's are listed as such.
+LOCAL_PIP_CHECK = r"""# pip check of this environment's own packages
+import re, subprocess, sys, sysconfig
+from importlib import metadata
+def canonical(name): return re.sub(r"[-_.]+", "-", name).lower()
+sites = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+local = {canonical(d.metadata["Name"]) for d in metadata.distributions(path=sorted(sites))}
+proc = subprocess.run([sys.executable, "-m", "pip", "check", "--disable-pip-version-check"],
+                      capture_output=True, text=True)
+ours = 0
+for line in proc.stdout.splitlines():
+    if line.split() and canonical(line.split()[0]) in local:
+        ours += 1
+        print(line)
+    elif line.strip() and not line.startswith("No broken"):
+        print("(the host's, not this environment's) " + line)
+print(proc.stderr.strip() or ("No broken requirements in this environment." if not ours else ""))
+sys.exit(1 if ours or (proc.returncode != 0 and not proc.stdout.strip()) else 0)   # or pip itself failed
+"""
+
+
 def _same_or_inside(path: Path, prefix: Path) -> bool:
     """Whether ``path`` is ``prefix`` or one of its parents (a venv there would install into
     or over that Python)."""
@@ -363,8 +400,9 @@ def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = 
                    requirements: Optional[Sequence[str]] = None,
                    pip_args: Sequence[str] = ()) -> list[list[str]]:
     """The commands that create (or repair) the worker venv ``env_dir``: venv with system
-    site packages, pip install of the requirements under the host's numpy/scipy constraints,
-    pip check. Writes the constraints and requirements files into ``env_dir`` (creating it).
+    site packages, pip install of the requirements (the pinned set for the host's Python and
+    numpy, see requirements_file_for) under the host's numpy/scipy constraints, pip check of
+    what the environment installed. Writes the constraints and requirements files into ``env_dir`` (creating it).
 
     Raises ValueError for an ``env_dir`` that is, or contains, the running interpreter's
     prefix or ``base_python``'s: this never installs into QGIS' Python."""
@@ -386,7 +424,8 @@ def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = 
         raise ValueError(f"{env_dir} is a non-empty folder and not a Python virtual environment: "
                          "choose a new, empty folder.")
     constraints = [f"{name}=={version}" for name, version in facts["versions"].items()]
-    requirements = list(worker_requirements(gpu) if requirements is None else requirements)
+    pinned = requirements_file_for(facts.get("python", sys.version_info[:2]), facts["versions"].get("numpy"))
+    requirements = list(worker_requirements(gpu, pinned) if requirements is None else requirements)
     env_dir.mkdir(parents=True, exist_ok=True)
     constraints_file = env_dir / CONSTRAINTS_NAME
     requirements_file = env_dir / REQUIREMENTS_NAME
@@ -402,7 +441,7 @@ def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = 
         [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
          "--progress-bar", "off", "--no-warn-script-location",
          "-c", str(constraints_file), "-r", str(requirements_file), *map(str, pip_args)],
-        [python, "-m", "pip", "check", "--disable-pip-version-check"],
+        [python, "-c", LOCAL_PIP_CHECK],
     ]
 
 
@@ -592,7 +631,7 @@ def _command_kind(command: Sequence[str]) -> str:
         return "venv"
     if text.startswith("-m pip install"):
         return "install"
-    if text.startswith("-m pip check"):
+    if text.startswith("-m pip check") or list(command[1:3]) == ["-c", LOCAL_PIP_CHECK]:
         return "check"
     return "other"
 

@@ -125,7 +125,7 @@ def test_one_top_level_folder_with_the_runtime_files(names):
     assert {PurePosixPath(n).parts[0] for n in names} == {PACKAGE}
     rel = [n[len(PACKAGE) + 1:] for n in names]
     for required in ("metadata.txt", "__init__.py", "__main__.py", "plugin.py", "resources.py", "LICENSE",
-                     "README.md", "requirements-worker.txt", "icons/icon.svg", "ui/dock.ui",
+                     "README.md", "requirements-worker.txt", "requirements-worker-numpy2.txt", "icons/icon.svg", "ui/dock.ui",
                      "models/spectral_baseline.onnx", "models/spectral_baseline.json"):
         assert required in rel
     for name in CHECKPOINT_FILES:

@@ -100,7 +100,8 @@ def test_message_separates_missing_broken_and_outdated():
 
 
 # --- finding interpreters ----------------------------------------------------------------
-def test_configured_python_round_trips_and_comes_first(qgis_app, tmp_path):
+def test_configured_python_round_trips_and_comes_first(qgis_app, tmp_path, monkeypatch):
+    monkeypatch.delenv(worker_env.ENV_PYTHON, raising=False)    # it would come before the setting
     before = configured_python()
     fake = tmp_path / "bin" / "python"
     fake.parent.mkdir()
@@ -164,10 +165,12 @@ def test_host_constraints_pin_the_system_numpy_and_scipy():
 
 
 def test_setup_commands_refuse_the_running_and_the_base_interpreter(tmp_path):
+    written = Path(sys.prefix) / worker_env.CONSTRAINTS_NAME      # exists where sys.prefix is a worker venv
+    before = written.stat().st_mtime_ns if written.exists() else None
     for forbidden in (sys.prefix, "/", sys.base_prefix):
         with pytest.raises(ValueError, match="Refusing"):
             setup_commands(forbidden, base_python=SYSTEM_PYTHON)
-    assert not (Path(sys.prefix) / worker_env.CONSTRAINTS_NAME).exists()
+    assert (written.stat().st_mtime_ns if written.exists() else None) == before
     stranger = tmp_path / "home"
     stranger.mkdir()
     (stranger / "thesis.tex").write_text("")
@@ -186,8 +189,65 @@ def test_setup_commands_write_constraints_and_requirements(tmp_path):
     requirements = Path(install[install.index("-r") + 1]).read_text().splitlines()
     assert Path(install[install.index("-c") + 1]).parent == env_dir
     assert [c for c in constraints if not c.startswith("#")] == host_constraints(SYSTEM_PYTHON)
-    assert [r for r in requirements if not r.startswith("#")] == worker_requirements(gpu=True)
-    assert commands[2][:4] == [python, "-m", "pip", "check"]
+    numpy = next(c.split("==")[1] for c in constraints if c.startswith("numpy=="))
+    version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    pinned = worker_env.requirements_file_for(tuple(map(int, version)), numpy)    # the host's set
+    assert [r for r in requirements if not r.startswith("#")] == worker_requirements(gpu=True, path=pinned)
+    assert commands[2] == [python, "-c", worker_env.LOCAL_PIP_CHECK]
+
+
+@pytest.mark.parametrize("python_version, numpy_version, expected", [
+    ((3, 11), "1.24.2", "requirements-worker.txt"),          # Debian 12, QGIS 3.22
+    ((3, 12), "1.26.4", "requirements-worker.txt"),          # Ubuntu 24.04, OSGeo4W with numpy 1
+    ((3, 12), "2.0.2", "requirements-worker-numpy2.txt"),
+    ((3, 13), "2.2.4", "requirements-worker-numpy2.txt"),    # Debian 13, QGIS 3.40
+    ((3, 13), None, "requirements-worker-numpy2.txt")])
+def test_the_pinned_set_follows_the_hosts_python_and_numpy(python_version, numpy_version, expected):
+    assert worker_env.requirements_file_for(python_version, numpy_version).name == expected
+
+
+def test_both_pinned_sets_pin_the_same_worker_and_never_the_hosts_numpy():
+    """Each set holds every package the worker imports, pinned, and leaves numpy and scipy
+    to the host (the constraints)."""
+    imported = {"onnxruntime", "onnx", "shapely", "tqdm", "tensorflow-cpu", "keras", "albumentations",
+                "opencv-python-headless"}
+    for path in (worker_env.REQUIREMENTS_FILE, worker_env.REQUIREMENTS_NUMPY2_FILE):
+        lines = worker_requirements(path=path)
+        names = {line.split("==")[0].lower() for line in lines}
+        assert all("==" in line for line in lines), path
+        assert imported <= names and not names & {"numpy", "scipy"}, path
+        gpu = worker_requirements(gpu=True, path=path)
+        assert any(line.startswith("tensorflow[and-cuda]==") for line in gpu), path
+
+
+def _fake_distribution(site: Path, name: str, requires: str) -> None:
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\nRequires-Dist: {requires}\n")
+
+
+def test_pip_check_judges_only_what_the_environment_installed(tmp_path):
+    """A host package with a broken requirement (Debian 13's python3-typeshed has them) does
+    not fail the set-up; a broken package inside the environment does."""
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(env_dir)],
+                   check=True, timeout=120)
+    python = str(env_dir / "bin" / "python")
+    host_site = tmp_path / "host_site"
+    _fake_distribution(host_site, "types-hostonly", "flask-not-installed")
+    env = {**os.environ, "PYTHONPATH": str(host_site)}        # stands in for the host's dist-packages
+    outside = subprocess.run([python, "-c", worker_env.LOCAL_PIP_CHECK], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert outside.returncode == 0, outside.stdout + outside.stderr
+    assert "(the host's, not this environment's) types-hostonly 1.0 requires flask-not-installed" in outside.stdout
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    _fake_distribution(site, "ours-broken", "missing-dependency")
+    inside = subprocess.run([python, "-c", worker_env.LOCAL_PIP_CHECK], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert inside.returncode == 1
+    assert "ours-broken 1.0 requires missing-dependency, which is not installed." in inside.stdout.splitlines()
 
 
 def test_failure_hints():

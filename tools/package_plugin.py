@@ -34,7 +34,7 @@ PACKAGE_NAME = "landslide_mapper"
 """The plugin's folder name in QGIS and the Python package name."""
 
 TOP_FILES = ("__init__.py", "__main__.py", "plugin.py", "metadata.txt", "LICENSE", "README.md",
-             "requirements-worker.txt")
+             "requirements-worker.txt", "requirements-worker-numpy2.txt")
 """Top-level files of the plugin; each one must exist."""
 
 PACKAGES = ("core", "tasks", "ui", "processing_provider")

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OUT=$(realpath -m "${1:-build/screenshots}")
-PY="$ROOT/.venv/bin/python"
+PY="${LANDSLIDE_MAPPER_PYTHON:-$ROOT/.venv/bin/python}"     # the worker, and the scene generator
 [ -x "$PY" ] || { echo "run ./dev.sh setup first (no .venv)" >&2; exit 2; }
 command -v xvfb-run >/dev/null || { echo "xvfb-run is missing: apt-get install xvfb" >&2; exit 2; }
 
