@@ -223,7 +223,8 @@ sys.stdout.flush()
 def child_environment() -> dict[str, str]:
     """The environment for another interpreter started from QGIS: without the variables that
     tie a Python to QGIS' own installation."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", TF_CPP_MIN_LOG_LEVEL="2",
+               NO_ALBUMENTATIONS_UPDATE="1")        # albumentations >= 1.4.2x asks PyPI when imported
     for name in ("PYTHONHOME", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__"):
         env.pop(name, None)
     return env

@@ -40,7 +40,9 @@ def worker_environment() -> dict[str, str]:
     """Environment in which ``import landslide_mapper`` finds this very plugin, whatever the
     interpreter: the folder holding the package (a QGIS profile's plugins folder, or the
     development link) goes first on PYTHONPATH."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+    from .worker_env import child_environment
+
+    env = child_environment()
     package = sys.modules[__name__.split(".")[0]]
     holder = str(Path(package.__file__).absolute().parent.parent)   # not resolved: keeps the link
     env["PYTHONPATH"] = os.pathsep.join(p for p in (holder, env.get("PYTHONPATH")) if p)
