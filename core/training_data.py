@@ -505,16 +505,17 @@ def _pipeline(photometric: bool):
     import cv2
 
     border = cv2.BORDER_REFLECT_101
-    # the border's keyword: ``mode`` in 1.3 (the numpy 1 pins), ``border_mode`` from 1.4 on,
-    # where ``mode`` is ignored (the numpy 2 pins)
-    border_kw = "border_mode" if "border_mode" in inspect.signature(A.Affine).parameters else "mode"
+    # albumentations 1.3 (the numpy 1 pins) or 1.4 (the numpy 2 pins), which ignores ``mode``
+    # for ``border_mode`` and clips sharpened floats
+    legacy = "border_mode" not in inspect.signature(A.Affine).parameters
     steps = [
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomRotate90(p=0.5),
         # one warp for rotation and shear: each resampling blurs the image a little
         A.Affine(rotate=(-45, 45), shear=(-20, 20), interpolation=cv2.INTER_LINEAR,
-                 mask_interpolation=cv2.INTER_NEAREST, p=0.5, **{border_kw: border}),
+                 mask_interpolation=cv2.INTER_NEAREST, p=0.5,
+                 **{"mode" if legacy else "border_mode": border}),
     ]
     if photometric:
         steps += [
@@ -522,7 +523,7 @@ def _pipeline(photometric: bool):
             A.GaussianBlur(blur_limit=0, sigma_limit=(1e-3, 3.0), p=0.25),
             # lightness 1: the kernel sums to 1, so mean reflectance is unchanged; from 1.4 on
             # A.Sharpen clips floats to [0, 1], which would flatten negative NDVI
-            A.Sharpen(alpha=(0.1, 0.4), lightness=(1.0, 1.0), p=0.25) if border_kw == "mode"
+            A.Sharpen(alpha=(0.1, 0.4), lightness=(1.0, 1.0), p=0.25) if legacy
             else A.Lambda(image=_sharpen, p=0.25),
         ]
     return A.Compose(steps)

@@ -9,8 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
                        QgsProcessingParameterNumber, QgsProcessingParameterVectorLayer)
 
 from ..core.jobs import AnalyseJob, AssessJob, SubtractJob
-from ..ui.run_layers import style_changes, style_status
-from .job_algorithm import JobAlgorithm, advanced, html_report, load_on_completion, rows_to_sink, run_group
+from ..ui.run_layers import run_group_name, style_changes, style_status
+from .job_algorithm import JobAlgorithm, advanced, html_report, load_on_completion, rows_to_sink
 
 
 class _InventoryAlgorithm(JobAlgorithm):
@@ -99,7 +99,7 @@ class SubtractInventories(_InventoryAlgorithm):
             uri = f"{gpkg}|layername=new_{change['year']}"
             changes.append(uri)
             load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes,
-                               group=run_group(result["run_dir"]), order=change["year"])
+                               group=run_group_name(result["run_dir"]), order=change["year"])
         return {**self.statistics_outputs(result, parameters, context, "Temporal subtraction"),
                 "CHANGES": changes, "GEOPACKAGE": gpkg}
 
@@ -214,7 +214,7 @@ class AssessAccuracy(_InventoryAlgorithm):
                 uri = f"{gpkg}|layername={side}_{row['year']}"
                 assessed.append(uri)
                 load_on_completion(context, uri, f"{side} {row['year']} (F1 {row.get('f1')})", "ASSESSED",
-                                   style_status, group=run_group(result["run_dir"]),
+                                   style_status, group=run_group_name(result["run_dir"]),
                                    order=2 * row["year"] + (side == "predicted"))
         run_dir = result["run_dir"]
         return {"RUN_FOLDER": run_dir, "ASSESSED": assessed,

@@ -25,7 +25,7 @@ from qgis.core import (Qgis, QgsFeature, QgsFeatureSink, QgsField, QgsFields, Qg
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
                        QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterString, QgsProject, QgsWkbTypes)
+                       QgsProcessingParameterString, QgsWkbTypes)
 from qgis.PyQt.QtCore import QCoreApplication, QMetaType, QVariant
 
 from ..core.bands import PRESET_LABELS
@@ -244,10 +244,9 @@ class _Styler(QgsProcessingLayerPostProcessorInterface):
 
     alive: deque = deque(maxlen=512)    # Processing keeps a bare pointer: Python must keep the object
 
-    def __init__(self, style: Optional[Callable], project: QgsProject, visible: bool = True):
+    def __init__(self, style: Optional[Callable], visible: bool = True):
         super().__init__()
         self.style = style
-        self.project = project
         self.visible = visible
         _Styler.alive.append(self)
 
@@ -256,7 +255,7 @@ class _Styler(QgsProcessingLayerPostProcessorInterface):
             if self.style is not None:
                 self.style(layer)
             if not self.visible:
-                node = self.project.layerTreeRoot().findLayer(layer.id())
+                node = context.project().layerTreeRoot().findLayer(layer.id())
                 if node is not None:
                     node.setItemVisibilityChecked(False)
             layer.triggerRepaint()
@@ -278,7 +277,7 @@ def load_on_completion(context: QgsProcessingContext, uri: str, name: str, outpu
         details.groupName = group
         details.layerSortKey = order
     if style is not None or not visible:
-        details.setPostProcessor(_Styler(style, context.project(), visible))
+        details.setPostProcessor(_Styler(style, visible))
     context.addLayerToLoadOnCompletion(uri, details)
 
 
@@ -323,11 +322,6 @@ def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters
             feature.setAttribute(i, None if value == "" else value)
         sink.addFeature(feature, QgsFeatureSink.FastInsert)
     return dest
-
-
-def run_group(run_dir) -> str:
-    """The layer group of a run, named as the dock names it."""
-    return f"Landslide Mapper — {Path(run_dir).name}"
 
 
 def html_report(run_dir: str, title: str, rows: list[dict], charts: list[str]) -> Optional[str]:

@@ -13,9 +13,9 @@ from ..core.bundled import default_model
 from ..core.jobs import InferenceJob, YearInput
 from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
-from ..ui.run_layers import style_changes, style_landslides, style_probability, year_colour
+from ..ui.run_layers import run_group_name, style_changes, style_landslides, style_probability, year_colour
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, html_report, \
-    load_on_completion, rows_to_sink, run_group
+    load_on_completion, rows_to_sink
 
 def model_parameter(name: str, description: str) -> QgsProcessingParameterFile:
     """A checkpoint (its checkpoint.json, or any file in its folder) or an ONNX model; the
@@ -138,7 +138,7 @@ class MapLandslides(JobAlgorithm):
         landslides = [f"{gpkg}|layername={y['layer']}" for y in years]
         changes = [f"{gpkg}|layername=new_{c['year']}" for c in result.get("changes", [])]
         probability = [str(run_dir / y["probability"]) for y in years]
-        group = run_group(run_dir)      # per year, newest on top: changes, landslides, probability
+        group = run_group_name(run_dir)      # per year, newest on top: changes, landslides, probability
         for i, (y, uri) in enumerate(zip(years, landslides)):
             colour = year_colour(i, len(years))
             load_on_completion(context, uri, f"landslides {y['year']}", "LANDSLIDES",

@@ -403,7 +403,8 @@ def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = 
     """The commands that create (or repair) the worker venv ``env_dir``: venv with system
     site packages, pip install of the requirements (the pinned set for the host's Python and
     numpy, see requirements_file_for) under the host's numpy/scipy constraints, pip check of
-    what the environment installed. Writes the constraints and requirements files into ``env_dir`` (creating it).
+    what the environment installed. Writes the constraints and requirements files into
+    ``env_dir`` (creating it).
 
     Raises ValueError for an ``env_dir`` that is, or contains, the running interpreter's
     prefix or ``base_python``'s: this never installs into QGIS' Python."""
@@ -425,7 +426,7 @@ def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = 
         raise ValueError(f"{env_dir} is a non-empty folder and not a Python virtual environment: "
                          "choose a new, empty folder.")
     constraints = [f"{name}=={version}" for name, version in facts["versions"].items()]
-    pinned = requirements_file_for(facts.get("python", sys.version_info[:2]), facts["versions"].get("numpy"))
+    pinned = requirements_file_for(facts["python"], facts["versions"].get("numpy"))
     requirements = list(worker_requirements(gpu, pinned) if requirements is None else requirements)
     env_dir.mkdir(parents=True, exist_ok=True)
     constraints_file = env_dir / CONSTRAINTS_NAME
@@ -632,7 +633,7 @@ def _command_kind(command: Sequence[str]) -> str:
         return "venv"
     if text.startswith("-m pip install"):
         return "install"
-    if text.startswith("-m pip check") or list(command[1:3]) == ["-c", LOCAL_PIP_CHECK]:
+    if list(command[1:3]) == ["-c", LOCAL_PIP_CHECK]:
         return "check"
     return "other"
 

@@ -64,6 +64,11 @@ def style_probability(layer: QgsRasterLayer) -> None:
     layer.setRenderer(renderer)
 
 
+def run_group_name(run_dir) -> str:
+    """The layer group of a run, whether the dock or a Processing algorithm loads it."""
+    return f"Landslide Mapper — {Path(run_dir).name}"
+
+
 def add_run_to_project(result: dict, project: QgsProject | None = None,
                        title: str | None = None) -> QgsLayerTreeGroup:
     """Add a mapping run (the worker's result dict) as a group: one subgroup per year
@@ -72,7 +77,7 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
     run_dir = Path(result["run_dir"])
     gpkg = Path(result["geopackage"])
     root = project.layerTreeRoot()
-    group = root.insertGroup(0, title or f"Landslide Mapper — {run_dir.name}")
+    group = root.insertGroup(0, title or run_group_name(run_dir))
     years = result.get("years", [])
     for i, y in enumerate(sorted(years, key=lambda y: y["year"], reverse=True)):
         year = y["year"]
@@ -121,7 +126,7 @@ def _add_layer(project: QgsProject, group: QgsLayerTreeGroup, layer, style=None)
 def _run_group(result: dict, project: QgsProject | None):
     """The project, the run's GeoPackage and a new top group named after the run folder."""
     project = project or QgsProject.instance()
-    group = project.layerTreeRoot().insertGroup(0, f"Landslide Mapper — {Path(result['run_dir']).name}")
+    group = project.layerTreeRoot().insertGroup(0, run_group_name(result["run_dir"]))
     return project, result["geopackage"], group
 
 
