@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--pixel-size", type=float, default=3.0)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--model", default=str(default_model()))
-    ap.add_argument("--loss", default=None, help="default: the fine-tuning default (bce)")
+    ap.add_argument("--loss", default=None, help="default: the fine-tuning default (core.jobs.DEFAULT_LOSS)")
     ap.add_argument("--freeze", default="none")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--work", default="bench_output/finetune_gain")

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from qgis.core import QgsApplication  # noqa: E402
 from qgis.PyQt.QtCore import QTimer  # noqa: E402
 
+from landslide_mapper.core.bundled import CASCADE_CHECKPOINT  # noqa: E402
 from landslide_mapper.core.jobs import InferenceJob, YearInput  # noqa: E402
 from landslide_mapper.tasks.worker_task import WorkerTask  # noqa: E402
 
@@ -62,7 +63,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "landslide_mapper", "scene", "--size", str(args.size), "--years",
                         ",".join(map(str, years)), "--output", str(scene)], check=True, capture_output=True)
         job = InferenceJob(years=[YearInput(y, str(scene / f"scene_{y}.tif")) for y in years],
-                           model=str(ROOT / "models" / "landslide_cascade_v1"), output_dir=str(Path(tmp) / "runs"))
+                           model=str(CASCADE_CHECKPOINT), output_dir=str(Path(tmp) / "runs"))
         idle_until = time.monotonic() + 5.0
         idle = gaps_while(app, lambda: time.monotonic() < idle_until, 6.0)
         done: list = []

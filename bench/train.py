@@ -48,7 +48,7 @@ def one(arch: str, filters: int, batch: int, size: int, steps: int, mixed: bool,
     x = rng.normal(size=(n, size, size, 5)).astype(np.float32)
     y = (rng.random((n, size, size, 1)) < 0.1).astype(np.float32)
     if augment:
-        from landslide_mapper.core.training_data import make_augmenter
+        from landslide_mapper.core.augment import make_augmenter
 
         aug = make_augmenter(0)
 

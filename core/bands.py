@@ -20,12 +20,14 @@ PRESETS: dict[str, dict[str, int]] = {
     "rapideye5": {"B": 1, "G": 2, "R": 3, "RE": 4, "NIR": 5},
     "rgbnir": {"R": 1, "G": 2, "B": 3, "NIR": 4},
     "superdove8": {"B": 2, "G": 4, "R": 6, "RE": 7, "NIR": 8},
+    "rgb": {"R": 1, "G": 2, "B": 3},
 }
 PRESET_LABELS = {
     "planetscope4": "PlanetScope 4-band (B, G, R, NIR)",
     "rapideye5": "RapidEye 5-band (B, G, R, RedEdge, NIR)",
     "rgbnir": "R, G, B, NIR (e.g. NAIP, aerial)",
     "superdove8": "PlanetScope SuperDove 8-band",
+    "rgb": "R, G, B (orthophoto, drone mosaic, visual product)",
 }
 
 # Band descriptions / colour interpretations that identify a channel unambiguously.
@@ -112,6 +114,8 @@ def guess_mapping(count: int, descriptions: Sequence[str | None], colorinterps: 
         return BandMapping.parse("superdove8")
     if count == 5:
         return BandMapping.parse("rapideye5")
+    if count == 3:
+        return BandMapping.parse("rgb")
     return BandMapping.parse("planetscope4")
 
 

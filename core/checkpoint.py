@@ -107,7 +107,7 @@ def metadata_from_info(info: dict[str, Any]) -> ModelMetadata:
         size_multiple=int(info.get("size_multiple", 16)), kind="cascade",
         description=info.get("description", ""),
         architecture=f"{arch['name']} (base filters {arch['base_filters']}, depth {arch['depth']})",
-        lineage=list(info.get("lineage", [])))
+        lineage=list(info.get("lineage", [])), pixel_size=list(info.get("pixel_size_m", [])))
 
 
 def checkpoint_folder(path: str | os.PathLike) -> Path:
@@ -116,6 +116,12 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     if p.is_file() and p.name in (INFO_NAME, KERAS_NAME, ONNX_NAME, CARD_NAME):
         return p.parent
     return p
+
+
+def model_name(path: str | os.PathLike) -> str:
+    """What to call a model in messages: its checkpoint folder's name, or the ONNX file's."""
+    p = Path(path)
+    return p.parent.name if p.name in (INFO_NAME, KERAS_NAME, ONNX_NAME, CARD_NAME) else p.stem or str(p)
 
 
 def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> Checkpoint:
@@ -174,6 +180,7 @@ def model_card(info: dict[str, Any]) -> str:
              f"| mean | {', '.join(f'{v:.4f}' for v in info['mean'])} |",
              f"| std | {', '.join(f'{v:.4f}' for v in info['std'])} |",
              f"| tile size / threshold | {info.get('tile_size')} px / {info.get('threshold')} |",
+             f"| pixel size trained on | {_pixel_text(info.get('pixel_size_m'))} |",
              f"| files | {', '.join(info['files'])} |", "",
              "## Lineage (the cascade, oldest stage first)", ""]
     stages = info.get("lineage", [])
@@ -193,12 +200,40 @@ def model_card(info: dict[str, Any]) -> str:
                 + " | ".join(f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "–"
                              for k in ("precision", "recall", "f1", "iou"))
                 + f" | {s.get('date', '')} | {s.get('base_id') or '–'} |")
+        for s in stages:
+            if improvement_text(s):
+                lines += ["", f"Stage {s['stage']}: " + improvement_text(s).replace("NOT better", "**not better**")]
         notes = [s for s in stages if s.get("notes")]
         for s in notes:
             lines += ["", f"Stage {s['stage']}: {s['notes']}"]
     lines += ["", "Validation metrics are pixel scores at the threshold on the stage's own "
               "validation patches (spatially blocked split unless stated), not on unseen regions.", ""]
     return "\n".join(lines)
+
+
+def _num(v) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
+
+
+def improvement_text(stage: dict) -> str:
+    """What a fine-tuning stage (or its result) gained over its base on the same validation
+    patches, for the log, the dock and Processing; empty when there was no base to compare."""
+    base = stage.get("base_validation")
+    if base is None or stage.get("improved") is None:
+        return ""
+    new_f1 = (stage.get("validation") or {}).get("f1")
+    if stage["improved"]:
+        return (f"The new checkpoint is better than its base on the same validation patches: F1 "
+                f"{_num(new_f1)} against {_num(base.get('f1'))}.")
+    return (f"The new checkpoint is NOT better than its base on the same validation patches (F1 {_num(new_f1)} "
+            f"against {_num(base.get('f1'))}): keep mapping with the base, or add corrections and train again.")
+
+
+def _pixel_text(px) -> str:
+    if not px:
+        return "not recorded"
+    lo, hi = px
+    return f"{lo:g} m" if lo == hi else f"{lo:g}–{hi:g} m"
 
 
 def write_checkpoint(output_dir: str | os.PathLike, name: str, keras_model, info: dict[str, Any],

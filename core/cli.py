@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from .bundled import BASELINE_MODEL, default_model
+from .bundled import AUTO, BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
 from .events import JsonlEmitter
-from .jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json, split_layer
+from .jobs import (DEFAULT_LOSS, RESAMPLE_CHOICES, InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json,
+                   split_layer)
 from .progress import Reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
@@ -130,9 +131,10 @@ def cmd_infer(args) -> int:
     def job_fn(reporter):
         job = InferenceJob(
             years=_parse_years(args.years, args.bands, args.reflectance_scale),
-            model=str(args.model or default_model()), output_dir=args.output, run_name=args.run_name,
+            model=str(args.model or AUTO), output_dir=args.output, run_name=args.run_name,
             tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
-            threshold=args.threshold, min_area_m2=args.min_area, device=args.device)
+            threshold=args.threshold, min_area_m2=args.min_area, device=args.device, tta=args.tta,
+            uncertainty=args.uncertainty, review_areas=args.review_areas, resample=args.resample)
         return run_inference(job, reporter)
 
     code, result = _execute(job_fn, args.jsonl, args.quiet)
@@ -151,9 +153,10 @@ def _parse_source(text: str, defaults: dict) -> TrainingSource:
             continue
         key, sep, value = part.partition("=")
         key = key.strip()
-        if not sep or key not in ("raster", "labels", "reviewed", "bands", "region", "year", "reflectance_scale"):
+        if not sep or key not in ("raster", "labels", "reviewed", "bands", "region", "year", "reflectance_scale",
+                                  "split"):
             raise InputError(f"--source: expected key=value pairs separated by ';' with keys raster, labels, "
-                             f"reviewed, bands, region, year, reflectance_scale; got {part!r}.")
+                             f"reviewed, bands, region, year, reflectance_scale, split; got {part!r}.")
         fields[key] = value.strip()
     return _make_source(fields)
 
@@ -171,7 +174,8 @@ def _make_source(f: dict) -> TrainingSource:
         raise InputError(f"Training source {f['raster']}: {exc}.") from None
     return TrainingSource(raster=f["raster"], labels=labels, labels_layer=labels_layer, reviewed=reviewed,
                           reviewed_layer=reviewed_layer, bands=f.get("bands") or "auto",
-                          reflectance_scale=scale, region=f.get("region") or "", year=year)
+                          reflectance_scale=scale, region=f.get("region") or "", year=year,
+                          split=f.get("split") or "auto")
 
 
 def _train_job(args, base: str | None) -> TrainJob:
@@ -181,10 +185,11 @@ def _train_job(args, base: str | None) -> TrainJob:
     if args.raster or args.labels:
         sources.insert(0, _make_source({**defaults, "raster": args.raster, "labels": args.labels,
                                         "reviewed": args.reviewed}))
-    extra = {}
+    extra = {"channels": [c.strip() for c in args.channels.split(",")] if args.channels else None}
     if base is None:
-        extra = dict(architecture=args.architecture, base_filters=args.base_filters,
-                     channels=args.channels.split(",") if args.channels else None)
+        extra.update(architecture=args.architecture, base_filters=args.base_filters)
+    else:
+        extra.update(hard_negative_weight=args.hard_negative_weight)
     return TrainJob(
         sources=sources, output_dir=args.output, name=args.name, base_checkpoint=base,
         patch_size=args.patch_size, stride=args.stride, drop_empty=args.drop_empty,
@@ -192,25 +197,30 @@ def _train_job(args, base: str | None) -> TrainJob:
         epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr, loss=args.loss,
         freeze=args.freeze, patience=args.patience, mixed_precision=args.mixed_precision, seed=args.seed,
         trigger=args.trigger, description=args.description, max_steps_per_epoch=args.max_steps,
-        calibrate_threshold=not args.fixed_threshold,
+        calibrate_threshold=not args.fixed_threshold, steps=args.steps,
         device=args.device, **extra)
 
 
 def cmd_train(args) -> int:
+    from .checkpoint import improvement_text
     from .training import run_training
 
     base = getattr(args, "checkpoint", None)
     code, result = _execute(lambda reporter: run_training(_train_job(args, base), reporter),
                             args.jsonl, args.quiet)
     if result is not None and not args.jsonl:
-        print(f"{'epoch':>5} {'loss':>8} {'val loss':>9} {'precision':>10} {'recall':>7} {'F1':>6} {'IoU':>6}")
+        print(f"{'round':>5} {'loss':>8} {'val loss':>9} {'precision':>10} {'recall':>7} {'F1':>6} {'IoU':>6}")
         for h in result.history:
             mark = " *" if h["epoch"] == result.best_epoch else ""
             s = {k: "–" if h[k] is None else f"{h[k]:.3f}" for k in ("val_precision", "val_recall", "val_f1", "val_iou")}
             print(f"{h['epoch']:>5} {h['loss']:>8.4f} {h['val_loss']:>9.4f} {s['val_precision']:>10} "
                   f"{s['val_recall']:>7} {s['val_f1']:>6} {s['val_iou']:>6}{mark}")
-        print(f"\nCheckpoint: {result.checkpoint}  (stage {result.stage}, id {result.id}, best epoch "
-              f"{result.best_epoch} marked *, {result.seconds:.0f} s on {result.device})")
+        print(f"\nCheckpoint: {result.checkpoint}  (stage {result.stage}, id {result.id}, best round "
+              f"{result.best_epoch} marked *, threshold {result.threshold:g}, {result.seconds:.0f} s on "
+              f"{result.device})")
+        verdict = improvement_text(result.to_dict())
+        if verdict:
+            print(verdict)
     return code
 
 
@@ -312,14 +322,26 @@ def _print_exponents(result, true_alpha: float) -> None:
 
 
 def cmd_build_pretrained(args) -> int:
-    from .pretrained import build_pretrained
+    from .pretrained import REAL_LOSS, build_pretrained, build_real_stages, build_rgb
 
-    code, result = _execute(lambda reporter: build_pretrained(
-        args.output, args.workdir, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-        base_filters=args.base_filters, max_steps=args.max_steps, regions=args.regions,
-        reporter=reporter), args.jsonl, args.quiet)
+    loss = args.loss or REAL_LOSS
+
+    def job(reporter):
+        work = Path(args.workdir)
+        base = args.start_from
+        if not base:      # stages 1-5, procedural
+            base = build_pretrained(str(work / "procedural"), args.workdir, epochs=args.epochs,
+                                    finetune_epochs=args.finetune_epochs, base_filters=args.base_filters,
+                                    max_steps=args.max_steps, regions=args.regions, reporter=reporter.sub(0, 0.4))
+        cascade = build_real_stages(base, args.output, args.workdir, steps=args.steps, max_steps=args.max_steps,
+                                    loss=loss, data_root=args.data, reporter=reporter.sub(0.4, 0.8))
+        rgb = build_rgb(cascade, args.output, args.workdir, steps=args.steps, max_steps=args.max_steps,
+                        loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 1.0))
+        return [cascade, rgb]
+
+    code, result = _execute(job, args.jsonl, args.quiet)
     if result is not None and not args.jsonl:
-        print(f"Bundled checkpoint: {result}")
+        print(f"Bundled checkpoints: {', '.join(result)}")
     return code
 
 
@@ -425,11 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("infer", help="map landslides in one raster per year")
     p.add_argument("years", nargs="+", metavar="YEAR=PATH", help="one raster per year, e.g. 2017=planet_2017.tif")
-    p.add_argument("--model", help="ONNX model or checkpoint folder (default: the bundled model)")
+    p.add_argument("--model", help="ONNX model or checkpoint folder (default auto: the bundled cascade, or the "
+                                   "bundled RGB checkpoint when an image has no NIR band)")
     p.add_argument("--output", "-o", required=True, help="folder in which a new run folder is created")
     p.add_argument("--run-name", help="name of the run folder (a suffix is added if it exists)")
     p.add_argument("--bands", action="append", metavar="[YEAR:]MAPPING",
-                   help="band mapping: auto, planetscope4, rapideye5, rgbnir, superdove8 or 'B=3,G=2,R=1,NIR=4'; "
+                   help="band mapping: auto, planetscope4, rapideye5, rgbnir, superdove8, rgb or 'B=3,G=2,R=1,NIR=4'; "
                         "prefix with YEAR: for one year only (repeatable)")
     p.add_argument("--reflectance-scale", type=float,
                    help="value of reflectance 1.0 in the files (default: 10000 for 16-bit, 255 for 8-bit)")
@@ -439,6 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--min-area", type=float, default=200.0, help="minimum polygon area in m² (default 200)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run the model")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the four flips of every tile (4x the network time)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="write uncertainty_<year>.tif and a review_<year> layer of suggested review areas")
+    p.add_argument("--review-areas", type=int, default=InferenceJob.review_areas,
+                   help=f"suggested review areas per year (default {InferenceJob.review_areas})")
+    p.add_argument("--resample", default=InferenceJob.resample, choices=list(RESAMPLE_CHOICES),
+                   help="auto (default): resample images whose pixel size is far from the model's; off: warn only")
     _common(p)
     p.set_defaults(func=cmd_infer)
 
@@ -483,15 +514,24 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=["adsms_unet", "unet", "resunet", "attention_unet"])
             p.add_argument("--base-filters", type=int, default=32, help="filters of the first block (default 32)")
             p.add_argument("--channels", help="input channels, default B,G,R,NIR,NDVI")
-        p.add_argument("--epochs", type=int, default=30)
+        else:
+            p.add_argument("--channels", help="keep only these input channels of the checkpoint, e.g. R,G,B "
+                                              "(to fine-tune for colour-only imagery)")
+            p.add_argument("--hard-negative-weight", type=float, default=TrainJob.hard_negative_weight,
+                           help="loss weight of pixels the base maps as landslide but the labels do not "
+                                f"(deleted false alarms; default {TrainJob.hard_negative_weight:g})")
+        p.add_argument("--steps", type=int, help="optimisation steps in all (default: epochs × rounds of at "
+                                                  "least 25 steps); validated after every round")
+        p.add_argument("--epochs", type=int, default=30, help="validation rounds (default 30): each one pass over "
+                                                               "the training patches, or 25 steps if that is more")
         p.add_argument("--batch", type=int, default=16)
         p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
         p.add_argument("--patch-size", type=int, default=128)
         p.add_argument("--stride", type=int, help="patch stride (default half a patch)")
         p.add_argument("--loss", choices=["adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky"],
-                       help="default: adsms for train, bce for finetune")
+                       help=f"default: {DEFAULT_LOSS}")
         p.add_argument("--freeze", default="none", help="none, encoder, or upto:<block> (e.g. upto:enc3)")
-        p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
+        p.add_argument("--patience", type=int, default=8, help="early-stopping patience in rounds")
         p.add_argument("--validation", default="blocked", choices=["blocked", "random"])
         p.add_argument("--val-fraction", type=float, default=0.2)
         p.add_argument("--no-augment", action="store_true")
@@ -550,7 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", default="-", help="job JSON file, or - for stdin (default)")
     p.set_defaults(func=cmd_run_job)
 
-    p = sub.add_parser("build-pretrained", help="retrain the bundled cascade checkpoint over procedural regions")
+    p = sub.add_parser("build-pretrained", help="retrain the bundled checkpoints: the cascade over procedural, then "
+                                                "real-texture regions, and the RGB checkpoint (needs ../shared/data)")
     p.add_argument("--output", default=str(Path(__file__).resolve().parent.parent / "models"))
     p.add_argument("--workdir", default="build/pretrained", help="scenes and intermediate stages")
     p.add_argument("--epochs", type=int, default=24, help="epochs of the first stage (default 24)")
@@ -558,6 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-filters", type=int, default=16)
     p.add_argument("--regions", type=int, default=5, help="number of regions (stages), at most 5")
     p.add_argument("--max-steps", type=int, help="cap on batches per epoch")
+    p.add_argument("--start-from", help="an existing procedural stage-5 checkpoint (e.g. landslide_cascade_v1 of "
+                                        "release 0.3) instead of training stages 1-5 again")
+    p.add_argument("--steps", type=int, default=1500, help="optimisation steps of each real-texture stage")
+    p.add_argument("--loss", help="loss of the real-texture stages (default: core.pretrained.REAL_LOSS)")
+    p.add_argument("--data", help="the real data folder (default ../shared/data or $LANDSLIDE_MAPPER_DATA)")
     _common(p)
     p.set_defaults(func=cmd_build_pretrained)
 

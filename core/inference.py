@@ -6,6 +6,7 @@ pixels are never predicted and stay nodata in the probability raster.
 """
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -23,6 +24,7 @@ from .raster import YearRaster
 from .tiling import Tile, TileGrid
 
 PROB_NODATA = -1.0
+UNC_NODATA = 255          # uncertainty rasters: uint8, 0-254 for 0-1
 BLOCK = 256
 
 
@@ -45,12 +47,13 @@ class _BlockRowWriter:
     """Writes whole GeoTIFF block rows only, so no compressed block is written twice.
 
     Rows are copied into one reusable block-row buffer; full block rows of a strip that
-    start on a block boundary are written straight from the strip."""
+    start on a block boundary are written straight from the strip. ``threshold`` (None:
+    no count) counts the landslide pixels written."""
 
-    def __init__(self, prob_ds, width: int, threshold: float):
+    def __init__(self, prob_ds, width: int, threshold: float | None, dtype=np.float32):
         self.prob_ds, self.width, self.threshold = prob_ds, width, threshold
         self.row = 0                                       # first row not yet written
-        self.buffer = np.empty((BLOCK, width), np.float32)
+        self.buffer = np.empty((BLOCK, width), dtype)
         self.filled = 0                                    # rows waiting in the buffer
         self.landslide_pixels = 0
 
@@ -75,7 +78,8 @@ class _BlockRowWriter:
             self.filled = 0
 
     def _write(self, prob: np.ndarray) -> None:
-        self.landslide_pixels += int(np.count_nonzero(prob >= self.threshold))
+        if self.threshold is not None:
+            self.landslide_pixels += int(np.count_nonzero(prob >= self.threshold))
         self.prob_ds.write(prob, 1, window=Window(0, self.row, self.width, len(prob)))
         self.row += len(prob)
 
@@ -83,10 +87,31 @@ class _BlockRowWriter:
 class _Strip:
     """The kept rows of one tile row, filled tile by tile (nodata where input was)."""
 
-    def __init__(self, row0: int, row1: int, width: int, n_tiles: int):
+    def __init__(self, row0: int, row1: int, width: int, n_tiles: int, uncertainty: bool = False):
         self.row0 = row0
         self.prob = np.full((row1 - row0, width), PROB_NODATA, np.float32)
+        self.unc = np.full((row1 - row0, width), UNC_NODATA, np.uint8) if uncertainty else None
         self.remaining = n_tiles
+
+
+def predict_tta(model: OnnxModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean probability over the four flips of each tile (none, left-right, up-down, both),
+    and the flips' disagreement (their standard deviation, ×2 so that it spans 0-1)."""
+    outs = [model.predict(batch)]
+    for axes in ((3,), (2,), (2, 3)):
+        outs.append(np.flip(model.predict(np.ascontiguousarray(np.flip(batch, axes))), tuple(a - 1 for a in axes)))
+    stack = np.stack(outs)
+    return stack.mean(0), np.minimum(1.0, 2.0 * stack.std(0))
+
+
+def uncertainty(prob: np.ndarray, threshold: float, disagreement: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel uncertainty in [0, 1]: closeness to the threshold in logit space,
+    exp(-|logit p − logit t| / 2) (1 at the threshold, 0.33 at p = 0.9 for t = 0.5, and
+    the same on either side of extreme thresholds), or the flips' disagreement where larger."""
+    p = np.clip(prob, 1e-6, 1 - 1e-6)
+    t = min(max(threshold, 1e-6), 1 - 1e-6)
+    near = np.exp(-np.abs(np.log(p / (1 - p)) - math.log(t / (1 - t))) / 2)
+    return near if disagreement is None else np.maximum(near, disagreement)
 
 
 def _pad_to(x: np.ndarray, tile: int) -> np.ndarray:
@@ -171,8 +196,12 @@ class _Prefetcher:
 
 def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.PathLike,
                    tile: int, overlap: int, batch_size: int, threshold: float,
-                   reporter: Reporter | None = None) -> PredictionStats:
-    """Write the probability GeoTIFF of ``raster``; ``threshold`` only counts landslide pixels."""
+                   reporter: Reporter | None = None, tta: bool = False,
+                   uncertainty_path: str | os.PathLike | None = None) -> PredictionStats:
+    """Write the probability GeoTIFF of ``raster``; ``threshold`` counts landslide pixels and
+    centres the uncertainty. ``tta``: average the four flips of every tile (4× the network
+    time). ``uncertainty_path``: also write the per-pixel uncertainty (uint8, 0-254 for 0-1,
+    255 nodata; see :func:`uncertainty`)."""
     reporter = reporter or Reporter()
     meta = model.metadata
     if tile % meta.size_multiple:
@@ -188,26 +217,44 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     strips: list[_Strip] = []
     done_tiles = valid_pixels = 0
 
+    unc_ds = None
     with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds:
         prob_ds.set_band_description(1, f"landslide probability ({model.path.name})")
         writer = _BlockRowWriter(prob_ds, width, threshold)
+        unc_writer = None
+        if uncertainty_path is not None:
+            unc_ds = rasterio.open(uncertainty_path, "w", **geotiff_profile(raster, "uint8", UNC_NODATA))
+            unc_ds.set_band_description(1, "uncertainty × 254 (near the threshold" +
+                                        (", or flips disagree)" if tta else ")"))
+            unc_writer = _BlockRowWriter(unc_ds, width, None, np.uint8)
 
         def flush() -> None:
             nonlocal done_tiles, valid_pixels
             if not pending:
                 return
-            probs = model.predict(batch[:len(pending)])
+            if tta:
+                probs, disagree = predict_tta(model, batch[:len(pending)])
+            else:
+                probs, disagree = model.predict(batch[:len(pending)]), None
             for k, (strip, t, chunk) in enumerate(pending):
                 rows, cols = slice(t.keep_row0 - t.row, t.keep_row1 - t.row), slice(t.keep_col0, t.keep_col1)
                 valid = chunk.valid[rows, t.keep_col0 - chunk.col0:t.keep_col1 - chunk.col0]
                 valid_pixels += int(np.count_nonzero(valid))
-                strip.prob[t.keep_row0 - strip.row0:t.keep_row1 - strip.row0, cols] = np.where(
-                    valid, probs[k, rows, t.keep_col0 - t.col:t.keep_col1 - t.col], PROB_NODATA)
+                out_rows = slice(t.keep_row0 - strip.row0, t.keep_row1 - strip.row0)
+                tile_cols = slice(t.keep_col0 - t.col, t.keep_col1 - t.col)
+                p = probs[k, rows, tile_cols]
+                strip.prob[out_rows, cols] = np.where(valid, p, PROB_NODATA)
+                if strip.unc is not None:
+                    u = uncertainty(p, threshold, None if disagree is None else disagree[k, rows, tile_cols])
+                    strip.unc[out_rows, cols] = np.where(valid, np.round(u * 254), UNC_NODATA).astype(np.uint8)
                 strip.remaining -= 1
             done_tiles += len(pending)
             pending.clear()
             while strips and strips[0].remaining == 0:
-                writer.add(strips.pop(0).prob)
+                done = strips.pop(0)
+                writer.add(done.prob)
+                if unc_writer is not None:
+                    unc_writer.add(done.unc)
             reporter.progress(done_tiles / len(grid), f"{done_tiles}/{len(grid)} tiles")
 
         chunks = _Prefetcher(_read_chunks(raster, model, grid, batch_size))
@@ -217,7 +264,8 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                 first = chunk.row_tiles[0]
                 if chunk.row_index != current_row:
                     current_row = chunk.row_index
-                    strips.append(_Strip(first.keep_row0, first.keep_row1, width, len(chunk.row_tiles)))
+                    strips.append(_Strip(first.keep_row0, first.keep_row1, width, len(chunk.row_tiles),
+                                         unc_writer is not None))
                 strip = strips[-1]
                 for t in chunk.tiles:
                     c = t.col - chunk.col0
@@ -226,7 +274,11 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                     if len(pending) == batch_size:
                         flush()
             flush()
+            writer.close()
+            if unc_writer is not None:
+                unc_writer.close()
         finally:
             chunks.close()
-        writer.close()
+            if unc_ds is not None:
+                unc_ds.close()
     return PredictionStats(valid_pixels, writer.landslide_pixels, len(grid))

@@ -24,13 +24,22 @@ SMOOTH = 1e-6
 EPSILON = 1e-7
 
 
-def _counts(y_true, y_pred):
-    """Soft TP, FN, FP summed over every pixel of every sample (float32 under mixed precision)."""
+def split_target(y_true):
+    """(label, weight) of a target: the channels of a 2-channel target (label, pixel weight:
+    0 where the label is unknown, >1 for hard negatives), or the target with weight 1."""
     y = ops.cast(y_true, "float32")
+    if y.shape[-1] == 2:
+        return y[..., :1], y[..., 1:]
+    return y, ops.ones_like(y)
+
+
+def _counts(y_true, y_pred):
+    """Soft TP, FN, FP summed over every weighted pixel of every sample (float32 under mixed precision)."""
+    y, w = split_target(y_true)
     p = ops.cast(y_pred, "float32")
-    tp = ops.sum(y * p)
-    fn = ops.sum(y * (1.0 - p))
-    fp = ops.sum((1.0 - y) * p)
+    tp = ops.sum(w * y * p)
+    fn = ops.sum(w * y * (1.0 - p))
+    fp = ops.sum(w * (1.0 - y) * p)
     return tp, fn, fp
 
 
@@ -40,9 +49,9 @@ def tversky_index(y_true, y_pred, alpha=0.7, beta=0.3, smooth=SMOOTH):
 
 
 def _bce(y_true, y_pred):
-    y = ops.cast(y_true, "float32")
+    y, w = split_target(y_true)
     p = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
-    return ops.mean(-(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p)))
+    return ops.sum(-w * (y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p))) / ops.maximum(ops.sum(w), 1.0)
 
 
 def _focal_tversky(y_true, y_pred, alpha, beta, gamma, smooth):
@@ -187,21 +196,32 @@ def in_output_order(by_name: dict, output_names) -> list:
 
 def downsample_targets(mask, output_names) -> dict:
     """Targets by output name: the mask for ``prob``, its k×k average (fraction of landslide
-    pixels) for ``ds_1_k``. Works on (N, H, W, 1) and (H, W, 1) tensors, eagerly or in tf.data."""
+    pixels) for ``ds_1_k``. Works on (N, H, W, C) and (H, W, C) tensors, eagerly or in tf.data.
+
+    With a weight channel (C = 2, see :func:`split_target`) the coarse label is the weighted
+    fraction of landslide pixels and the coarse weight the mean weight of the k×k cell, so a
+    cell of unknown pixels weighs nothing at any scale."""
     import tensorflow as tf
 
     mask = tf.convert_to_tensor(mask, tf.float32)
     rank = mask.shape.rank
     if rank not in (3, 4):
-        raise InputError(f"A training mask must be (H, W, 1) or (N, H, W, 1); got shape {mask.shape}.")
+        raise InputError(f"A training mask must be (H, W, C) or (N, H, W, C); got shape {mask.shape}.")
     batched = mask if rank == 4 else mask[tf.newaxis]
+    weighted = mask.shape[-1] == 2
     targets = {}
     for name in output_names:
         k = _scale_of(name)
         if k == 1:
             targets[name] = mask
             continue
-        pooled = tf.nn.avg_pool2d(batched, ksize=k, strides=k, padding="VALID")
+        if weighted:
+            y, w = batched[..., :1], batched[..., 1:]
+            pw = tf.nn.avg_pool2d(w, ksize=k, strides=k, padding="VALID")
+            py = tf.nn.avg_pool2d(y * w, ksize=k, strides=k, padding="VALID") / tf.maximum(pw, 1e-6)
+            pooled = tf.concat([py, pw], axis=-1)
+        else:
+            pooled = tf.nn.avg_pool2d(batched, ksize=k, strides=k, padding="VALID")
         targets[name] = pooled if rank == 4 else pooled[0]
     return targets
 

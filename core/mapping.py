@@ -15,6 +15,7 @@ import rasterio
 from . import crs as crs_rules
 from .bands import required_spectral
 from .analysis import analyse_series, change_layers
+from .bundled import pick_model
 from .errors import InputError
 from .inference import predict_raster
 from .jobs import InferenceJob, job_to_json
@@ -22,6 +23,7 @@ from .model import OnnxModel
 from .progress import Reporter
 from .raster import YearRaster, target_crs_for
 from .inventory import from_layer
+from .review import suggest_review_areas
 from .run_folder import RunFolder
 from .subtraction import SubtractionSettings, subtract_series
 from .vector_io import write_geopackage
@@ -41,6 +43,10 @@ class YearResult:
     total_area_m2: float
     mapped_area_km2: float    # valid (non-nodata) area that was mapped
     reprojected_from: str | None = None
+    resampled_from_m: float | None = None      # the image's own pixel size when resampled
+    pixel_size_m: float | None = None          # the pixel size it was mapped at
+    uncertainty: str | None = None             # file name inside the run folder
+    review_layer: str | None = None            # layer name inside the GeoPackage
 
 
 @dataclass
@@ -62,8 +68,28 @@ class InferenceResult:
         return asdict(self)
 
 
-def open_years(job: InferenceJob, channels: list[str], log) -> list[YearRaster]:
-    """Open and check every year, in the CRS of the first one (see raster.target_crs_for)."""
+# The same model mapped the held-out scene resampled by a factor f with F1 falling by
+# less than 0.05 for f within [1/1.5, 1.5] and by up to 0.3 beyond (bench/pixel_size.py,
+# README): images further from the pixel sizes a model was trained on are resampled.
+RESAMPLE_TOLERANCE = 1.5
+
+
+def _target_resolution(px: float, trained: list[float]) -> float | None:
+    """The pixel size to resample an image of ``px`` to, or None to keep it."""
+    if not trained:
+        return None
+    lo, hi = min(trained), max(trained)
+    if px < lo / RESAMPLE_TOLERANCE:
+        return lo
+    if px > hi * RESAMPLE_TOLERANCE:
+        return hi
+    return None
+
+
+def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[float] | None = None
+               ) -> list[YearRaster]:
+    """Open and check every year, in the CRS of the first one (see raster.target_crs_for),
+    resampled to the model's pixel size where it is far off (``job.resample``)."""
     years = sorted(job.years, key=lambda y: y.year)
     target = target_crs_for(years[0].path, log) if Path(years[0].path).is_file() else None
     opened: list[YearRaster] = []
@@ -71,6 +97,17 @@ def open_years(job: InferenceJob, channels: list[str], log) -> list[YearRaster]:
     try:
         for y in years:
             r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, log)
+            px = math.sqrt(r.pixel_area)
+            to = _target_resolution(px, trained_px or [])
+            if to is not None and job.resample == "auto":
+                r.close()
+                r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, lambda _m: None, resolution=to)
+                log(f"Year {y.year}: {px:.3g} m pixels resampled to {to:g} m, the pixel size the model was "
+                    f"trained on ({_trained_text(trained_px)}); set resample to 'off' to map them as they are.")
+            elif to is not None:
+                log(f"Warning: year {y.year} has {px:.3g} m pixels, more than {RESAMPLE_TOLERANCE:g} times "
+                    f"off the pixel size the model was trained on ({_trained_text(trained_px)}), and resampling "
+                    "is off: expect fewer and worse delineated landslides.")
             opened.append(r)
             r.source_indexes(spectral)
             if not r.has_valid_pixels(spectral):
@@ -83,10 +120,15 @@ def open_years(job: InferenceJob, channels: list[str], log) -> list[YearRaster]:
     return opened
 
 
+def _trained_text(px) -> str:
+    lo, hi = min(px), max(px)
+    return f"{lo:g} m" if lo == hi else f"{lo:g}-{hi:g} m"
+
+
 def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> InferenceResult:
     reporter = reporter or Reporter()
     job.validate()
-    model = OnnxModel(job.model, job.device, log=reporter.log)
+    model = OnnxModel(pick_model(job.model, job.years, reporter.log), job.device, log=reporter.log)
     meta = model.metadata
     tile = job.tile_size or model.fixed_size or meta.tile_size
     if model.fixed_size is not None and tile != model.fixed_size:
@@ -96,7 +138,7 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
     if not 0 <= job.overlap < tile:
         raise InputError(f"Overlap {job.overlap} must be smaller than the tile size ({tile}).")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        rasters = open_years(job, meta.channels, reporter.log)
+        rasters = open_years(job, meta.channels, reporter.log, meta.pixel_size)
         try:
             return _map_years(job, model, rasters, tile, threshold, reporter)
         finally:
@@ -117,17 +159,27 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
             part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
                      f"bands {raster.mapping.describe()})")
             prob_name = f"probability_{raster.year}.tif"
+            unc_name = f"uncertainty_{raster.year}.tif" if job.uncertainty else None
             stats = predict_raster(raster, model, run.path(prob_name), tile, job.overlap,
-                                   job.batch_size, threshold, part.sub(0.0, 0.9))
+                                   job.batch_size, threshold, part.sub(0.0, 0.9), tta=job.tta,
+                                   uncertainty_path=run.path(unc_name) if unc_name else None)
             layer = landslide_polygons(run.path(prob_name), raster.year, threshold, job.min_area_m2,
                                        crs.to_wkt(), part.sub(0.9, 1.0))
             name = f"landslides_{raster.year}"
             layers[name] = layer
+            review = None
+            if unc_name and job.review_areas:
+                review = f"review_{raster.year}"
+                layers[review] = suggest_review_areas(run.path(unc_name), run.path(prob_name), raster.year,
+                                                      threshold, count=job.review_areas, crs_wkt=crs.to_wkt())
+                part.log(f"Year {raster.year}: {len(layers[review])} suggested review areas ({review}).")
             result_years.append(YearResult(
                 year=raster.year, raster=raster.path, probability=prob_name, layer=name,
                 polygons=len(layer), total_area_m2=round(float(layer.fields["area_m2"].sum()), 2),
                 mapped_area_km2=round(stats.valid_pixels * raster.pixel_area / 1e6, 4),
-                reprojected_from=raster.reprojected_from))
+                reprojected_from=raster.reprojected_from,
+                resampled_from_m=None if raster.resampled_from is None else round(raster.resampled_from, 4),
+                pixel_size_m=round(math.sqrt(raster.pixel_area), 4), uncertainty=unc_name, review_layer=review))
             part.log(f"Year {raster.year}: {len(layer)} landslide polygons, "
                      f"{result_years[-1].total_area_m2:,.0f} m².")
         reporter.check_cancelled()

@@ -33,6 +33,7 @@ class ModelMetadata:
     description: str = ""
     architecture: str = ""
     lineage: list[dict] = field(default_factory=list)
+    pixel_size: list[float] = field(default_factory=list)   # [smallest, largest] m trained on; [] unknown
 
     @classmethod
     def from_json(cls, text: str, source: str) -> "ModelMetadata":

@@ -231,3 +231,32 @@ def apply_freeze(model, freeze: str) -> list[str]:
         if not layer.trainable:
             frozen.append(layer.name)
     return frozen
+
+
+def transfer_weights(src, dst, keep: list[int]) -> list[str]:
+    """Copy ``src``'s weights into ``dst``, an identical network taking a subset of its input
+    channels (``keep``: their indexes in ``src``'s input order, e.g. R, G, B of B, G, R, NIR,
+    NDVI). Layers reading the image directly get the matching slices of their kernels; every
+    other layer is copied as it is. Returns the names of the sliced layers."""
+    sliced = []
+    for layer in dst.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        try:
+            source = src.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ModelError(f"Layer {layer.name} of the new network has no counterpart in the base "
+                             "network; the architectures differ.") from None
+        if [w.shape for w in source] == [w.shape for w in weights]:
+            layer.set_weights(source)
+            continue
+        kernel = source[0]
+        if kernel.ndim == 4 and kernel.shape[2] > max(keep) and kernel.shape[:2] + kernel.shape[3:] == \
+                weights[0].shape[:2] + weights[0].shape[3:] and weights[0].shape[2] == len(keep):
+            layer.set_weights([kernel[:, :, keep, :]] + source[1:])
+            sliced.append(layer.name)
+            continue
+        raise ModelError(f"Layer {layer.name}: weights of shape {[w.shape for w in source]} do not fit "
+                         f"{[w.shape for w in weights]}.")
+    return sliced

@@ -17,10 +17,12 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
 from . import crs as crs_rules
 from .bands import BandMapping, guess_mapping
+from .bundled import RGB_ADVICE
 from .errors import InputError
 
 Log = Callable[[str], None]
@@ -49,7 +51,7 @@ class YearRaster:
 
     def __init__(self, path: str | os.PathLike, year: int, bands: str | BandMapping = "auto",
                  reflectance_scale: float | None = None, target_crs: CRS | None = None,
-                 log: Log | None = None):
+                 log: Log | None = None, resolution: float | None = None):
         self.path = str(path)
         self.year = int(year)
         log = log or (lambda _msg: None)
@@ -62,12 +64,12 @@ class YearRaster:
         except RasterioIOError as exc:
             raise InputError(f"Year {year}: {self.path} is not a raster GDAL can read ({exc}).") from None
         try:
-            self._setup(bands, reflectance_scale, target_crs, log)
+            self._setup(bands, reflectance_scale, target_crs, log, resolution)
         except BaseException:
             self.src.close()
             raise
 
-    def _setup(self, bands, reflectance_scale, target_crs, log: Log) -> None:
+    def _setup(self, bands, reflectance_scale, target_crs, log: Log, resolution: float | None = None) -> None:
         src = self.src
         if src.crs is None:
             raise InputError(
@@ -83,7 +85,8 @@ class YearRaster:
             if idx > src.count:
                 raise InputError(
                     f"Year {self.year}: {self.path} has {src.count} band(s), but the band mapping "
-                    f"{self.mapping.describe()} needs band {idx} for {channel}.")
+                    f"{self.mapping.describe()} needs band {idx} for {channel}."
+                    + (f" {RGB_ADVICE}" if channel == "NIR" and src.count <= 3 else ""))
             if src.colorinterp[idx - 1] == ColorInterp.alpha:
                 raise InputError(
                     f"Year {self.year}: band {idx} of {self.path} is an alpha (transparency) band, "
@@ -93,16 +96,31 @@ class YearRaster:
             raise InputError(f"Year {self.year}: reflectance scale must be positive, got {self.scale}.")
         self.dataset = src
         self.reprojected_from: str | None = None
+        self.resampled_from: float | None = None
         self._alpha: int | None = None
-        if target_crs is not None and src.crs != target_crs:
-            self.reprojected_from = crs_rules.describe(src.crs)
+        reproject = target_crs is not None and src.crs != target_crs
+        if reproject or resolution:
+            dst_crs = target_crs if reproject else src.crs
             # Without a nodata value the warp's fill outside the source footprint would read
             # as valid zeros: an alpha band marks it instead.
             has_alpha = ColorInterp.alpha in src.colorinterp
-            self.dataset = WarpedVRT(src, crs=target_crs, resampling=Resampling.bilinear,
-                                     add_alpha=src.nodata is None and not has_alpha)
-            log(f"{self.path}: reprojected on the fly from {self.reprojected_from} to "
-                f"{crs_rules.describe(target_crs)}.")
+            kwargs = {}
+            resampling = Resampling.bilinear
+            if resolution:
+                t, w, h = calculate_default_transform(src.crs, dst_crs, src.width, src.height, *src.bounds,
+                                                      resolution=resolution)
+                kwargs = dict(transform=t, width=w, height=h)
+                t0, _, _ = calculate_default_transform(src.crs, dst_crs, src.width, src.height, *src.bounds)
+                own = math.sqrt(abs(t0.a * t0.e - t0.b * t0.d))      # in the target CRS's units
+                self.resampled_from = own
+                # coarser pixels average the finer ones; finer pixels interpolate
+                resampling = Resampling.average if resolution > own else Resampling.bilinear
+            self.dataset = WarpedVRT(src, crs=dst_crs, resampling=resampling,
+                                     add_alpha=src.nodata is None and not has_alpha, **kwargs)
+            if reproject:
+                self.reprojected_from = crs_rules.describe(src.crs)
+                log(f"{self.path}: reprojected on the fly from {self.reprojected_from} to "
+                    f"{crs_rules.describe(target_crs)}.")
         # GDAL derives masks from 8/16-bit alpha bands only; honour any alpha band ourselves.
         alphas = [i for i, ci in enumerate(self.dataset.colorinterp, 1) if ci == ColorInterp.alpha]
         self._alpha = alphas[0] if alphas else None
@@ -137,7 +155,7 @@ class YearRaster:
             raise InputError(
                 f"Year {self.year}: the model needs channel(s) {', '.join(missing)}, but the band "
                 f"mapping for {self.path} ({self.mapping.describe()}) has none. Choose a mapping "
-                "that includes them.")
+                "that includes them." + (f" {RGB_ADVICE}" if "NIR" in missing else ""))
         return [mapping[ch] for ch in spectral]
 
     def read(self, window: Window, spectral: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:

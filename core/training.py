@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import Checkpoint, load_checkpoint, new_id, today, write_checkpoint
+from .checkpoint import Checkpoint, improvement_text, load_checkpoint, new_id, today, write_checkpoint
 from .errors import InputError, ModelError
 from .jobs import TrainJob
 from .metrics import PixelScores
@@ -26,6 +26,7 @@ from .progress import Reporter
 DEFAULT_CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
 INFERENCE_TILE = 256       # fully convolutional: mapping uses larger tiles than training
 DEPTH = 4
+IMPROVEMENT_MARGIN = 0.005  # validation F1 a fine-tune must gain over its base to count as better
 
 
 @dataclass
@@ -43,6 +44,9 @@ class TrainResult:
     onnx_max_abs_diff: float | None = None
     device: str = ""
     seconds: float = 0.0
+    threshold: float | None = None
+    base_validation: dict[str, float] | None = None   # the base on the same validation patches
+    improved: bool | None = None                       # None: trained from scratch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,66 +97,50 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-_HAZE_WEIGHT = {"B": 1.0, "G": 0.75, "R": 0.5, "RE": 0.35, "NIR": 0.25}
+# The F1-optimal threshold is searched on a grid even in logit space, 0.01 apart: from
+# 1e-4 to 1 - 1e-4, fine near 0 and 1 where nearly binary outputs put all the choice.
+THRESHOLD_LOGITS = np.linspace(-9.21, 9.21, 1843)
+THRESHOLDS = 1.0 / (1.0 + np.exp(-THRESHOLD_LOGITS))
 
 
-def radiometric_jitter(channels: list[str], seed: int):
-    """Illumination, sensor-gain and haze differences between acquisitions, which the
-    geometric and blur augmentations do not cover: a random gain per image (and a little
-    per band) and an additive path radiance strongest in blue; NDVI is recomputed so it
-    stays consistent with R and NIR."""
-    rng = np.random.default_rng(seed + 7919)
-    spectral = [i for i, c in enumerate(channels) if c in _HAZE_WEIGHT]
-    haze_w = np.array([_HAZE_WEIGHT[channels[i]] for i in spectral], np.float32)
-    ndvi = channels.index("NDVI") if {"NDVI", "R", "NIR"} <= set(channels) else None
-    r, nir = (channels.index("R"), channels.index("NIR")) if ndvi is not None else (None, None)
-
-    def apply(img: np.ndarray) -> np.ndarray:
-        img = img.copy()
-        # centred on the data as it is: gain log-uniform in [0.8, 1.25], offset around zero
-        gain = np.exp(rng.uniform(-0.223, 0.223)) * rng.uniform(0.95, 1.05, len(spectral)).astype(np.float32)
-        haze = rng.uniform(-0.01, 0.015) * haze_w
-        img[..., spectral] = img[..., spectral] * gain + haze
-        if ndvi is not None:
-            den = img[..., nir] + img[..., r]
-            img[..., ndvi] = np.where(den > 0, (img[..., nir] - img[..., r]) / np.where(den > 0, den, 1), 0)
-        return img
-
-    return apply
-
-
-THRESHOLDS = np.round(np.arange(0.30, 0.951, 0.05), 2)
-
-
-def calibrate_threshold(probs: np.ndarray, truth: np.ndarray, default: float = 0.5):
-    """The probability threshold with the best validation F1, and the scores there.
+def calibrate_threshold(probs: np.ndarray, truth: np.ndarray, default: float = 0.5,
+                        known: np.ndarray | None = None):
+    """The probability threshold with the best F1 on these pixels, and the scores there.
 
     Tversky losses with α > β deliberately favour recall, so 0.5 is rarely the F1-optimal
-    cut; the threshold travels in the checkpoint and mapping uses it. Without landslide
-    pixels in the validation set the default is kept. Ties go to the value nearest 0.5."""
+    cut; the threshold travels in the checkpoint and mapping uses it. The search covers
+    the whole range (see ``THRESHOLDS``), counted with two histograms, so it cannot stop at
+    a ceiling while the model still over-predicts. Only ``known`` pixels count. Without
+    landslide pixels the default is kept. Ties go to the value nearest 0.5."""
+    probs = np.asarray(probs, np.float32)
+    truth = np.asarray(truth, bool)
+    if known is not None:
+        probs, truth = probs[known], truth[known]
     if not truth.any():
         return default, _scores(0, int(np.count_nonzero(probs >= default)), 0)
-    best_t, best_s, best_f1 = default, None, -1.0
-    for t in sorted(THRESHOLDS, key=lambda v: abs(v - default)):
-        pred = probs >= t
-        s = _scores(int(np.count_nonzero(pred & truth)), int(np.count_nonzero(pred & ~truth)),
-                    int(np.count_nonzero(~pred & truth)))
-        f1 = s["f1"] or 0.0
-        if f1 > best_f1 + 1e-9:
-            best_t, best_s, best_f1 = float(t), s, f1
-    return best_t, best_s
+    # pixels with p >= THRESHOLDS[i] are those in bins >= i
+    bins = np.searchsorted(THRESHOLDS, probs.ravel(), side="right")
+    pos = np.bincount(bins[truth.ravel()], minlength=len(THRESHOLDS) + 1)
+    neg = np.bincount(bins[~truth.ravel()], minlength=len(THRESHOLDS) + 1)
+    tp = pos[::-1].cumsum()[::-1][1:]
+    fp = neg[::-1].cumsum()[::-1][1:]
+    fn = int(truth.sum()) - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    best = np.flatnonzero(f1 >= f1.max() - 1e-9)
+    i = int(best[np.argmin(np.abs(THRESHOLD_LOGITS[best]))])
+    return float(round(THRESHOLDS[i], 6)), _scores(int(tp[i]), int(fp[i]), int(fn[i]))
 
 
-def recalibrate_batch_norm(model, images: np.ndarray, idx: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                           batch_size: int, seed: int, reporter: Reporter, batches: int = 20) -> None:
+def recalibrate_batch_norm(model, inputs, idx: np.ndarray, batch_size: int, seed: int, reporter: Reporter,
+                           batches: int = 20) -> None:
     """Re-estimate the BatchNormalization moving statistics on un-augmented training patches.
 
     During training they average the statistics of *augmented* batches (blurred,
     re-lit, warped), which differ from real images; evaluated with them, the network
     lost up to a fifth of its F1 and swung from epoch to epoch. Forward passes in
-    training mode (no weight update) over clean patches make them match what inference
-    will see. Frozen BatchNormalization layers keep their statistics (Keras runs them in
-    inference mode)."""
+    training mode (no weight update) over clean patches (``inputs(indexes)`` gives them
+    normalised) make them match what inference will see. Frozen BatchNormalization
+    layers keep their statistics (Keras runs them in inference mode)."""
     import keras
 
     layers = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization) and la.trainable]
@@ -165,24 +153,81 @@ def recalibrate_batch_norm(model, images: np.ndarray, idx: np.ndarray, mean: np.
             reporter.check_cancelled()
             for la in layers:  # momentum (k-1)/k: the moving statistics become the plain mean
                 la.momentum = (k - 1) / k  # over these batches, with nothing left of the old ones
-            model(np.ascontiguousarray((images[np.sort(order[s:s + batch_size])] - mean) / std), training=True)
+            model(inputs(np.sort(order[s:s + batch_size])), training=True)
     finally:
         for la, m in zip(layers, saved):
             la.momentum = m
+
+
+# Label codes of a patch mask during augmentation (moved by nearest neighbour, so they
+# survive any warp) and the loss weight of each.
+NEGATIVE, LANDSLIDE, HARD_NEGATIVE, UNKNOWN, NODATA = 0, 1, 2, 3, 4
+MIN_ROUND_STEPS = 25        # optimisation steps between validations, however few the patches
+STRONG_AUGMENT_BELOW = 400  # training patches under which augmentation is strong
+
+
+def _codes(patches, hard: np.ndarray | None) -> np.ndarray:
+    code = patches.masks.astype(np.uint8)             # 0 / 1 where known
+    if hard is not None:
+        code[hard] = HARD_NEGATIVE
+    code[~patches.known] = UNKNOWN
+    code[~patches.valid] = NODATA
+    return code
+
+
+def _target(code: np.ndarray, hard_weight: float) -> np.ndarray:
+    """(…, 2) float32: label and pixel weight (0 unknown/nodata, ``hard_weight`` hard negatives)."""
+    weight = np.ones(code.shape, np.float32)
+    weight[code == HARD_NEGATIVE] = hard_weight
+    weight[code >= UNKNOWN] = 0.0
+    return np.stack([(code == LANDSLIDE).astype(np.float32), weight], -1)
+
+
+def _onnx_session(onnx_path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
+def _onnx_probs(sess, x_nhwc: np.ndarray, reporter: Reporter) -> np.ndarray:
+    """Probabilities of an ONNX cascade model on normalised NHWC patches, 16 at a time."""
+    name = sess.get_inputs()[0].name
+    out = np.empty(x_nhwc.shape[:3], np.float32)
+    for s in range(0, len(x_nhwc), 16):
+        reporter.check_cancelled()
+        out[s:s + 16] = sess.run(None, {name: np.ascontiguousarray(x_nhwc[s:s + 16].transpose(0, 3, 1, 2))})[0][:, 0]
+    return out
+
+
+def _pixel_range(sizes, base: Checkpoint | None) -> list[float]:
+    """[smallest, largest] pixel size the network has learnt from, with its base's."""
+    values = [float(v) for v in sizes if v]
+    if base is not None and base.info.get("pixel_size_m"):
+        values += [float(v) for v in base.info["pixel_size_m"]]
+    return [round(min(values), 3), round(max(values), 3)] if values else []
 
 
 def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or Reporter()
     job.validate()
     t0 = time.time()
-    from .training_data import make_augmenter, normalisation, prepare_patches, split_patches
+    from .augment import make_augmenter, radiometric_jitter
+    from .training_data import normalisation, prepare_patches, split_patches
 
     base: Checkpoint | None = None
+    reduced_from = None
     if job.base_checkpoint:
         base = load_checkpoint(job.base_checkpoint)
         channels = base.channels
-        reporter.log(f"Fine-tuning {base.name} ({base.id}, stage {len(base.lineage)}); "
-                     f"it takes {', '.join(channels)}.")
+        if job.channels and list(job.channels) != channels:
+            missing = [c for c in job.channels if c not in channels]
+            if missing:
+                raise InputError(f"Fine-tuning can only drop input channels of the base checkpoint "
+                                 f"({', '.join(channels)}); {', '.join(missing)} is not one of them.")
+            reduced_from, channels = channels, list(job.channels)
+        reporter.log(f"Fine-tuning {base.name} ({base.id}, stage {len(base.lineage)}); it takes "
+                     f"{', '.join(reduced_from or channels)}"
+                     + (f", reduced to {', '.join(channels)}." if reduced_from else "."))
     else:
         channels = list(job.channels or DEFAULT_CHANNELS)
 
@@ -191,21 +236,59 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                               drop_empty=job.drop_empty, reporter=reporter.sub(0.0, 0.08))
     train_idx, val_idx = split_patches(patches, fraction=job.validation_fraction,
                                        method=job.validation, seed=job.seed, reporter=reporter)
+    by_place = bool((patches.role == "validation").any())
     reporter.log(f"{len(patches)} patches of {job.patch_size} px: {len(train_idx)} for training, "
-                 f"{len(val_idx)} for validation ({job.validation} split).")
-    if not patches.masks[train_idx].any():
+                 f"{len(val_idx)} for validation ({'by place' if by_place else job.validation + ' split'}).")
+    labels = patches.masks.astype(bool)
+    if not labels[train_idx].any():
         raise InputError("After the validation split no training patch contains a landslide pixel (they "
                          "all fell into the validation blocks); add labelled areas or lower the "
                          "validation fraction.")
-    if not patches.masks[val_idx].any():
+    if not labels[val_idx].any():
         reporter.log("Warning: no validation patch contains a landslide pixel, so validation recall and "
                      "F1 are undefined; the best epoch is chosen on the validation loss alone.")
     if base is not None:  # the weights were learnt on this scale: keep it
-        mean, std = list(base.info["mean"]), list(base.info["std"])
+        keep = [base.channels.index(c) for c in channels]
+        mean = [float(base.info["mean"][i]) for i in keep]
+        std = [float(base.info["std"][i]) for i in keep]
     else:
         mean, std = normalisation(patches, train_idx)
     mean_a = np.asarray(mean, np.float32)
     std_a = np.asarray(std, np.float32)
+    images, valid = patches.images, patches.valid
+
+    def inputs(idx) -> np.ndarray:
+        x = (images[idx] - mean_a) / std_a
+        x[~valid[idx]] = 0.0            # nodata as inference sees it
+        return x
+
+    x_val = inputs(val_idx)
+    known_val = patches.known[val_idx]
+    truth_val = labels[val_idx]
+
+    # -- the base on the same patches: its validation scores, and its false alarms ------
+    base_scores, hard, hard_pixels = None, None, 0
+    if base is not None and reduced_from is None:
+        sess = _onnx_session(base.onnx_path)
+        base_probs = _onnx_probs(sess, x_val, reporter)
+        bt = float(base.info.get("threshold", 0.5))
+        bp = base_probs >= bt
+        base_scores = _scores(int((bp & truth_val & known_val).sum()), int((bp & ~truth_val & known_val).sum()),
+                              int((~bp & truth_val & known_val).sum()))
+        reporter.log(f"Base checkpoint on the validation patches (threshold {bt:g}): precision "
+                     f"{_fmt(base_scores['precision'])}, recall {_fmt(base_scores['recall'])}, "
+                     f"F1 {_fmt(base_scores['f1'])}.")
+        if job.hard_negative_weight > 1:
+            # what the base maps as landslide where the labels say none: the false alarms a
+            # user deleted inside the reviewed area weigh more, so they are unlearnt first
+            hard = np.zeros(labels.shape, bool)
+            for s in range(0, len(train_idx), 256):
+                part = train_idx[s:s + 256]
+                hard[part] = (_onnx_probs(sess, inputs(part), reporter) >= bt) & ~labels[part] & patches.known[part]
+            hard_pixels = int(hard.sum())
+            reporter.log(f"{hard_pixels:,} training pixels the base maps as landslide but the labels do not "
+                         f"(deleted false alarms) weigh ×{job.hard_negative_weight:g} in the loss.")
+    codes = _codes(patches, hard)
 
     keras, tf, mixed, where = _configure_tensorflow(job, reporter)
     from . import losses as loss_lib
@@ -217,7 +300,11 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         loaded = base.load_keras()
         model = nets.build_model(arch["name"], len(channels), arch["base_filters"], arch["depth"])
         try:
-            model.set_weights(loaded.get_weights())
+            if reduced_from:
+                sliced = nets.transfer_weights(loaded, model, [reduced_from.index(c) for c in channels])
+                reporter.log(f"Input layers {', '.join(sliced)} keep the weights of {', '.join(channels)}.")
+            else:
+                model.set_weights(loaded.get_weights())
         except ValueError as exc:
             raise ModelError(f"Checkpoint {base.folder}: its weights do not fit its recorded "
                              f"architecture ({exc}).") from None
@@ -238,36 +325,43 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                   loss=loss_lib.in_output_order(loss, output_names),
                   loss_weights=loss_lib.in_output_order(weights, output_names))
 
-    # -- pipelines ---------------------------------------------------------------------
-    augment = make_augmenter(job.seed) if job.augment else None
-    jitter = radiometric_jitter(channels, job.seed) if job.augment else None
-    images, masks = patches.images, patches.masks
+    # -- schedule: by optimisation steps, validated every round ---------------------------
+    per_pass = math.ceil(len(train_idx) / job.batch_size)
+    round_steps = max(per_pass, MIN_ROUND_STEPS)
+    if job.max_steps_per_epoch:
+        round_steps = min(round_steps, job.max_steps_per_epoch)
+    rounds = math.ceil(job.steps / round_steps) if job.steps else job.epochs
+    strong = len(train_idx) < STRONG_AUGMENT_BELOW or "NIR" not in channels
+    if job.augment:
+        reporter.log(f"Augmentation: {'strong' if strong else 'normal'} ({len(train_idx)} training patches"
+                     f"{'' if 'NIR' in channels else ', colour-only input'}).")
+    augment = make_augmenter(job.seed, strong=strong) if job.augment else None
+    jitter = radiometric_jitter(channels, job.seed, strong=strong) if job.augment else None
     p = job.patch_size
     n_ch = len(channels)
+    hard_w = float(job.hard_negative_weight)
 
     def train_samples():
         rng = np.random.default_rng(job.seed)
         while True:
             for i in rng.permutation(train_idx):
-                img, m = images[i], masks[i]
+                img, code = images[i], codes[i]
                 if augment is not None:
-                    img, m = augment(img, m)
+                    img, code = augment(img, code)
                     img = jitter(img)
-                yield (img - mean_a) / std_a, m.astype(np.float32)[..., None]
+                x = (img - mean_a) / std_a
+                x[code == NODATA] = 0.0
+                yield x, _target(code, hard_w)
 
     def with_targets(x, y):
         return x, loss_lib.targets_in_order(y, output_names)
 
     train_ds = (tf.data.Dataset.from_generator(
         train_samples, output_signature=(tf.TensorSpec((p, p, n_ch), tf.float32),
-                                         tf.TensorSpec((p, p, 1), tf.float32)))
+                                         tf.TensorSpec((p, p, 2), tf.float32)))
         .batch(job.batch_size).map(with_targets).prefetch(2))
-    x_val = (images[val_idx] - mean_a) / std_a
-    y_val_prob = masks[val_idx].astype(np.float32)[..., None]
+    y_val = _target(np.where(known_val, truth_val.astype(np.uint8), UNKNOWN), 1.0)
     val_loss_fn = loss["prob"]
-    steps = math.ceil(len(train_idx) / job.batch_size)
-    if job.max_steps_per_epoch:
-        steps = min(steps, job.max_steps_per_epoch)
     prob_model = keras.Model(model.input, model.get_layer("prob").output)
     threshold = 0.5
 
@@ -276,23 +370,22 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     fit_reporter = reporter.sub(0.08, 0.95)
 
     class Monitor(keras.callbacks.Callback):
-        """Progress per batch (where cancel is honoured), validation scores per epoch,
+        """Progress per batch (where cancel is honoured), validation scores per round,
         and the best weights on the validation loss kept in memory."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            done = (self.epoch * steps + batch + 1) / (job.epochs * steps)
+            done = (self.epoch * round_steps + batch + 1) / (rounds * round_steps)
             loss_now = float((logs or {}).get("loss", float("nan")))
-            fit_reporter.progress(done, f"epoch {self.epoch + 1}/{job.epochs}, batch {batch + 1}/{steps}, "
+            fit_reporter.progress(done, f"round {self.epoch + 1}/{rounds}, step {batch + 1}/{round_steps}, "
                                         f"loss {loss_now:.4f}")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            recalibrate_batch_norm(self.model, images, train_idx, mean_a, std_a, job.batch_size, job.seed + epoch,
-                                   reporter)
-            probs = np.empty(masks[val_idx].shape, np.float32)
+            recalibrate_batch_norm(self.model, inputs, train_idx, job.batch_size, job.seed + epoch, reporter)
+            probs = np.empty(truth_val.shape, np.float32)
             for s in range(0, len(x_val), 32):
                 reporter.check_cancelled()
                 probs[s:s + 32] = np.asarray(prob_model(x_val[s:s + 32], training=False), np.float32)[..., 0]
@@ -301,14 +394,14 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             # landslides scores ~1 whatever the network does); it is what the LR schedule,
             # early stopping and the best-weights choice see.
             logs["val_loss"] = float(keras.ops.convert_to_numpy(
-                val_loss_fn(y_val_prob, keras.ops.convert_to_tensor(probs[..., None]))))
+                val_loss_fn(y_val, keras.ops.convert_to_tensor(probs[..., None]))))
             pred = probs >= threshold
-            truth = masks[val_idx].astype(bool)
-            scores = _scores(int(np.count_nonzero(pred & truth)), int(np.count_nonzero(pred & ~truth)),
-                             int(np.count_nonzero(~pred & truth)))
+            scores = _scores(int(np.count_nonzero(pred & truth_val & known_val)),
+                             int(np.count_nonzero(pred & ~truth_val & known_val)),
+                             int(np.count_nonzero(~pred & truth_val & known_val)))
             for k, v in scores.items():
                 logs[f"val_{k}"] = v
-            row = {"epoch": epoch + 1, "loss": float(logs.get("loss", math.nan)),
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * round_steps, "loss": float(logs.get("loss", math.nan)),
                    "val_loss": logs["val_loss"],
                    "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                    **{f"val_{k}": v for k, v in scores.items()}}
@@ -317,9 +410,9 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                 best.update(val_loss=row["val_loss"], epoch=epoch + 1, weights=self.model.get_weights(),
                             scores=scores, probs=probs)
             reporter.event("epoch", **row)
-            reporter.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}, val loss {row['val_loss']:.4f}, "
-                         f"val precision {_fmt(scores['precision'])}, recall {_fmt(scores['recall'])}, "
-                         f"F1 {_fmt(scores['f1'])}, IoU {_fmt(scores['iou'])}")
+            reporter.log(f"round {epoch + 1} (step {row['step']}): loss {row['loss']:.4f}, val loss "
+                         f"{row['val_loss']:.4f}, val precision {_fmt(scores['precision'])}, recall "
+                         f"{_fmt(scores['recall'])}, F1 {_fmt(scores['f1'])}, IoU {_fmt(scores['iou'])}")
 
     callbacks = [
         Monitor(),
@@ -327,10 +420,12 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                                           min_lr=1e-6, verbose=0),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=job.patience, verbose=0),
     ]
-    reporter.log(f"Training {arch['name']} ({model.count_params():,} parameters) for up to {job.epochs} "
-                 f"epochs of {steps} batches of {job.batch_size}.")
+    reporter.log(f"Training {arch['name']} ({model.count_params():,} parameters) for up to {rounds} "
+                 f"rounds of {round_steps} steps of {job.batch_size} patches ({rounds * round_steps} steps, "
+                 f"{rounds * round_steps * job.batch_size / max(len(train_idx), 1):.1f} passes over the "
+                 "training patches), validated after each round.")
     try:
-        model.fit(train_ds, epochs=job.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+        model.fit(train_ds, epochs=rounds, steps_per_epoch=round_steps, callbacks=callbacks, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # never leak the policy into the process
     reporter.check_cancelled()
@@ -338,11 +433,17 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         raise ModelError("Training diverged (the validation loss was never a number); try a lower "
                          "learning rate or check the labels.")
     model.set_weights(best["weights"])
-    threshold, val_scores = threshold, best["scores"]
+    val_scores = best["scores"]
     if job.calibrate_threshold:
-        threshold, val_scores = calibrate_threshold(best["probs"], masks[val_idx].astype(bool), threshold)
-        reporter.log(f"Threshold {threshold:.2f} maximises the validation F1 of the best epoch "
+        threshold, val_scores = calibrate_threshold(best["probs"], truth_val, threshold, known_val)
+        reporter.log(f"Threshold {threshold:.4g} maximises the validation F1 of the best round "
                      f"({_fmt(val_scores['f1'])}, against {_fmt(best['scores']['f1'])} at 0.5).")
+    improved = None
+    if base_scores is not None:
+        new_f1, base_f1 = val_scores.get("f1"), base_scores.get("f1")
+        improved = new_f1 is not None and (base_f1 is None or new_f1 > base_f1 + IMPROVEMENT_MARGIN)
+        text = improvement_text({"base_validation": base_scores, "improved": improved, "validation": val_scores})
+        reporter.log(text if improved else f"Warning: {text}")
     # The checkpoint holds a fresh float32, fully trainable, uncompiled copy: no optimizer
     # state (a third of the size), no mixed-precision policy (inference and later
     # fine-tuning may run without a GPU), no freezing (that is chosen per fine-tuning run).
@@ -356,19 +457,27 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     ckpt_id = new_id()
     years = sorted({s.year for s in job.sources if s.year is not None})
     regions = [r for r in dict.fromkeys(s.region for s in job.sources) if r]
+    stage_px = _pixel_range(patches.pixel_size, None)
     stage = {
         "stage": len(base_lineage) + 1, "id": ckpt_id, "base_id": base.id if base else None,
         "mode": "finetune" if base else "train", "region": ", ".join(regions), "years": years,
         "trigger": job.trigger, "sources": [Path(s.raster).name for s in job.sources],
         "patches": {"train": int(len(train_idx)), "validation": int(len(val_idx))},
-        "patch_size": job.patch_size, "split": job.validation, "epochs": len(history),
-        "best_epoch": best["epoch"], "loss": job.effective_loss, "freeze": job.freeze,
-        "learning_rate": job.learning_rate, "augment": job.augment,
-        "threshold": round(float(threshold), 2),
+        "patch_size": job.patch_size, "split": "by place" if by_place else job.validation, "epochs": len(history),
+        "steps": len(history) * round_steps, "best_epoch": best["epoch"], "loss": job.effective_loss,
+        "freeze": job.freeze, "learning_rate": job.learning_rate, "augment": job.augment and
+        ("strong" if strong else "normal"), "pixel_size_m": stage_px,
+        "threshold": round(float(threshold), 4),
         "validation": {k: (None if v is None else round(float(v), 4)) for k, v in val_scores.items()}
                       | {"loss": round(float(best["val_loss"]), 5)},
         "date": today(), "device": where,
     }
+    if base_scores is not None:
+        stage["base_validation"] = {k: (None if v is None else round(float(v), 4)) for k, v in base_scores.items()}
+        stage["improved"] = bool(improved)
+        stage["hard_negative_pixels"] = hard_pixels
+    if reduced_from:
+        stage["channels_from"] = reduced_from
     if job.description:
         stage["notes"] = job.description
     info = {
@@ -378,6 +487,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         "channels": channels, "mean": [float(v) for v in mean], "std": [float(v) for v in std],
         "tile_size": INFERENCE_TILE, "threshold": threshold,
         "size_multiple": nets.size_multiple(arch["depth"]),
+        "pixel_size_m": _pixel_range(patches.pixel_size, base),
         "lineage": base_lineage + [stage],
     }
     probe = x_val[: min(4, len(x_val))]
@@ -405,4 +515,5 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         base_id=stage["base_id"], epochs_run=len(history), best_epoch=best["epoch"],
         patches=stage["patches"], validation=stage["validation"], history=history,
         onnx_max_abs_diff=written.info.get("onnx_max_abs_diff"), device=where,
-        seconds=round(time.time() - t0, 1))
+        seconds=round(time.time() - t0, 1), threshold=stage["threshold"],
+        base_validation=stage.get("base_validation"), improved=stage.get("improved"))

@@ -11,11 +11,7 @@ Qt, QGIS or TensorFlow, so the worker process and the tests can use it as it is.
 """
 from __future__ import annotations
 
-import inspect
 import math
-import os
-import random
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,6 +31,8 @@ from .raster import YearRaster
 from .vector_io import read_layer
 
 STD_FLOOR = 1e-3
+MIN_KNOWN = 0.25             # a patch is kept when at least this share of its pixels is labelled
+ROLES = ("auto", "train", "validation")
 _POLYGONAL = (3, 6)          # shapely type ids: Polygon, MultiPolygon
 _COLLECTION = 7
 
@@ -44,10 +42,13 @@ class PatchSet:
     """Patches of all sources, in NHWC order for Keras.
 
     ``images`` hold the model's channels in reflectance units (NDVI in [-1, 1]), not
-    normalised: :func:`normalisation` gives the statistics, ideally of the training
-    subset only. ``stats`` is ``{"sources": [per-source dict], "total": dict}``, each with
-    candidate / kept / dropped_unreviewed / dropped_nodata / dropped_empty counts and
-    the positive pixel fraction of the kept patches.
+    normalised; ``masks`` the labels (0/1), counted only where ``known``; pixels outside
+    ``valid`` carry no image data (the training loop blanks them as inference does).
+    :func:`normalisation` gives the statistics, ideally of the training subset only.
+    ``stats`` is ``{"sources": [per-source dict], "total": dict}``, each with candidate /
+    kept / partial / dropped_unreviewed / dropped_nodata / dropped_empty counts and the
+    positive pixel fraction of the labelled pixels of the kept patches. ``role`` says per
+    patch whether its source may hold validation patches (see :func:`split_patches`).
     """
 
     images: np.ndarray
@@ -58,6 +59,18 @@ class PatchSet:
     channels: list[str]
     pixel_size: list[float]
     stats: dict = field(default_factory=dict)
+    known: np.ndarray | None = None     # (N, P, P) bool: label known (valid and reviewed); None: all
+    valid: np.ndarray | None = None     # (N, P, P) bool: image data valid; None: all
+    role: np.ndarray | None = None      # (N,) str per patch: "auto", "train" or "validation"
+
+    def __post_init__(self):
+        shape = self.masks.shape
+        if self.known is None:
+            self.known = np.ones(shape, bool)
+        if self.valid is None:
+            self.valid = np.ones(shape, bool)
+        if self.role is None:
+            self.role = np.full(len(self.masks), "auto")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -187,20 +200,18 @@ def _patch_sums(mask: np.ndarray, rs: np.ndarray, cs: np.ndarray, size: int) -> 
     return acc2[:, cs + size] - acc2[:, cs]               # (n_rows, n_cols)
 
 
-def _largest_patch(limit: int) -> str:
-    best = (limit // 16) * 16
-    return f"a patch size of {best} or less" if best >= 16 else "larger reviewed areas"
-
-
 # -- patches ----------------------------------------------------------------------------
 
 def prepare_patches(sources: Sequence[TrainingSource], channels: Sequence[str], patch_size: int = 128,
                     stride: int | None = None, drop_empty: bool = False,
                     reporter: Reporter | None = None) -> PatchSet:
-    """Cut every source into ``patch_size`` patches that are fully reviewed and valid.
+    """Cut every source into ``patch_size`` patches holding at least :data:`MIN_KNOWN` labelled pixels.
 
-    Only the window spanning the reviewed areas is read (the whole raster when a source
-    has no reviewed-area layer, which means its labels are taken as complete).
+    A pixel's label is known where it is valid and reviewed; the rest of a patch is kept
+    as context but left out of the loss, so irregular reviewed areas, nodata gaps and images
+    smaller than a patch (padded) still teach. Only the window spanning the reviewed areas
+    is read (the whole raster when a source has no reviewed-area layer, which means its
+    labels are taken as complete).
     """
     reporter = reporter or Reporter()
     channels = list(channels)
@@ -223,7 +234,9 @@ def prepare_patches(sources: Sequence[TrainingSource], channels: Sequence[str], 
     reporter.progress(1.0, "Training patches ready")
     images = np.concatenate([p["images"] for _, p in parts])
     masks = np.concatenate([p["masks"] for _, p in parts])
-    if not masks.any():
+    known = np.concatenate([p["known"] for _, p in parts])
+    valid = np.concatenate([p["valid"] for _, p in parts])
+    if not (masks & known).any():
         raise InputError(
             "None of the training patches contains a landslide pixel ("
             + "; ".join(f"{s.raster} with {_layer_name(s.labels, s.labels_layer)}" for s in sources)
@@ -232,11 +245,12 @@ def prepare_patches(sources: Sequence[TrainingSource], channels: Sequence[str], 
     source = np.concatenate([np.full(len(p["rows"]), i, np.int64) for i, p in parts])
     rows = np.concatenate([p["rows"] for _, p in parts])
     cols = np.concatenate([p["cols"] for _, p in parts])
-    keys = ("candidate", "kept", "dropped_unreviewed", "dropped_nodata", "dropped_empty")
+    role = np.concatenate([np.full(len(p["rows"]), sources[i].split) for i, p in parts])
+    keys = ("candidate", "kept", "partial", "dropped_unreviewed", "dropped_nodata", "dropped_empty")
     total = {k: sum(s[k] for s in per_source) for k in keys}
-    total["positive_fraction"] = float(masks.mean()) if masks.size else 0.0
+    total["positive_fraction"] = float(masks[known].mean()) if known.any() else 0.0
     return PatchSet(images, masks, source, rows, cols, channels, pixel_size,
-                    {"sources": per_source, "total": total})
+                    {"sources": per_source, "total": total}, known, valid, role)
 
 
 def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_empty, reporter):
@@ -282,11 +296,6 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         if window is None:  # reviewed polygons only touch the raster without covering a pixel
             raise InputError(f"The reviewed areas of {src.reviewed} cover no pixel of the raster {src.raster}.")
         h, w = int(window.height), int(window.width)
-        if size > min(h, w):
-            raise InputError(
-                f"Patch size {size} px is larger than {where} ({w} × {h} px, width × height); "
-                f"use {_largest_patch(min(h, w))}.")
-
         transform = raster.dataset.window_transform(window)
         data, valid = raster.read(window, spectral)
         stack = build_channels(data, channels)
@@ -312,17 +321,28 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
                 f"they are smaller than a pixel ({math.sqrt(raster.pixel_area):.3g} map units) so that "
                 "no pixel centre falls inside them.")
 
+        if h < size or w < size:       # smaller than a patch: pad, the padding is unknown
+            ph, pw = max(0, size - h), max(0, size - w)
+            stack = np.pad(stack, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
+            label, valid, ok_review = (np.pad(a, ((0, ph), (0, pw))) for a in (label, valid, ok_review))
+            log(f"{where} is {w} × {h} px, smaller than a {size} px patch: padded, the padding left out "
+                "of the loss.")
+            h, w = h + ph, w + pw
+        known = ok_review & valid
         rs, cs = _starts(h, size, stride), _starts(w, size, stride)
-        unreviewed = _patch_sums(~ok_review, rs, cs, size) > 0
-        invalid = _patch_sums(~valid, rs, cs, size) > 0
-        positive = _patch_sums(label, rs, cs, size) > 0
-        keep = ~unreviewed & ~invalid
+        need = MIN_KNOWN * size * size
+        n_known = _patch_sums(known, rs, cs, size)
+        n_reviewed = _patch_sums(ok_review, rs, cs, size)
+        full = n_known == size * size
+        positive = _patch_sums(label & known, rs, cs, size) > 0
+        keep = n_known >= need
+        unreviewed = ~keep & (n_reviewed < need)
         stats = {
             "raster": src.raster, "labels": src.labels, "region": src.region, "year": src.year,
-            "window": [int(window.col_off), int(window.row_off), w, h],
-            "candidate": int(unreviewed.size),
+            "split": src.split, "window": [int(window.col_off), int(window.row_off), w, h],
+            "candidate": int(keep.size),
             "dropped_unreviewed": int(unreviewed.sum()),
-            "dropped_nodata": int((~unreviewed & invalid).sum()),
+            "dropped_nodata": int((~keep & ~unreviewed).sum()),
         }
         empty = keep & ~positive
         stats["dropped_empty"] = int(empty.sum()) if drop_empty else 0
@@ -331,30 +351,38 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         if not keep.any():
             reasons = []
             if stats["dropped_unreviewed"]:
-                reasons.append(f"{stats['dropped_unreviewed']} reach outside the reviewed areas")
+                reasons.append(f"{stats['dropped_unreviewed']} lie mostly outside the reviewed areas")
             if stats["dropped_nodata"]:
-                reasons.append(f"{stats['dropped_nodata']} contain nodata pixels")
+                reasons.append(f"{stats['dropped_nodata']} are mostly nodata")
             if stats["dropped_empty"]:
                 reasons.append(f"{stats['dropped_empty']} contain no landslide pixel (drop_empty)")
             raise InputError(
                 f"No training patch of {size} × {size} px is left from {src.raster}: of "
-                f"{stats['candidate']} candidate(s), {'; '.join(reasons)}. Use a smaller patch size, "
-                "reviewed areas of at least 1.5 patches across, or a raster with fewer nodata gaps.")
+                f"{stats['candidate']} candidate(s), {'; '.join(reasons)} (a patch needs "
+                f"{MIN_KNOWN:.0%} of its pixels reviewed and valid). Use a smaller patch size, larger "
+                "reviewed areas, or a raster with fewer nodata gaps.")
         ri, ci = np.nonzero(keep)
         prow, pcol = rs[ri], cs[ci]
         hwc = stack.transpose(1, 2, 0)
-        images = np.empty((len(prow), size, size, len(channels)), np.float32)
-        masks = np.empty((len(prow), size, size), np.uint8)
+        n_p = len(prow)
+        images = np.empty((n_p, size, size, len(channels)), np.float32)
+        masks = np.empty((n_p, size, size), np.uint8)
+        known_p = np.empty((n_p, size, size), bool)
+        valid_p = np.empty((n_p, size, size), bool)
         for k, (r, c) in enumerate(zip(prow.tolist(), pcol.tolist())):  # per patch, not per pixel
             images[k] = hwc[r:r + size, c:c + size]
             masks[k] = label[r:r + size, c:c + size]
-        stats["kept"] = int(len(prow))
-        stats["positive_fraction"] = float(masks.mean())
-        reporter.log(f"{src.raster}: {stats['kept']} of {stats['candidate']} patches kept "
-                     f"({stats['dropped_unreviewed']} not fully reviewed, {stats['dropped_nodata']} with "
-                     f"nodata, {stats['dropped_empty']} without landslides dropped); "
-                     f"{100 * stats['positive_fraction']:.2f} % landslide pixels.")
-        part = {"images": images, "masks": masks,
+            known_p[k] = known[r:r + size, c:c + size]
+            valid_p[k] = valid[r:r + size, c:c + size]
+        masks &= known_p
+        stats["kept"] = int(n_p)
+        stats["partial"] = int((~full[ri, ci]).sum())
+        stats["positive_fraction"] = float(masks[known_p].mean()) if known_p.any() else 0.0
+        reporter.log(f"{src.raster}: {stats['kept']} of {stats['candidate']} patches kept ({stats['partial']} "
+                     f"partly unlabelled, that part left out of the loss; {stats['dropped_unreviewed']} mostly "
+                     f"unreviewed, {stats['dropped_nodata']} mostly nodata, {stats['dropped_empty']} without "
+                     f"landslides dropped); {100 * stats['positive_fraction']:.2f} % landslide pixels.")
+        part = {"images": images, "masks": masks, "known": known_p, "valid": valid_p,
                 "rows": prow + int(window.row_off), "cols": pcol + int(window.col_off)}
         return part, stats, math.sqrt(raster.pixel_area)
 
@@ -392,17 +420,66 @@ def _overlaps(patches: PatchSet, train: np.ndarray, val: np.ndarray) -> np.ndarr
     return out
 
 
+def _isolated_patch(patches: PatchSet, cand: np.ndarray, rng) -> int:
+    """The candidate patch overlapping the fewest others (ties at random)."""
+    size = patches.patch_size
+    if len(cand) > 4000:     # huge single-block sets: any patch will do
+        return int(rng.choice(cand))
+    r, c, s = patches.rows[cand], patches.cols[cand], patches.source[cand]
+    pair = (s[:, None] == s[None]) & (np.abs(r[:, None] - r[None]) < size) & (np.abs(c[:, None] - c[None]) < size)
+    n_overlap = pair.sum(1)
+    return int(rng.choice(cand[n_overlap == n_overlap.min()]))
+
+
+def _blocked(patches: PatchSet, cand: np.ndarray, fraction: float, block: int, rng, tries: int = 8):
+    """Whole blocks of ``block`` px to validation, shuffled, until about ``fraction`` of the
+    candidates, never taking a block that would pass 1.5 × that; then training patches that
+    overlap a validation patch are dropped. Of ``tries`` shuffles the one keeping the most
+    training patches wins. Returns (train, val, blocks chosen, blocks) or None when no
+    shuffle gives an honest split."""
+    n = len(cand)
+    target = fraction * n
+    cap = max(1, int(math.floor(1.5 * target)))
+    centre = patches.patch_size // 2
+    keys = np.stack([patches.source[cand], (patches.rows[cand] + centre) // block,
+                     (patches.cols[cand] + centre) // block], 1)
+    _, block_of, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    block_of = block_of.ravel()
+    best = None
+    for _ in range(tries if len(counts) > 1 else 1):
+        chosen, taken = [], 0
+        for b in rng.permutation(len(counts)):
+            if taken >= max(1.0, target):
+                break
+            if taken + counts[b] <= cap:
+                chosen.append(b)
+                taken += int(counts[b])
+        if not chosen:
+            continue
+        is_val = np.isin(block_of, chosen)
+        val, train = cand[is_val], cand[~is_val]
+        train = train[~_overlaps(patches, train, val)]
+        if len(train) and (best is None or len(train) > len(best[0])):
+            best = (train, val, len(chosen), len(counts))
+    return best
+
+
 def split_patches(patches: PatchSet, fraction: float = 0.2, method: str = "blocked", seed: int = 0,
                   block: int | None = None, reporter: Reporter | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation patch indices (sorted), deterministic for a seed.
 
-    ``"blocked"``: space is cut into ``block``-pixel squares (default 4 patches) per
-    source; whole blocks, shuffled, go to validation until about ``fraction`` of the
-    patches, a patch belonging to the block of its centre. Training patches overlapping
-    any validation patch are then dropped, so no pixel is in both sets (which costs a
-    rim of training patches around each validation block). If that leaves a set empty,
-    a single, most isolated validation patch is tried; only if even that overlaps every
-    other patch are overlapping sets returned (logged).
+    Patches of sources whose ``split`` is ``"validation"`` (a place set aside by the user)
+    validate, those marked ``"train"`` only train; when a validation place is given, every
+    other patch trains. Otherwise the ``"auto"`` patches are split:
+
+    ``"blocked"``: space is cut into square blocks per source, a patch belonging to the
+    block of its centre; whole blocks, shuffled, go to validation until about ``fraction``
+    of the patches, never more than 1.5 times that; training patches overlapping a
+    validation patch are dropped, so no pixel is in both. The block starts at 4 patch
+    widths and shrinks (3, 2, 1) until a split leaves training patches, so small reviewed
+    areas still get a validation share near the one asked for. If no block size works, a
+    single, most isolated validation patch is tried; if even that overlaps every other
+    patch, the area is too small for an honest validation and an error says what it needs.
 
     ``"random"``: patches drawn at random. With overlapping patches (stride < patch
     size) validation pixels also appear in training patches, so the validation score is
@@ -410,68 +487,67 @@ def split_patches(patches: PatchSet, fraction: float = 0.2, method: str = "block
     """
     log = (reporter or Reporter()).log
     n = len(patches)
+    if not 0.0 < fraction < 1.0:
+        raise InputError(f"Validation fraction must lie in (0, 1), got {fraction}.")
+    role = patches.role
+    explicit_val = np.flatnonzero(role == "validation")
+    if len(explicit_val):
+        train = np.flatnonzero(role != "validation")
+        if not len(train):
+            raise InputError("Every training source is marked as validation: mark at least one as "
+                             "training (or auto).")
+        log(f"Validation by place: {len(explicit_val)} patch(es) of the validation source(s), "
+            f"{len(train)} training patch(es).")
+        return train, explicit_val
     if n < 2:
         raise InputError(f"Only {n} training patch(es): at least 2 are needed to hold some out for "
                          "validation. Use a smaller patch size or stride, or add reviewed areas.")
-    if not 0.0 < fraction < 1.0:
-        raise InputError(f"Validation fraction must lie in (0, 1), got {fraction}.")
     rng = np.random.default_rng(seed)
-    n_val = min(n - 1, max(1, int(round(fraction * n))))
+    cand = np.flatnonzero(role == "auto")
+    fixed_train = np.flatnonzero(role == "train")
+    if not len(cand):
+        raise InputError("No source may hold validation patches (all are marked 'train'); mark one as "
+                         "'validation' or 'auto'.")
     if method == "random":
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
+        n_val = min(len(cand) - 1 + len(fixed_train), max(1, int(round(fraction * n))))
+        order = rng.permutation(cand)
+        return np.sort(np.concatenate([order[n_val:], fixed_train])), np.sort(order[:n_val])
     if method != "blocked":
         raise InputError(f"Validation split must be 'blocked' or 'random', not {method!r}.")
-
     size = patches.patch_size
-    block = int(block or 4 * size)
-    if block < 1:
-        raise InputError(f"Block size must be positive, got {block}.")
-    centre = size // 2
-    keys = np.stack([patches.source, (patches.rows + centre) // block, (patches.cols + centre) // block], 1)
-    _, block_of, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    block_of = block_of.ravel()
-    order = rng.permutation(len(counts))
-    taken = np.cumsum(counts[order])
-    n_blocks = int(np.searchsorted(taken, n_val)) + 1      # first prefix reaching n_val patches
-    is_val = np.isin(block_of, order[:n_blocks])
-    val = np.flatnonzero(is_val)
-    train = np.flatnonzero(~is_val)
+    blocks = [int(block)] if block else [k * size for k in (4, 3, 2, 1)]
+    if min(blocks) < 1:
+        raise InputError(f"Block size must be positive, got {min(blocks)}.")
+    for b in blocks:
+        found = _blocked(patches, cand, fraction, b, rng)
+        if found is not None:
+            train, val, n_blocks, n_all = found
+            train = np.sort(np.concatenate([train, fixed_train[~_overlaps(patches, fixed_train, val)]]))
+            dropped = n - len(val) - len(train)
+            log(f"Blocked validation split: {len(val)} validation patch(es) ({len(val) / n:.0%}) in "
+                f"{n_blocks} of {n_all} block(s) of {b} px, {len(train)} training patch(es); {dropped} "
+                "training patch(es) overlapping validation ones dropped.")
+            return train, np.sort(val)
+    j = _isolated_patch(patches, cand, rng)
+    rest = np.setdiff1d(np.arange(n), [j])
+    train = rest[~_overlaps(patches, rest, np.array([j]))]
     if len(train):
-        train = train[~_overlaps(patches, train, val)]
-    if len(train) and len(val):
-        dropped = int((~is_val).sum()) - len(train)
-        log(f"Blocked validation split: {len(val)} validation patch(es) in {n_blocks} of {len(counts)} "
-            f"block(s) of {block} px, {len(train)} training patch(es); {dropped} training patch(es) "
-            "overlapping validation ones dropped.")
-        return train, val
-
-    # Fallback: one validation patch, the one overlapping the fewest others.
-    everyone = np.arange(n)
-    if n <= 4000:
-        r, c, s = patches.rows, patches.cols, patches.source
-        pair = ((s[:, None] == s[None]) & (np.abs(r[:, None] - r[None]) < size)
-                & (np.abs(c[:, None] - c[None]) < size))
-        n_overlap = pair.sum(1)
-    else:  # huge single-block sets: any patch will do, it only costs more overlap
-        n_overlap = np.zeros(n, int)
-    best = np.flatnonzero(n_overlap == n_overlap.min())
-    j = int(rng.choice(best))
-    val = np.array([j])
-    rest = everyone[everyone != j]
-    train = rest[~_overlaps(patches, rest, val)]
-    if len(train):
-        log(f"Blocked validation split: the {len(counts)} block(s) of {block} px leave no training patch "
-            f"once overlaps are removed; holding out one patch instead ({len(train)} for training).")
-        return train, val
-    log(f"Blocked validation split impossible: all {n} patches overlap each other. Validation uses "
-        "one patch whose pixels also appear in training patches, so its score is optimistic; "
-        "add data or use a smaller patch size.")
-    return rest, val
+        log(f"Blocked validation split: no block of {min(blocks)} px or more leaves training patches; "
+            f"holding out one patch instead ({len(train)} for training).")
+        return train, np.array([j])
+    span = 2 * size
+    px = patches.pixel_size[0] if patches.pixel_size else None
+    metres = f" ({span * px:,.0f} m)" if px else ""
+    raise InputError(
+        f"The labelled area is too small for an honest validation: all {n} patches of {size} px "
+        f"overlap each other, so no patch can be held out without its pixels also being trained on. "
+        f"It needs at least {span} px{metres} along one side (two patches side by side), or a second "
+        "reviewed area, or a smaller patch size; or give a separate validation area (a source "
+        "marked 'validation').")
 
 
 def normalisation(patches: PatchSet, idx: np.ndarray | None = None) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation (floored at 1e-3) of the chosen patches.
+    """Per-channel mean and standard deviation (floored at 1e-3) of the chosen patches' valid pixels.
 
     Accumulated in float64 over chunks of patches, so large sets need no float64 copy.
     """
@@ -480,111 +556,18 @@ def normalisation(patches: PatchSet, idx: np.ndarray | None = None) -> tuple[lis
         raise InputError("No patches to compute the normalisation from.")
     c = patches.images.shape[-1]
     total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    first = patches.images[idx[0]][patches.valid[idx[0]]]
     # shift by a first-patch mean: sums of squares of centred values lose less precision
-    shift = patches.images[idx[0]].reshape(-1, c).mean(0, dtype=np.float64)
+    shift = first.mean(0, dtype=np.float64) if len(first) else np.zeros(c)
     for start in range(0, len(idx), 32):
-        chunk = patches.images[idx[start:start + 32]].reshape(-1, c).astype(np.float64) - shift
+        sel = idx[start:start + 32]
+        chunk = patches.images[sel][patches.valid[sel]].astype(np.float64) - shift
         total += chunk.sum(0)
         total_sq += np.square(chunk).sum(0)
         count += chunk.shape[0]
+    if not count:
+        raise InputError("The chosen patches hold no valid pixel to compute the normalisation from.")
     mean = total / count
     var = np.maximum(total_sq / count - mean ** 2, 0.0)
     std = np.maximum(np.sqrt(var), STD_FLOOR)
     return (mean + shift).tolist(), std.tolist()
-
-
-# -- augmentation -----------------------------------------------------------------------
-
-_AUGMENT_LOCK = threading.Lock()
-
-
-def _pipeline(photometric: bool):
-    # albumentations >= 1.4.2x asks PyPI for a newer release when imported: never from a worker
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations as A
-    import cv2
-
-    border = cv2.BORDER_REFLECT_101
-    # albumentations 1.3 (the numpy 1 pins) or 1.4 (the numpy 2 pins), which ignores ``mode``
-    # for ``border_mode`` and clips sharpened floats
-    legacy = "border_mode" not in inspect.signature(A.Affine).parameters
-    steps = [
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=0.5),
-        # one warp for rotation and shear: each resampling blurs the image a little
-        A.Affine(rotate=(-45, 45), shear=(-20, 20), interpolation=cv2.INTER_LINEAR,
-                 mask_interpolation=cv2.INTER_NEAREST, p=0.5,
-                 **{"mode" if legacy else "border_mode": border}),
-    ]
-    if photometric:
-        steps += [
-            # blur_limit 0: kernel size from sigma; a sigma near 0 gives a 1-pixel kernel
-            A.GaussianBlur(blur_limit=0, sigma_limit=(1e-3, 3.0), p=0.25),
-            # lightness 1: the kernel sums to 1, so mean reflectance is unchanged; from 1.4 on
-            # A.Sharpen clips floats to [0, 1], which would flatten negative NDVI
-            A.Sharpen(alpha=(0.1, 0.4), lightness=(1.0, 1.0), p=0.25) if legacy
-            else A.Lambda(image=_sharpen, p=0.25),
-        ]
-    return A.Compose(steps)
-
-
-def _sharpen(image: np.ndarray, **_) -> np.ndarray:
-    """A.Sharpen(alpha=(0.1, 0.4), lightness=1) of albumentations 1.3, without clipping: a 3×3
-    kernel summing to 1, alpha drawn from the global numpy state the augmenter seeds."""
-    import cv2
-
-    alpha = np.random.uniform(0.1, 0.4)
-    kernel = np.full((3, 3), -alpha, np.float32)
-    kernel[1, 1] = 1.0 + 8.0 * alpha
-    out = np.empty_like(image)
-    for c in range(image.shape[-1]):        # any number of channels
-        out[..., c] = cv2.filter2D(image[..., c], -1, kernel, borderType=cv2.BORDER_REFLECT_101)
-    return out
-
-
-def make_augmenter(seed: int = 0, photometric: bool = True
-                   ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A function (image (P,P,C) float32, mask (P,P) uint8) -> augmented copies, same shapes.
-
-    Geometric transforms move image and mask together (mask: nearest neighbour).
-    Rotated/sheared corners are filled by mirroring (BORDER_REFLECT_101) in both image
-    and mask: a constant 0 would paint zero-reflectance pixels that look like nodata, and
-    mirroring copies each scar together with its label, so no landslide pixel appears
-    without its spectral evidence. Blur and sharpening touch the image only.
-
-    albumentations 1.3.1 draws from the global ``random`` (and ``np.random``) state, 1.4 from
-    the pipeline's own generator, so each call seeds all three from this augmenter's own
-    generator and restores the global ones after,
-    under a lock: the sequence of outputs depends only on ``seed``, and other code's
-    random streams are left as they were (a thread using them during the call would see
-    the temporary state). Channel count is free: more than 4 channels are processed by
-    albumentations in chunks of 4, which the tests check.
-    """
-    pipeline = _pipeline(photometric)
-    rng = np.random.default_rng(seed)
-
-    def augment(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        image = np.ascontiguousarray(image, dtype=np.float32)
-        mask = np.ascontiguousarray(mask, dtype=np.uint8)
-        with _AUGMENT_LOCK:
-            call_seed = int(rng.integers(0, 2**32))
-            py_state, np_state = random.getstate(), np.random.get_state()
-            try:
-                random.seed(call_seed)
-                np.random.seed(call_seed)
-                if hasattr(pipeline, "set_random_seed"):    # 1.4 on: the pipeline's own generator
-                    pipeline.set_random_seed(call_seed)
-                out = pipeline(image=image, mask=mask)
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
-        img, msk = out["image"], out["mask"]
-        if img.ndim == 2:  # a single channel may come back without its axis
-            img = img[..., None]
-        # when no transform fired albumentations hands the inputs back: never return them
-        img = img.astype(np.float32, copy=np.shares_memory(img, image))
-        msk = msk.astype(np.uint8, copy=np.shares_memory(msk, mask))
-        return img, msk
-
-    return augment

@@ -1,19 +1,20 @@
 """Processing algorithm: fine-tune a cascade checkpoint on corrected polygons (the TrainJob)."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessing, QgsProcessingOutputFolder, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingOutputBoolean, QgsProcessingOutputFolder,
+                       QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
-from ..core.checkpoint import INFO_NAME
-from ..core.jobs import LOSSES, TrainingSource, TrainJob
+from ..core.checkpoint import INFO_NAME, improvement_text
+from ..core.jobs import DEFAULT_LOSS, LOSSES, TrainingSource, TrainJob
 from ..ui import inputs
 from ..ui.model_catalog import user_checkpoint_dir
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced
 from .map_landslides import model_channels, model_parameter
 
-LOSS_CHOICES = ["default (BCE when fine-tuning)", *LOSSES]
+LOSS_CHOICES = [f"default ({DEFAULT_LOSS})", *LOSSES]
 FREEZE_CHOICES = ["none", "encoder"]
 PATCH_SIZES = ["64", "128", "256"]
 VALIDATION_CHOICES = ["blocked", "random"]
@@ -65,7 +66,8 @@ class FinetuneCheckpoint(JobAlgorithm):
             "YEARS", self.tr("Years of the images, in their order (empty: from the names; none: leave out)"),
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            "EPOCHS", self.tr("Epochs"), QgsProcessingParameterNumber.Integer, 30, False, 1, 10000))
+            "EPOCHS", self.tr("Rounds (each at least 25 optimisation steps, then validated)"),
+            QgsProcessingParameterNumber.Integer, 30, False, 1, 10000))
         self.addParameter(QgsProcessingParameterNumber(
             "LEARNING_RATE", self.tr("Learning rate"), QgsProcessingParameterNumber.Double, 1e-4, False, 1e-8, 1.0))
         self.addParameter(QgsProcessingParameterEnum(
@@ -76,7 +78,7 @@ class FinetuneCheckpoint(JobAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "BATCH_SIZE", self.tr("Batch size"), QgsProcessingParameterNumber.Integer, 16, False, 1, 1024)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "PATIENCE", self.tr("Early-stopping patience (epochs)"), QgsProcessingParameterNumber.Integer, 8,
+            "PATIENCE", self.tr("Early-stopping patience (rounds)"), QgsProcessingParameterNumber.Integer, 8,
             False, 1, 1000)))
         self.addParameter(advanced(QgsProcessingParameterBoolean("AUGMENT", self.tr("Augment patches"), True)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
@@ -87,6 +89,13 @@ class FinetuneCheckpoint(JobAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "MAX_STEPS", self.tr("Steps per epoch at most (empty: all patches)"),
             QgsProcessingParameterNumber.Integer, None, True, 1)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "STEPS", self.tr("Optimisation steps in all (empty: rounds × round length)"),
+            QgsProcessingParameterNumber.Integer, None, True, 1)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "HARD_NEGATIVE_WEIGHT", self.tr("Weight of deleted false alarms (pixels the base maps as landslide "
+                                            "inside reviewed areas but the polygons do not)"),
+            QgsProcessingParameterNumber.Double, 3.0, False, 1.0, 100.0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "SEED", self.tr("Random seed"), QgsProcessingParameterNumber.Integer, 0, False, 0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
@@ -99,6 +108,7 @@ class FinetuneCheckpoint(JobAlgorithm):
         self.addOutput(QgsProcessingOutputString("CHECKPOINT_ID", self.tr("Checkpoint id")))
         self.addOutput(QgsProcessingOutputNumber("STAGE", self.tr("Cascade stage")))
         self.addOutput(QgsProcessingOutputNumber("VALIDATION_F1", self.tr("Validation F1")))
+        self.addOutput(QgsProcessingOutputBoolean("IMPROVED", self.tr("Better than the base checkpoint")))
 
     def _sources(self, parameters, context):
         images = self.layers(parameters, "IMAGES", context)
@@ -168,6 +178,8 @@ class FinetuneCheckpoint(JobAlgorithm):
             validation=VALIDATION_CHOICES[self.parameterAsEnum(parameters, "VALIDATION", context)],
             validation_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
             max_steps_per_epoch=self.parameterAsInt(parameters, "MAX_STEPS", context) or None,
+            steps=self.parameterAsInt(parameters, "STEPS", context) or None,
+            hard_negative_weight=self.parameterAsDouble(parameters, "HARD_NEGATIVE_WEIGHT", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
             mixed_precision=PRECISION_CHOICES[self.parameterAsEnum(parameters, "MIXED_PRECISION", context)],
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
@@ -175,7 +187,11 @@ class FinetuneCheckpoint(JobAlgorithm):
 
     def outputs(self, result: dict, parameters, context, feedback) -> dict:
         f1 = (result.get("validation") or {}).get("f1")
-        feedback.pushInfo(f"New checkpoint {result['name']} (cascade stage {result['stage']}, best epoch "
+        feedback.pushInfo(f"New checkpoint {result['name']} (cascade stage {result['stage']}, best round "
                           f"{result.get('best_epoch')} of {result.get('epochs_run')}) in {result['checkpoint']}.")
+        verdict = improvement_text(result)
+        if verdict:
+            (feedback.pushInfo if result.get("improved") else feedback.reportError)(verdict)
         return {"CHECKPOINT": result["checkpoint"], "CHECKPOINT_ID": result["id"], "STAGE": result["stage"],
-                "VALIDATION_F1": f1 if isinstance(f1, (int, float)) else None}
+                "VALIDATION_F1": f1 if isinstance(f1, (int, float)) else None,
+                "IMPROVED": None if result.get("improved") is None else bool(result["improved"])}

@@ -9,25 +9,28 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
-from ..core.bundled import default_model
-from ..core.jobs import InferenceJob, YearInput
+from ..core.bundled import AUTO, auto_model, default_model
+from ..core.checkpoint import model_name
+from ..core.jobs import RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
-from ..ui.run_layers import run_group_name, style_changes, style_landslides, style_probability, year_colour
+from ..ui.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
+                             style_uncertainty, year_colour)
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, html_report, \
     load_on_completion, rows_to_sink
 
-def model_parameter(name: str, description: str) -> QgsProcessingParameterFile:
+def model_parameter(name: str, description: str, bundled_default: bool = True) -> QgsProcessingParameterFile:
     """A checkpoint (its checkpoint.json, or any file in its folder) or an ONNX model; the
-    bundled cascade checkpoint by default. The filter ends in ``All files (*)``: without it
-    QGIS 3.22 refuses a checkpoint folder (no suffix); ``model_channels`` says what is wrong
-    with a path instead."""
-    default = default_model()
-    if default.is_dir():
-        default = default / "checkpoint.json"
+    bundled cascade checkpoint by default, or (``bundled_default`` False) none: empty then
+    means automatic. The filter ends in ``All files (*)``: without it QGIS 3.22 refuses a
+    checkpoint folder (no suffix); ``model_channels`` says what is wrong with a path instead."""
+    default = None
+    if bundled_default:
+        default = default_model()
+        default = str(default / "checkpoint.json" if default.is_dir() else default)
     # optional: qgis_process 3.22 demands a value for a mandatory file parameter even when it
     # has a default; left empty, every parameterAs*() gives the default
-    return QgsProcessingParameterFile(name, description, QgsProcessingParameterFile.File, "", str(default), True,
+    return QgsProcessingParameterFile(name, description, QgsProcessingParameterFile.File, "", default, True,
                                       "Landslide Mapper models (checkpoint.json *.onnx);;All files (*)")
 
 
@@ -70,8 +73,9 @@ class MapLandslides(JobAlgorithm):
             "IMAGES", self.tr("Images, one per year"), QgsProcessing.TypeRaster))
         self.add_years(of="images")
         self.add_band_parameters()
-        self.addParameter(model_parameter("MODEL", self.tr("Checkpoint or ONNX model (empty: the bundled "
-                                                           "cascade checkpoint)")))
+        self.addParameter(model_parameter("MODEL", self.tr(
+            "Checkpoint or ONNX model (empty: automatic, the bundled cascade checkpoint, or the bundled RGB "
+            "checkpoint when an image has no near-infrared band)"), bundled_default=False))
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD", self.tr("Probability threshold (empty: the checkpoint's calibrated one)"),
             QgsProcessingParameterNumber.Double, None, True, 0.01, 0.99))
@@ -89,6 +93,13 @@ class MapLandslides(JobAlgorithm):
             "BATCH_SIZE", self.tr("Tiles per batch"), QgsProcessingParameterNumber.Integer, 8, False, 1, 512)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             "DEVICE", self.tr("Device"), options=DEVICES, defaultValue=0)))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "UNCERTAINTY", self.tr("Uncertainty rasters and suggested review areas (where to correct next)"), False))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            "TTA", self.tr("Average the four flips of every tile (test-time augmentation, 4× slower)"), False)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            "RESAMPLE", self.tr("Images far from the model's pixel size"),
+            options=[self.tr("resample to it"), self.tr("map as they are (warn)")], defaultValue=0)))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
             "STATISTICS", self.tr("Statistics per year"), QgsProcessing.TypeVector, QgsProcessing.TEMPORARY_OUTPUT,
@@ -97,6 +108,8 @@ class MapLandslides(JobAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers("LANDSLIDES", self.tr("Landslides per year")))
         self.addOutput(QgsProcessingOutputMultipleLayers("CHANGES", self.tr("New and enlarged landslides per year")))
         self.addOutput(QgsProcessingOutputMultipleLayers("PROBABILITY", self.tr("Landslide probability per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("UNCERTAINTY_LAYERS", self.tr("Uncertainty per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("REVIEW", self.tr("Suggested review areas per year")))
         self.addOutput(QgsProcessingOutputFile("GEOPACKAGE", self.tr("GeoPackage of the run")))
         self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Report")))
 
@@ -105,7 +118,7 @@ class MapLandslides(JobAlgorithm):
         if not images:
             return ["IMAGES: choose at least one image layer."]
         self.years_of(parameters, "YEARS", images, context, "images")
-        channels = model_channels(self.parameterAsFile(parameters, "MODEL", context), "MODEL")
+        channels = self.channels(parameters, context, images)
         problems = []
         for i, (layer, bands) in enumerate(zip(images, self.band_specs(parameters, context, len(images)))):
             problems += [f"IMAGES: {p.message}" for p in inputs.check_raster(
@@ -116,13 +129,13 @@ class MapLandslides(JobAlgorithm):
         images = self.layers(parameters, "IMAGES", context)
         years = self.years_of(parameters, "YEARS", images, context, "images")
         bands = self.band_specs(parameters, context, len(images))
-        channels = model_channels(self.parameterAsFile(parameters, "MODEL", context), "MODEL")
+        channels = self.channels(parameters, context, images)
         self._warnings = [p.message for i, (layer, b) in enumerate(zip(images, bands))
                           for p in inputs.check_raster(layer, b, channels, f"Image {i + 1}", "")
                           if p.severity == inputs.WARNING]
         return InferenceJob(
             years=[YearInput(y, inputs.raster_path(layer), b) for y, layer, b in zip(years, images, bands)],
-            model=self.parameterAsFile(parameters, "MODEL", context),
+            model=self.parameterAsFile(parameters, "MODEL", context) or AUTO,
             output_dir=self.output_dir(parameters, context), run_name=self.run_name(parameters, context),
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context) or None,     # unset: 0
             overlap=self.parameterAsInt(parameters, "OVERLAP", context),
@@ -130,7 +143,20 @@ class MapLandslides(JobAlgorithm):
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context) or None,
             min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            analyse=self.parameterAsBool(parameters, "ANALYSE", context))
+            analyse=self.parameterAsBool(parameters, "ANALYSE", context),
+            uncertainty=self.parameterAsBool(parameters, "UNCERTAINTY", context),
+            tta=self.parameterAsBool(parameters, "TTA", context),
+            resample=RESAMPLE_CHOICES[self.parameterAsEnum(parameters, "RESAMPLE", context)])
+
+    def channels(self, parameters, context, images) -> list[str]:
+        """The input channels of the chosen model; for automatic, of the bundled model the
+        worker will pick for these images (the same rule, core.bundled.auto_model)."""
+        path = self.parameterAsFile(parameters, "MODEL", context)
+        if path:
+            return model_channels(path, "MODEL")
+        bands = self.band_specs(parameters, context, len(images))
+        chosen = auto_model([inputs.layer_has_nir(layer, b) for layer, b in zip(images, bands)])
+        return model_channels(str(chosen / "checkpoint.json" if chosen.is_dir() else chosen), "MODEL")
 
     def outputs(self, result: dict, parameters, context, feedback) -> dict:
         run_dir, gpkg = Path(result["run_dir"]), result["geopackage"]
@@ -151,8 +177,17 @@ class MapLandslides(JobAlgorithm):
         for i, (y, path) in enumerate(zip(years, probability)):
             load_on_completion(context, path, f"probability {y['year']}", "PROBABILITY", style_probability,
                                visible=False, group=group, order=3 * i)
+        uncertainty = [str(run_dir / y["uncertainty"]) for y in years if y.get("uncertainty")]
+        review = [f"{gpkg}|layername={y['review_layer']}" for y in years if y.get("review_layer")]
+        for y, path in zip([y for y in years if y.get("uncertainty")], uncertainty):
+            load_on_completion(context, path, f"uncertainty {y['year']}", "UNCERTAINTY_LAYERS", style_uncertainty,
+                               visible=False, group=group, order=3 * index[y["year"]])
+        for y, uri in zip([y for y in years if y.get("review_layer")], review):
+            load_on_completion(context, uri, f"review areas {y['year']}", "REVIEW", style_review, group=group,
+                               order=3 * index[y["year"]] + 2)
         out = {"RUN_FOLDER": str(run_dir), "LANDSLIDES": landslides, "CHANGES": changes,
-               "PROBABILITY": probability, "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
+               "PROBABILITY": probability, "UNCERTAINTY_LAYERS": uncertainty, "REVIEW": review,
+               "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
         statistics = result.get("statistics") or []
         if statistics:
             out["STATISTICS"] = rows_to_sink(self, statistics, parameters, "STATISTICS", context)
@@ -160,5 +195,5 @@ class MapLandslides(JobAlgorithm):
             out["REPORT"] = html_report(str(run_dir), f"Landslide mapping {run_dir.name}", statistics,
                                         result.get("charts", []))
         summary = ", ".join(f"{y['year']}: {y['polygons']} landslides" for y in years)
-        feedback.pushInfo(f"Mapped {summary} into {run_dir}.")
+        feedback.pushInfo(f"Mapped {summary} with {model_name(result.get('model', ''))} into {run_dir}.")
         return out

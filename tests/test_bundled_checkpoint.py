@@ -1,17 +1,17 @@
-"""The pretrained cascade checkpoint shipped in models/: complete, small, honest, and useful."""
+"""The checkpoints shipped in models/: complete, small, honest about what they saw, and useful."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, default_model
+from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT, default_model
 from landslide_mapper.core.checkpoint import load_checkpoint
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.jobs import InferenceJob, YearInput
 from landslide_mapper.core.mapping import run_inference
 from landslide_mapper.core.metrics import pixel_scores
-from landslide_mapper.core.pretrained import REGIONS
+from landslide_mapper.core.pretrained import REAL_STAGES, REGIONS
 from landslide_mapper.core.vector_io import read_layer
 
 
@@ -21,16 +21,39 @@ def test_the_bundled_checkpoint_is_the_default_and_complete():
     size = sum(p.stat().st_size for p in CASCADE_CHECKPOINT.iterdir())
     assert size < 30 * 2**20
     assert ckpt.channels == ["B", "G", "R", "NIR", "NDVI"]
-    assert len(ckpt.lineage) == len(REGIONS)  # one stage per region, in order, each rehearsing the earlier ones
+    # one stage per region, in order: five procedural ones, each rehearsing the earlier
+    # ones, then the real-texture ones, validated by place
+    assert len(ckpt.lineage) == len(REGIONS) + len(REAL_STAGES) + 1          # + the consolidation
     for k, (stage, region) in enumerate(zip(ckpt.lineage, REGIONS)):
         assert stage["region"].startswith(region.name)
         assert stage["region"].count("(rehearsal)") == k
-    assert [s["mode"] for s in ckpt.lineage] == ["train"] + ["finetune"] * (len(REGIONS) - 1)
+    for stage, (region, _trigger, scenes) in zip(ckpt.lineage[len(REGIONS):], REAL_STAGES):
+        assert all(sc.name in stage["region"] for sc in scenes) and "(rehearsal)" in stage["region"]
+    last = ckpt.lineage[-1]
+    assert all(r.name in last["region"] for r in REGIONS) and last["trigger"] == "every region's event"
+    for stage in ckpt.lineage[len(REGIONS):]:
+        assert stage["split"] == "by place" and stage["loss"] == "dice" and isinstance(stage["improved"], bool)
+        assert stage["pixel_size_m"] == [3.0, 5.0]
+    assert [s["mode"] for s in ckpt.lineage] == ["train"] + ["finetune"] * (len(ckpt.lineage) - 1)
     for before, after in zip(ckpt.lineage, ckpt.lineage[1:]):
         assert after["base_id"] == before["id"]
+    assert ckpt.info["pixel_size_m"] == [3.0, 5.0]
     card = (CASCADE_CHECKPOINT / "MODEL_CARD.md").read_text()
-    assert "procedural" in card and "no real imagery" in card
+    assert "procedural" in card and "composited from real imagery" in card and "never" in card
+    assert "Zion" in card and "pixel size trained on | 3–5 m" in card
     assert all(r.name in card for r in REGIONS)
+
+
+def test_the_bundled_rgb_checkpoint_is_the_cascade_reduced_to_colour():
+    cascade = load_checkpoint(CASCADE_CHECKPOINT)
+    rgb = load_checkpoint(RGB_CHECKPOINT)
+    assert rgb.channels == ["R", "G", "B"]
+    assert sum(p.stat().st_size for p in RGB_CHECKPOINT.iterdir()) < 30 * 2**20
+    assert rgb.lineage[:-1] == cascade.lineage and rgb.lineage[-1]["base_id"] == cascade.id
+    assert rgb.lineage[-1]["channels_from"] == cascade.channels and rgb.lineage[-1]["augment"] == "strong"
+    assert rgb.info["mean"] == [cascade.info["mean"][cascade.channels.index(c)] for c in "RGB"]
+    card = (RGB_CHECKPOINT / "MODEL_CARD.md").read_text()
+    assert "RGB" in card and "8-bit" in card
 
 
 @pytest.mark.parametrize("pixel_size,size,min_f1", [(3.0, 512, 0.78), (5.0, 384, 0.5)])

@@ -12,12 +12,13 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.bundled import AUTO, CASCADE_CHECKPOINT, RGB_CHECKPOINT
 from landslide_mapper.core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage
 from landslide_mapper.ui.dock import LandslideMapperDock
 from landslide_mapper.ui.inputs import year_from_name
 
-BUNDLED = ROOT / "models" / "landslide_cascade_v1"
+BUNDLED = CASCADE_CHECKPOINT
 
 
 @pytest.fixture
@@ -77,12 +78,15 @@ def test_dock_lists_project_layers_and_models(dock, project, tmp_path):
     project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "new.gpkg", [box(0, 0, 9, 9)])), "new or enlarged 2018"))
     assert dock.add_inventory_layers() == 1 and dock.inventory_rows() == [(2018, poly)]   # one per year
     assert dock.add_inventory_layers() == 0
-    # the bundled cascade checkpoint is offered, preferred, and shown with its card
+    # automatic is preselected: for these 4-band images the bundled cascade, shown with its card
+    assert dock.checkpointCombo.currentData() == AUTO and dock.model_is_automatic()
     entry = dock.selected_model()
     assert entry.path == BUNDLED and entry.is_checkpoint and len(entry.stages) >= 5
     assert dock.baseCheckpointCombo.currentData() == str(BUNDLED)
+    dock._show_model_card()
     card = dock.modelCardView.toPlainText()
     assert "Lineage" in card and "adsms_unet" in card
+    assert f"Automatic: for the images listed now this is {BUNDLED.name}" in card
     plain = [e for e in dock.model_entries() if not e.is_checkpoint]
     assert [e.path.name for e in plain] == ["spectral_baseline.onnx"]
     assert dock.baseCheckpointCombo.findData(str(plain[0].path)) == -1      # ONNX cannot be fine-tuned
@@ -94,6 +98,7 @@ def test_map_inputs_are_checked_next_to_their_fields(dock, project, tmp_path):
     good = project(raster(tmp_path, "scene_2017"))
     three = project(raster(tmp_path, "rgb_2018", bands=3))
     geo = project(raster(tmp_path, "geo_2019", crs="EPSG:4326", transform=from_origin(85.3, 28.0, 3e-5, 3e-5)))
+    dock.checkpointCombo.setCurrentIndex(dock.checkpointCombo.findData(str(BUNDLED)))   # the 4-band cascade
     dock.add_year_row(2017, good)
     dock.add_year_row(2017, three)                  # duplicate year, too few bands
     dock.add_year_row(None, geo)                    # year from the name; geographic: a warning
@@ -103,7 +108,7 @@ def test_map_inputs_are_checked_next_to_their_fields(dock, project, tmp_path):
     assert dock.row_check(dock.yearsTable, 0) == "OK"
     assert "already given in row 1" in dock.row_check(dock.yearsTable, 1)
     problems = {p.message for p in dock.problems() if p.field.startswith("years[1]")}
-    assert any("has 3 band(s), but NIR is mapped to band 4" in m for m in problems)
+    assert any("the band mapping has no NIR" in m and RGB_CHECKPOINT.name in m for m in problems)
     assert "geographic CRS (EPSG:4326)" in dock.row_check(dock.yearsTable, 2)
     assert "UTM zone" in dock.row_check(dock.yearsTable, 2)
     assert "enter the year" in dock.row_check(dock.yearsTable, 3)
@@ -210,3 +215,51 @@ def test_analysis_jobs_from_polygon_layers(dock, project, tmp_path):
         job.validate()
     assert json.loads(json.dumps(sub.to_dict()))["kind"] == "subtract"
     assert np.isclose(sub.pixel_size_m, 3.0)
+
+
+def test_automatic_model_picks_the_rgb_checkpoint_for_colour_only_layers(dock, project, tmp_path):
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    dock.add_year_row(2018, project(raster(tmp_path, "rgb_2018", bands=3)))
+    assert dock.model_is_automatic() and dock.selected_model().path == RGB_CHECKPOINT
+    dock._show_model_card()
+    assert f"this is {RGB_CHECKPOINT.name}" in dock.modelCardView.toPlainText()
+    dock.runMapButton.click()
+    assert dock.row_check(dock.yearsTable, 1) == "OK" and len(jobs) == 1
+    assert jobs[0].model == AUTO
+    jobs[0].validate()
+
+
+def test_a_checkpoint_not_better_than_its_base_is_never_preselected(dock, tmp_path):
+    """The newest stage is offered as the base of the next fine-tune only if it was better."""
+    import shutil
+
+    folder = tmp_path / "checkpoints"
+    for name, improved in (("worse", False), ("better", True)):
+        copy = folder / name
+        shutil.copytree(BUNDLED, copy)
+        info = json.loads((copy / "checkpoint.json").read_text())
+        extra = [dict(info["lineage"][-1], stage=len(info["lineage"]) + 1, improved=improved)]
+        if name == "worse":      # the newest of all: one stage more
+            extra.append(dict(extra[0], stage=len(info["lineage"]) + 2))
+        info["lineage"] += extra
+        info["name"], info["id"] = name, f"{name}00000000"[:12]
+        (copy / "checkpoint.json").write_text(json.dumps(info))
+    dock.baseCheckpointCombo.setCurrentIndex(-1)          # nothing chosen yet: the dock proposes one
+    dock.refresh_models()
+    assert dock.baseCheckpointCombo.currentData() == str(folder / "better")
+    assert dock.baseCheckpointCombo.findData(str(folder / "worse")) >= 0          # still listed
+
+
+def test_mapping_options_reach_the_job(dock, project, tmp_path):
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    assert not dock.uncertaintyCheck.isChecked() and not dock.ttaCheck.isChecked() and dock.resampleCheck.isChecked()
+    dock.uncertaintyCheck.setChecked(True)
+    dock.ttaCheck.setChecked(True)
+    dock.resampleCheck.setChecked(False)
+    dock.runMapButton.click()
+    assert len(jobs) == 1 and jobs[0].uncertainty and jobs[0].tta and jobs[0].resample == "off"
+    jobs[0].validate()

@@ -17,13 +17,14 @@ from qgis.PyQt.QtCore import QCoreApplication, QEvent
 from qgis.PyQt.QtWidgets import QPushButton
 
 from conftest import ROOT
+from landslide_mapper.core.bundled import CASCADE_CHECKPOINT
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.vector_io import read_layer
 from landslide_mapper.plugin import make_controller
 from landslide_mapper.ui.chart_panel import ChartPanel
 from landslide_mapper.ui.dock import LandslideMapperDock
 
-BUNDLED = ROOT / "models" / "landslide_cascade_v1"
+BUNDLED = CASCADE_CHECKPOINT
 _KEEP_ALIVE: list = []
 
 
@@ -190,11 +191,20 @@ def test_fine_tune_adds_a_checkpoint_with_a_new_lineage_stage(setup, tmp_path, s
     base = json.loads((BUNDLED / "checkpoint.json").read_text())
     assert len(info["lineage"]) == len(base["lineage"]) + 1
     assert info["lineage"][-1]["base_id"] == base["id"] and info["lineage"][-1]["region"] == "Demo valley"
-    # the new stage is picked for mapping and for the next fine-tune
-    assert dock.selected_model().path == new and dock.baseCheckpointCombo.currentData() == str(new)
-    assert "stage" in dock.checkpointCombo.currentText()
+    stage = info["lineage"][-1]
+    assert stage["base_validation"] is not None and stage["improved"] is task.result["improved"]
     assert dock.epochTable.rowCount() == 1 and dock.epochTable.item(0, 0).text() == "1"
     assert any("New checkpoint cascade_demo_valley" in t for t in bar_texts(bar))
+    if task.result["improved"]:
+        # a better stage is picked for mapping and for the next fine-tune
+        assert dock.selected_model().path == new and dock.baseCheckpointCombo.currentData() == str(new)
+        assert "stage" in dock.checkpointCombo.currentText()
+        assert any("better than its base" in t for t in bar_texts(bar))
+    else:
+        # one that is not better is listed but not chosen, and the message says so
+        assert dock.checkpointCombo.findData(str(new)) >= 0 and dock.selected_model().path != new
+        assert dock.baseCheckpointCombo.currentData() != str(new)
+        assert any("NOT better than its base" in t for t in bar_texts(bar))
 
 
 def test_a_worker_python_without_the_packages_is_named_with_the_fix(setup, tmp_path):

@@ -20,6 +20,7 @@ import pytest
 from qgis.PyQt.QtCore import QFile, QIODevice
 
 from conftest import ROOT
+from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 
 TOOL = ROOT / "tools" / "package_plugin.py"
 PACKAGE = "landslide_mapper"
@@ -128,8 +129,9 @@ def test_one_top_level_folder_with_the_runtime_files(names):
                      "README.md", "requirements-worker.txt", "requirements-worker-numpy2.txt", "icons/icon.svg", "ui/dock.ui",
                      "models/spectral_baseline.onnx", "models/spectral_baseline.json"):
         assert required in rel
-    for name in CHECKPOINT_FILES:
-        assert f"models/landslide_cascade_v1/{name}" in rel
+    for folder in (CASCADE_CHECKPOINT.name, RGB_CHECKPOINT.name):
+        for name in CHECKPOINT_FILES:
+            assert f"models/{folder}/{name}" in rel
     # QGIS' installer takes the plugin name from the first metadata.txt in sorted order
     assert [n for n in names if n.endswith("metadata.txt")] == [f"{PACKAGE}/metadata.txt"]
 
@@ -161,11 +163,12 @@ def test_entries_are_sorted_with_one_timestamp_and_plain_modes(plugin_zip, names
 
 def test_packaged_files_are_the_working_tree_files(plugin_zip):
     with zipfile.ZipFile(plugin_zip) as zf:
-        for rel in ("metadata.txt", "plugin.py", "models/landslide_cascade_v1/checkpoint.json"):
+        for rel in ("metadata.txt", "plugin.py", f"models/{CASCADE_CHECKPOINT.name}/checkpoint.json"):
             assert zf.read(f"{PACKAGE}/{rel}") == (ROOT / rel).read_bytes()
-        for name in CHECKPOINT_FILES:
-            rel = f"models/landslide_cascade_v1/{name}"
-            assert zf.getinfo(f"{PACKAGE}/{rel}").file_size == (ROOT / rel).stat().st_size
+        for folder in (CASCADE_CHECKPOINT.name, RGB_CHECKPOINT.name):
+            for name in CHECKPOINT_FILES:
+                rel = f"models/{folder}/{name}"
+                assert zf.getinfo(f"{PACKAGE}/{rel}").file_size == (ROOT / rel).stat().st_size
     assert not (ROOT / "resources.py").exists()     # compiled into the ZIP only
 
 
@@ -223,9 +226,10 @@ def fake_tree(root: Path, metadata_drop=(), icon="icons/icon.svg", checkpoint=CH
     lines += [f"{key}={value}" for key, value in replaced.items()]
     (root / "metadata.txt").write_text("\n".join(lines + [""]), encoding="utf-8")
     models = root / "models"
-    (models / "landslide_cascade_v1").mkdir(parents=True)
-    for name in checkpoint:
-        (models / "landslide_cascade_v1" / name).write_text("placeholder")
+    for folder in (CASCADE_CHECKPOINT.name, RGB_CHECKPOINT.name):
+        (models / folder).mkdir(parents=True)
+        for name in checkpoint:
+            (models / folder / name).write_text("placeholder")
     for name in ("spectral_baseline.json", "spectral_baseline.onnx"):
         (models / name).write_text("placeholder")
     return root
@@ -240,7 +244,7 @@ def test_refuses_incomplete_metadata_and_checkpoint_naming_what_is_missing(tmp_p
         tool.build(out, root=root)
     message = str(err.value)
     for missing in ("'email'", "'repository'", "icon=icons/missing.svg",
-                    "models/landslide_cascade_v1/model.keras", "models/landslide_cascade_v1/model.onnx"):
+                    f"models/{CASCADE_CHECKPOINT.name}/model.keras", f"models/{RGB_CHECKPOINT.name}/model.onnx"):
         assert missing in message
     assert "checkpoint.json" not in message
     assert not out.exists() or not any(out.iterdir())
@@ -269,7 +273,7 @@ def test_command_line_reports_the_failure(tmp_path):
     proc = subprocess.run([sys.executable, str(root / "tools" / "package_plugin.py")], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1
-    assert "models/landslide_cascade_v1/model.onnx is missing" in proc.stderr
+    assert f"models/{CASCADE_CHECKPOINT.name}/model.onnx is missing" in proc.stderr
     assert not (root / "dist").exists() or not any((root / "dist").iterdir())
 
 

@@ -15,12 +15,13 @@ from qgis.core import (Qgis, QgsApplication, QgsCategorizedSymbolRenderer, QgsFe
                        QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
 
 from conftest import ROOT, forest_with_scars, write_raster
+from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.vector_io import read_layer
 from landslide_mapper.plugin import LandslideMapperPlugin
 from landslide_mapper.processing_provider.provider import PROVIDER_ID
 
-BUNDLED = ROOT / "models" / "landslide_cascade_v1"
+BUNDLED = CASCADE_CHECKPOINT
 BASELINE = ROOT / "models" / "spectral_baseline.onnx"
 ALGORITHMS = ("map_landslides", "subtract_inventories", "inventory_statistics", "assess_accuracy",
               "finetune_checkpoint")
@@ -281,7 +282,8 @@ def test_bad_parameters_are_refused_with_a_specific_message(plugin, scenes, tmp_
                            "year 2016 is already given"),
         "no_year": ("map_landslides", {"IMAGES": [str(unnamed)]}, "image.tif) has no year in its name"),
         "years_count": ("map_landslides", {"IMAGES": imgs, "YEARS": "2016,2017"}, "2 year(s) given for 3"),
-        "three_bands": ("map_landslides", {"IMAGES": [str(three)]}, "(rgb_2017) has 3 band(s), but NIR"),
+        "three_bands": ("map_landslides", {"IMAGES": [str(three)], "MODEL": str(BUNDLED / "checkpoint.json")},
+                        "(rgb_2017) has 3 band(s), but NIR"),
         "labels_count": ("finetune_checkpoint", {"IMAGES": imgs[:2], "LABELS": [truth(scene, 2017)]},
                          "1 label layer(s) for 2 image(s)"),
         "onnx_base": ("finetune_checkpoint", {"IMAGES": imgs[:1], "LABELS": [truth(scene, 2016)],
@@ -296,6 +298,25 @@ def test_bad_parameters_are_refused_with_a_specific_message(plugin, scenes, tmp_
         run(algorithm, {**params, "OUTPUT_FOLDER": str(out)})
     assert expected in str(err.value)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_automatic_model_maps_a_colour_only_image_with_the_rgb_checkpoint(plugin, scenes, tmp_path):
+    import rasterio
+
+    with rasterio.open(scenes[0].rasters[2017]) as src:          # B, G, R, NIR -> R, G, B
+        data, profile = src.read([3, 2, 1]), src.profile
+    rgb = tmp_path / "ortho_2017.tif"
+    with rasterio.open(rgb, "w", **{**profile, "count": 3}) as dst:
+        dst.write(data)
+    feedback = QgsProcessingFeedback()
+    logs = []
+    feedback.pushInfo = lambda text: logs.append(text)
+    res = run("map_landslides", {"IMAGES": [str(rgb)], "OUTPUT_FOLDER": str(tmp_path / "out"), "UNCERTAINTY": True,
+                                 "ANALYSE": False}, feedback=feedback)
+    summary = json.loads((Path(res["RUN_FOLDER"]) / "summary.json").read_text())
+    assert RGB_CHECKPOINT.name in summary["model"]
+    assert any(f"with {RGB_CHECKPOINT.name} into" in line for line in logs)
+    assert len(res["UNCERTAINTY_LAYERS"]) == 1 and res["REVIEW"] == [f"{res['GEOPACKAGE']}|layername=review_2017"]
 
 
 def test_a_worker_python_without_packages_is_named_with_the_fix(plugin, scenes, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
 
+from ..core.checkpoint import improvement_text, model_name
 from ..core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from ..tasks.worker_task import WorkerTask
 from .run_layers import add_assessment_to_project, add_changes_to_project, add_run_to_project
@@ -112,12 +113,16 @@ class JobController(QObject):
         if isinstance(job, InferenceJob):
             add_run_to_project(result, project)
             years = ", ".join(str(y["year"]) for y in result.get("years", []))
-            text = f"Mapped {years} into {run_dir}."
+            text = f"Mapped {years} with {model_name(result.get('model', ''))} into {run_dir}."
         elif isinstance(job, TrainJob):
             f1 = (result.get("validation") or {}).get("f1")
             text = (f"New checkpoint {result['name']} (stage {result['stage']}"
                     + (f", validation F1 {f1:.2f}" if isinstance(f1, (int, float)) else "")
                     + f") in {result['checkpoint']}.")
+            if result.get("improved") is False:       # kept, listed, but not chosen for the next run
+                self._push(task.description(), f"{text} {improvement_text(result)}", Qgis.Warning)
+                return
+            text += f" {improvement_text(result)}".rstrip()
             if self.on_checkpoint is not None:
                 self.on_checkpoint(result["checkpoint"])
         elif isinstance(job, SubtractJob):

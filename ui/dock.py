@@ -21,6 +21,7 @@ from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QHeaderView, QLabel, QL
                                  QTableWidget, QTableWidgetItem, QWidget)
 
 from ..core.bands import PRESET_LABELS
+from ..core.bundled import AUTO, auto_model
 from ..core.jobs import (AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob, TrainingSource,
                          TrainJob, YearInput)
 from ..tasks import worker_env
@@ -137,6 +138,9 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                                                 (self.baseCheckpointCombo, True, keep_base)):
             combo.blockSignals(True)
             combo.clear()
+            if not only_checkpoints and self._entry(str(auto_model([True]))) is not None:   # the bundled ones
+                combo.addItem(self.tr("Automatic: the bundled cascade, or the RGB checkpoint for images "
+                                      "without near infrared"), AUTO)
             for entry in self._entries:
                 if only_checkpoints and not entry.is_checkpoint:
                     continue
@@ -144,10 +148,12 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                 combo.addItem(f"{entry.name}{stages}", str(entry.path))
                 combo.setItemData(combo.count() - 1, entry.description or str(entry.path), Qt.ToolTipRole)
             index = combo.findData(str(wanted)) if wanted else -1
-            if index < 0 and combo.count():
-                # prefer the newest cascade stage: the checkpoint with the most stages
+            if index < 0 and combo.count() and not only_checkpoints:
+                index = 0                                      # automatic
+            elif index < 0 and combo.count():
+                # prefer the newest cascade stage that was better than its base
                 index = max(range(combo.count()), key=lambda i: (
-                    len(self._entry(combo.itemData(i)).stages), -i))
+                    _improved(self._entry(combo.itemData(i))), len(self._entry(combo.itemData(i)).stages), -i))
             combo.setCurrentIndex(index)
             combo.blockSignals(False)
         self._show_model_card()
@@ -161,12 +167,19 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
     @staticmethod
     def _combo_path(combo: QComboBox) -> Optional[Path]:
         data = combo.currentData()
-        return Path(data) if data else None
+        return Path(data) if data and data != AUTO else None
 
     def selected_model_path(self) -> Optional[Path]:
         return self._combo_path(self.checkpointCombo)
 
+    def model_is_automatic(self) -> bool:
+        return self.checkpointCombo.currentData() == AUTO
+
     def selected_model(self) -> Optional[ModelEntry]:
+        """The chosen model; for Automatic, the bundled one the years' images will get."""
+        if self.model_is_automatic():
+            return self._entry(str(auto_model([inputs.layer_has_nir(layer, bands)
+                                               for _y, layer, bands in self.year_rows()])))
         return self._entry(self.checkpointCombo.currentData())
 
     def _show_model_card(self, *_args) -> None:
@@ -176,7 +189,11 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                 "No checkpoint found in {} or {}. Use … to pick a checkpoint folder or an ONNX model.").format(
                 self._models_dir, self.checkpoint_dir))
             return
-        self.modelCardView.setMarkdown(entry.card_markdown())
+        note = ""
+        if self.model_is_automatic():
+            note = self.tr("Automatic: for the images listed now this is **{}**; images without a near-infrared "
+                           "band get the RGB checkpoint.\n\n").format(entry.name)
+        self.modelCardView.setMarkdown(note + entry.card_markdown())
 
     def _browse_model(self) -> None:
         path = QFileDialog.getExistingDirectory(self, self.tr("Checkpoint folder"), str(self.checkpoint_dir))
@@ -265,9 +282,11 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                      bands: str = "auto") -> int:
         if year is None and layer is not None:
             year = inputs.year_from_name(layer.name(), layer.source())
-        return self._append(self.yearsTable, [self._year_spin(year),
-                                              self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=layer),
-                                              self._bands_combo(bands)])
+        combo = self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=layer)
+        row = self._append(self.yearsTable, [self._year_spin(year), combo, self._bands_combo(bands)])
+        if self.model_is_automatic():           # the images decide the model: show which
+            self._show_model_card()
+        return row
 
     def add_image_layers(self) -> int:
         """A row for every raster of the project not yet listed; returns how many were added."""
@@ -497,11 +516,14 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             return None
         years = [YearInput(year, inputs.raster_path(layer), bands) for year, layer, bands in self.year_rows()]
         return InferenceJob(
-            years=years, model=str(self.selected_model().path), output_dir=self.outputFolderWidget.filePath(),
+            years=years, model=AUTO if self.model_is_automatic() else str(self.selected_model().path),
+            output_dir=self.outputFolderWidget.filePath(),
             run_name=self.runNameEdit.text().strip() or None, tile_size=self.tileSizeSpin.value() or None,
             overlap=self.overlapSpin.value(), batch_size=self.batchSpin.value(),
             threshold=self.thresholdSpin.value() or None, min_area_m2=self.minAreaSpin.value(),
-            device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked())
+            device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked(),
+            uncertainty=self.uncertaintyCheck.isChecked(), tta=self.ttaCheck.isChecked(),
+            resample="auto" if self.resampleCheck.isChecked() else "off")
 
     def train_job(self) -> Optional[TrainJob]:
         if not self._ready(self.check_train(), ("base", "sources", "name"), self.trainStatusLabel):
@@ -675,12 +697,18 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             self.epochTable.setItem(row, col, QTableWidgetItem(text))
         self.epochTable.scrollToBottom()
         f1 = event.get("val_f1")
-        self._status(self.trainStatusLabel, self.tr("Epoch {}: loss {:.4f}, validation F1 {}").format(
+        self._status(self.trainStatusLabel, self.tr("Round {}: loss {:.4f}, validation F1 {}").format(
             event.get("epoch"), event.get("loss") or float("nan"), "–" if f1 is None else f"{f1:.3f}"))
 
     def on_checkpoint(self, path: str) -> None:
         """A new checkpoint was written: list it and select it in both pickers."""
         self.refresh_models(select=path)
+
+
+def _improved(entry: Optional[ModelEntry]) -> bool:
+    """False for a checkpoint whose last stage was not better than its base (never preselected)."""
+    stages = entry.stages if entry is not None else []
+    return not stages or stages[-1].get("improved") is not False
 
 
 def _html(text: str) -> str:

@@ -17,6 +17,7 @@ from qgis.core import (QgsCoordinateTransformContext, QgsMapLayer, QgsProviderRe
                        QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer, QgsWkbTypes)
 
 from ..core.bands import BandMapping, guess_mapping, required_spectral
+from ..core.bundled import RGB_ADVICE
 from ..core.errors import InputError
 
 ERROR, WARNING = "error", "warning"
@@ -65,6 +66,18 @@ def band_mapping_for(layer: QgsRasterLayer, bands: str) -> BandMapping:
     return guess_mapping(layer.bandCount(), descriptions, _colour_names(layer))
 
 
+def layer_has_nir(layer: QgsRasterLayer | None, bands: str) -> bool:
+    """Whether the layer has a near-infrared band under this mapping (unknown counts as yes,
+    so a broken layer is reported by :func:`check_raster`, not by a model switch)."""
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        return True
+    try:
+        nir = dict(band_mapping_for(layer, bands).bands).get("NIR")
+    except InputError:
+        return True
+    return nir is not None and nir <= layer.bandCount() and _colour_names(layer)[nir - 1] != "alpha"
+
+
 def check_raster(layer: QgsMapLayer | None, bands: str, channels: list[str], what: str,
                  field: str, geographic: str = WARNING) -> list[Problem]:
     """Problems of one image layer for a model that takes ``channels``."""
@@ -83,13 +96,15 @@ def check_raster(layer: QgsMapLayer | None, bands: str, channels: list[str], wha
         missing = [ch for ch in need if ch not in dict(mapping.bands)]
         if missing:
             problems.append(Problem(field, f"{name}: the band mapping has no {', '.join(missing)}, "
-                                           f"which the model needs ({', '.join(channels)})."))
+                                           f"which the model needs ({', '.join(channels)})."
+                                           + (f" {RGB_ADVICE}" if "NIR" in missing else "")))
         too_high = [(ch, i) for ch, i in mapping.bands if ch in need and i > layer.bandCount()]
         if too_high:
             ch, i = too_high[0]
             problems.append(Problem(field, f"{name} has {layer.bandCount()} band(s), but {ch} is mapped "
                                            f"to band {i}: the model needs {', '.join(need)}. Pick the "
-                                           "right preset or a custom mapping such as B=1,G=2,R=3,NIR=4."))
+                                           "right preset or a custom mapping such as B=1,G=2,R=3,NIR=4."
+                                           + (f" {RGB_ADVICE}" if ch == "NIR" else "")))
     except InputError as exc:
         problems.append(Problem(field, f"{name}: {exc}"))
     crs = layer.crs()

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsFillSymbol, QgsLayerTreeGroup,
-                       QgsProject, QgsRasterLayer, QgsRasterShader, QgsRendererCategory,
-                       QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
+                       QgsPalLayerSettings, QgsProject, QgsRasterLayer, QgsRasterShader, QgsRendererCategory,
+                       QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer, QgsTextFormat, QgsVectorLayer,
+                       QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor
 
 # a sequential palette, early years light, late years dark (YlOrRd-like)
@@ -49,19 +50,46 @@ def style_changes(layer: QgsVectorLayer) -> None:
     layer.setRenderer(QgsCategorizedSymbolRenderer("change", categories))
 
 
-def style_probability(layer: QgsRasterLayer) -> None:
-    """0 → transparent, 1 → dark red; nodata (−1) stays transparent."""
-    ramp = QgsColorRampShader(0.0, 1.0)
+def _pseudocolour(layer: QgsRasterLayer, stops: list[tuple[float, QColor, str]]) -> None:
+    """A single-band ramp interpolated between ``stops`` (value, colour, label)."""
+    lo, hi = stops[0][0], stops[-1][0]
+    ramp = QgsColorRampShader(lo, hi)
     ramp.setColorRampType(QgsColorRampShader.Interpolated)
-    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 204, 0), "0"),
-                               QgsColorRampShader.ColorRampItem(0.5, QColor(253, 141, 60, 160), "0.5"),
-                               QgsColorRampShader.ColorRampItem(1.0, QColor(128, 0, 38, 230), "1")])
+    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, c, label) for v, c, label in stops])
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    renderer.setClassificationMin(0.0)
-    renderer.setClassificationMax(1.0)
+    renderer.setClassificationMin(lo)
+    renderer.setClassificationMax(hi)
     layer.setRenderer(renderer)
+
+
+def style_probability(layer: QgsRasterLayer) -> None:
+    """0 → transparent, 1 → dark red; nodata (−1) stays transparent."""
+    _pseudocolour(layer, [(0.0, QColor(255, 255, 204, 0), "0"), (0.5, QColor(253, 141, 60, 160), "0.5"),
+                          (1.0, QColor(128, 0, 38, 230), "1")])
+
+
+def style_uncertainty(layer: QgsRasterLayer) -> None:
+    """Uncertainty (uint8, 0-254 for 0-1): transparent where sure, purple near the threshold;
+    255 (nodata) stays transparent."""
+    _pseudocolour(layer, [(0.0, QColor(255, 255, 255, 0), "sure"), (127.0, QColor(197, 27, 138, 110), "0.5"),
+                          (254.0, QColor(73, 0, 106, 220), "unsure")])
+
+
+def style_review(layer: QgsVectorLayer) -> None:
+    """Suggested review areas: hollow squares labelled with their rank."""
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "outline_color": "0,191,255,255", "outline_width": "0.8",
+         "outline_style": "dash"})))
+    settings = QgsPalLayerSettings()
+    settings.fieldName = "rank"
+    fmt = QgsTextFormat()
+    fmt.setColor(QColor(0, 191, 255))
+    fmt.setSize(11)
+    settings.setFormat(fmt)
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+    layer.setLabelsEnabled(True)
 
 
 def run_group_name(run_dir) -> str:
@@ -72,7 +100,8 @@ def run_group_name(run_dir) -> str:
 def add_run_to_project(result: dict, project: QgsProject | None = None,
                        title: str | None = None) -> QgsLayerTreeGroup:
     """Add a mapping run (the worker's result dict) as a group: one subgroup per year
-    holding its landslides, its new/enlarged parts and its (hidden) probability raster."""
+    holding its suggested review areas, its new/enlarged parts, its landslides and its
+    (hidden) uncertainty and probability rasters."""
     project = project or QgsProject.instance()
     run_dir = Path(result["run_dir"])
     gpkg = Path(result["geopackage"])
@@ -83,6 +112,9 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
         year = y["year"]
         sub = group.addGroup(str(year))
         colour = year_colour(len(years) - 1 - i, len(years))
+        if y.get("review_layer"):
+            _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['review_layer']}",
+                                                    f"review areas {year}", "ogr"), style_review)
         new = QgsVectorLayer(f"{gpkg}|layername=new_{year}", f"new or enlarged {year}", "ogr")
         if new.isValid():
             style_changes(new)
@@ -93,6 +125,11 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
             style_landslides(lay, colour)
             project.addMapLayer(lay, False)
             sub.addLayer(lay)
+        if y.get("uncertainty"):
+            node = _add_layer(project, sub, QgsRasterLayer(str(run_dir / y["uncertainty"]), f"uncertainty {year}"),
+                              style_uncertainty)
+            if node is not None:
+                node.setItemVisibilityChecked(False)
         prob = QgsRasterLayer(str(run_dir / y["probability"]), f"probability {year}")
         if prob.isValid():
             style_probability(prob)
