@@ -181,8 +181,12 @@ def model_card(info: dict[str, Any]) -> str:
              f"| std | {', '.join(f'{v:.4f}' for v in info['std'])} |",
              f"| tile size / threshold | {info.get('tile_size')} px / {info.get('threshold')} |",
              f"| pixel size trained on | {_pixel_text(info.get('pixel_size_m'))} |",
-             f"| files | {', '.join(info['files'])} |", "",
-             "## Lineage (the cascade, oldest stage first)", ""]
+             f"| files | {', '.join(info['files'])} |"]
+    if info.get("weight_storage"):
+        lines.append(f"| weights stored as | {info['weight_storage']}, computed in float32 (probabilities change "
+                     f"by at most {info.get('float16_max_abs_diff', 0):.1e}) |")
+    lines += ["",
+              "## Lineage (the cascade, oldest stage first)", ""]
     stages = info.get("lineage", [])
     if not stages:
         lines.append("No training stage recorded.")

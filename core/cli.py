@@ -323,6 +323,7 @@ def _print_exponents(result, true_alpha: float) -> None:
 
 def cmd_build_pretrained(args) -> int:
     from .pretrained import REAL_LOSS, build_pretrained, build_real_stages, build_rgb
+    from .weight_storage import compact_checkpoint
 
     loss = args.loss or REAL_LOSS
 
@@ -333,15 +334,32 @@ def cmd_build_pretrained(args) -> int:
             base = build_pretrained(str(work / "procedural"), args.workdir, epochs=args.epochs,
                                     finetune_epochs=args.finetune_epochs, base_filters=args.base_filters,
                                     max_steps=args.max_steps, regions=args.regions, reporter=reporter.sub(0, 0.4))
-        cascade = build_real_stages(base, args.output, args.workdir, steps=args.steps, max_steps=args.max_steps,
+        stages = str(work / "stages")
+        cascade = build_real_stages(base, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
                                     loss=loss, data_root=args.data, reporter=reporter.sub(0.4, 0.8))
-        rgb = build_rgb(cascade, args.output, args.workdir, steps=args.steps, max_steps=args.max_steps,
-                        loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 1.0))
-        return [cascade, rgb]
+        rgb = build_rgb(cascade, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
+                        loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 0.99))
+        # the bundled copies store float16 weights (core.weight_storage: the plugin ZIP's size)
+        return [str(compact_checkpoint(c, args.output)) for c in (cascade, rgb)]
 
     code, result = _execute(job, args.jsonl, args.quiet)
     if result is not None and not args.jsonl:
         print(f"Bundled checkpoints: {', '.join(result)}")
+    return code
+
+
+def cmd_compact_checkpoint(args) -> int:
+    from .weight_storage import compact_checkpoint
+
+    def job(reporter):
+        reporter.progress(0.0, f"Storing the weights of {args.checkpoint} as float16")
+        folder = compact_checkpoint(args.checkpoint, args.output, args.name)
+        reporter.progress(1.0, "Done")
+        return str(folder)
+
+    code, result = _execute(job, args.jsonl, args.quiet)
+    if result is not None and not args.jsonl:
+        print(f"Compact checkpoint: {result}")
     return code
 
 
@@ -606,6 +624,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="the real data folder (default ../shared/data or $LANDSLIDE_MAPPER_DATA)")
     _common(p)
     p.set_defaults(func=cmd_build_pretrained)
+
+    p = sub.add_parser("compact-checkpoint", help="copy a checkpoint with its weights stored as float16 "
+                                                   "(half the size, still computed in float32)")
+    p.add_argument("checkpoint", help="the checkpoint folder (or a file in it)")
+    p.add_argument("--output", required=True, help="folder to write the copy into")
+    p.add_argument("--name", help="the copy's folder name (default: the source's)")
+    _common(p)
+    p.set_defaults(func=cmd_compact_checkpoint)
 
     p = sub.add_parser("build-baseline", help="rebuild the bundled spectral baseline ONNX model")
     p.add_argument("--output", default=str(BASELINE_MODEL))

@@ -98,8 +98,10 @@ def _fmt(v: float | None) -> str:
 
 
 # The F1-optimal threshold is searched on a grid even in logit space, 0.01 apart: from
-# 1e-4 to 1 - 1e-4, fine near 0 and 1 where nearly binary outputs put all the choice.
-THRESHOLD_LOGITS = np.linspace(-9.21, 9.21, 1843)
+# 1e-7 to 1 - 1e-7 (what a float32 sigmoid can tell from 0 and 1), fine near 0 and 1
+# where nearly binary outputs put all the choice. (The RGB checkpoint was calibrated when
+# the grid ended at 1 - 1e-4, and its best threshold sat there.)
+THRESHOLD_LOGITS = np.linspace(-16.0, 16.0, 3201)
 THRESHOLDS = 1.0 / (1.0 + np.exp(-THRESHOLD_LOGITS))
 
 
@@ -128,7 +130,8 @@ def calibrate_threshold(probs: np.ndarray, truth: np.ndarray, default: float = 0
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     best = np.flatnonzero(f1 >= f1.max() - 1e-9)
     i = int(best[np.argmin(np.abs(THRESHOLD_LOGITS[best]))])
-    return float(round(THRESHOLDS[i], 6)), _scores(int(tp[i]), int(fp[i]), int(fn[i]))
+    # not rounded: near 1 the grid's steps are far below 1e-6
+    return float(THRESHOLDS[i]), _scores(int(tp[i]), int(fp[i]), int(fn[i]))
 
 
 def recalibrate_batch_norm(model, inputs, idx: np.ndarray, batch_size: int, seed: int, reporter: Reporter,
@@ -467,7 +470,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         "steps": len(history) * round_steps, "best_epoch": best["epoch"], "loss": job.effective_loss,
         "freeze": job.freeze, "learning_rate": job.learning_rate, "augment": job.augment and
         ("strong" if strong else "normal"), "pixel_size_m": stage_px,
-        "threshold": round(float(threshold), 4),
+        "threshold": float(threshold),
         "validation": {k: (None if v is None else round(float(v), 4)) for k, v in val_scores.items()}
                       | {"loss": round(float(best["val_loss"]), 5)},
         "date": today(), "device": where,

@@ -348,9 +348,11 @@ def test_qgis_process_maps_and_analyses_the_demo_scene(installed_profile, scene,
     results = mapped["results"]
     assert results["RUN_FOLDER"] == str(tmp_path / "demo")
     assert [u.rsplit("=", 1)[1] for u in results["LANDSLIDES"]] == ["landslides_2016", "landslides_2017"]
-    # the worker ran the plugin installed from the ZIP, with its bundled checkpoint
-    job = json.loads((tmp_path / "demo" / "job.json").read_text())
-    assert f"{installed_profile}/profiles/default/python/plugins/{PACKAGE}/models/" in job["model"]
+    # the worker ran the plugin installed from the ZIP, with the bundled cascade it chose itself
+    assert json.loads((tmp_path / "demo" / "job.json").read_text())["model"] == "auto"
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["model"] == (f"{installed_profile}/profiles/default/python/plugins/{PACKAGE}/models/"
+                                f"{CASCADE_CHECKPOINT.name}/model.onnx")
     assert (tmp_path / "statistics.csv").read_text().startswith("year,")
     assert any(line.startswith("Mapped 2016:") for line in mapped["log"]["info"])
 

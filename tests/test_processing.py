@@ -243,7 +243,7 @@ def test_fine_tuning_adds_a_cascade_stage(plugin, scenes, tmp_path):
     assert info["lineage"][-1]["base_id"] == base["id"] and info["lineage"][-1]["region"] == "Demo valley"
     assert info["lineage"][-1]["years"] == [2017] and info["lineage"][-1]["trigger"] == "earthquake"
     assert result["CHECKPOINT_ID"] == info["id"]
-    assert any(m.startswith("epoch 1:") for m in messages)
+    assert any(m.startswith("round 1 (step ") for m in messages)
     # the new stage maps: it is a complete checkpoint
     mapped = run("map_landslides", {"IMAGES": [str(scene.rasters[2017])], "MODEL": str(new),
                                     "OUTPUT_FOLDER": str(tmp_path / "runs"), "ANALYSE": False})
@@ -283,7 +283,7 @@ def test_bad_parameters_are_refused_with_a_specific_message(plugin, scenes, tmp_
         "no_year": ("map_landslides", {"IMAGES": [str(unnamed)]}, "image.tif) has no year in its name"),
         "years_count": ("map_landslides", {"IMAGES": imgs, "YEARS": "2016,2017"}, "2 year(s) given for 3"),
         "three_bands": ("map_landslides", {"IMAGES": [str(three)], "MODEL": str(BUNDLED / "checkpoint.json")},
-                        "(rgb_2017) has 3 band(s), but NIR"),
+                        "(rgb_2017): the band mapping has no NIR, which the model needs"),
         "labels_count": ("finetune_checkpoint", {"IMAGES": imgs[:2], "LABELS": [truth(scene, 2017)]},
                          "1 label layer(s) for 2 image(s)"),
         "onnx_base": ("finetune_checkpoint", {"IMAGES": imgs[:1], "LABELS": [truth(scene, 2016)],

@@ -332,3 +332,36 @@ def test_threshold_calibration_has_no_ceiling():
     assert 0.9985 < t < 0.9994 and s["f1"] > 0.99
     t, s = calibrate_threshold(1 - probs, ~truth)       # and at the bottom of the range
     assert s["f1"] > 0.99
+
+
+def test_a_compact_checkpoint_is_half_the_size_and_maps_and_fine_tunes_the_same(trained, scene, tmp_path):
+    from landslide_mapper.core.cli import main
+
+    src = load_checkpoint(trained[0].checkpoint)
+    hand = "\n## Benchmark added by hand\n\nkept.\n"
+    copy = tmp_path / "src" / src.folder.name
+    shutil.copytree(src.folder, copy)
+    with open(copy / "MODEL_CARD.md", "a", encoding="utf-8") as f:
+        f.write(hand)
+    assert main(["compact-checkpoint", str(copy), "--output", str(tmp_path / "out"), "--quiet"]) == 0
+    small = load_checkpoint(tmp_path / "out" / src.folder.name)           # hashes verified
+    assert small.id == src.id and small.lineage == src.lineage and small.info["weight_storage"] == "float16"
+    for name in ("model.keras", "model.onnx"):
+        assert (small.folder / name).stat().st_size < 0.65 * (src.folder / name).stat().st_size
+    card = (small.folder / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert card.endswith(hand) and "| weights stored as | float16, computed in float32" in card
+    # Keras loads float32 variables holding the float16-rounded weights
+    for a, b in zip(src.load_keras().weights, small.load_keras().weights):
+        assert b.dtype == "float32"
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a).astype(np.float16).astype(np.float32))
+    # the ONNX graph computes in float32 what the float32 one does, to the recorded rounding
+    x = np.random.default_rng(3).normal(size=(2, len(src.channels), 64, 64)).astype(np.float32)
+    p32, p16 = (OnnxModel(c.onnx_path).predict(x) for c in (src, small))
+    assert p16.dtype == np.float32 and 0 < np.abs(p16 - p32).max() < 0.01
+    assert 0 < small.info["float16_max_abs_diff"] < 0.01
+    # a fine-tuned child of the compact copy is a float32 checkpoint again
+    child = run_training(TrainJob(sources=sources(scene), output_dir=str(tmp_path / "out"), name="child",
+                                  base_checkpoint=str(small.folder), **{**TINY, "epochs": 1}))
+    assert "weight_storage" not in load_checkpoint(child.checkpoint).info
+    # compacting twice is refused with the reason
+    assert main(["compact-checkpoint", str(small.folder), "--output", str(tmp_path / "again"), "--quiet"]) == 2

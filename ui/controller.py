@@ -36,7 +36,7 @@ class JobController(QObject):
 
     def __init__(self, message_bar: QgsMessageBar, worker_python: Callable[[], Optional[str]],
                  project: Optional[QgsProject] = None, chart_panel: Callable[[], object] | None = None,
-                 on_checkpoint: Callable[[str], None] | None = None,
+                 on_checkpoint: Callable[[str, bool], None] | None = None,
                  on_train_event: Callable[[dict], None] | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.message_bar = message_bar
@@ -119,12 +119,13 @@ class JobController(QObject):
             text = (f"New checkpoint {result['name']} (stage {result['stage']}"
                     + (f", validation F1 {f1:.2f}" if isinstance(f1, (int, float)) else "")
                     + f") in {result['checkpoint']}.")
-            if result.get("improved") is False:       # kept, listed, but not chosen for the next run
+            better = result.get("improved") is not False
+            if self.on_checkpoint is not None:            # one that is not better is listed, not chosen
+                self.on_checkpoint(result["checkpoint"], better)
+            if not better:
                 self._push(task.description(), f"{text} {improvement_text(result)}", Qgis.Warning)
                 return
             text += f" {improvement_text(result)}".rstrip()
-            if self.on_checkpoint is not None:
-                self.on_checkpoint(result["checkpoint"])
         elif isinstance(job, SubtractJob):
             add_changes_to_project(result, project)
             text = f"New and enlarged landslides written to {result.get('geopackage')}."

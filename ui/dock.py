@@ -151,9 +151,13 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             if index < 0 and combo.count() and not only_checkpoints:
                 index = 0                                      # automatic
             elif index < 0 and combo.count():
-                # prefer the newest cascade stage that was better than its base
-                index = max(range(combo.count()), key=lambda i: (
-                    _improved(self._entry(combo.itemData(i))), len(self._entry(combo.itemData(i)).stages), -i))
+                # prefer the newest stage that was better than its base (the bundled ones always
+                # count), of a 4-band model: colour-only imagery is the exception, chosen by hand
+                def rank(i):
+                    entry = self._entry(combo.itemData(i))
+                    bundled = entry.path.parent == self._models_dir
+                    return (bundled or _improved(entry), "NIR" in entry.channels, len(entry.stages), -i)
+                index = max(range(combo.count()), key=rank)
             combo.setCurrentIndex(index)
             combo.blockSignals(False)
         self._show_model_card()
@@ -700,9 +704,10 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self._status(self.trainStatusLabel, self.tr("Round {}: loss {:.4f}, validation F1 {}").format(
             event.get("epoch"), event.get("loss") or float("nan"), "–" if f1 is None else f"{f1:.3f}"))
 
-    def on_checkpoint(self, path: str) -> None:
-        """A new checkpoint was written: list it and select it in both pickers."""
-        self.refresh_models(select=path)
+    def on_checkpoint(self, path: str, chosen: bool = True) -> None:
+        """A new checkpoint was written: list it, and select it in both pickers when it is
+        ``chosen`` (better than its base)."""
+        self.refresh_models(select=path if chosen else None)
 
 
 def _improved(entry: Optional[ModelEntry]) -> bool:
