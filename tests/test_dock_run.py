@@ -13,8 +13,9 @@ import pytest
 from qgis.core import (QgsApplication, QgsCategorizedSymbolRenderer, QgsProject, QgsRasterLayer,
                        QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
 from qgis.gui import QgsMessageBar
-from qgis.PyQt.QtCore import QCoreApplication, QEvent
-from qgis.PyQt.QtWidgets import QPushButton
+from qgis.PyQt import sip
+from qgis.PyQt.QtCore import QCoreApplication, QEvent, QTimer
+from qgis.PyQt.QtWidgets import QApplication, QPushButton
 
 from conftest import ROOT
 from landslide_mapper.core.bundled import CASCADE_CHECKPOINT
@@ -166,8 +167,22 @@ def test_failure_shows_the_workers_reason_with_details(setup, tmp_path):
     assert task.result is None and "copy_2016.tif" in task.error_message
     item = bar.items()[0]
     assert item.text() == task.error_message
-    assert any(b.text() == "Details" for b in item.findChildren(QPushButton))
+    (button,) = [b for b in item.findChildren(QPushButton) if b.text() == "Details"]
     assert task.error["message"] in task.details
+    expected = (item.title(), task.error_message, task.details)
+    # QGIS deletes a finished task; the button still shows what the task said
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert sip.isdeleted(task)
+    shown = []
+
+    def read_and_close():
+        box = QApplication.activeModalWidget()
+        shown.append((box.windowTitle(), box.text(), box.detailedText()))
+        box.close()
+
+    QTimer.singleShot(0, read_and_close)
+    button.click()
+    assert shown == [expected]
 
 
 def test_fine_tune_adds_a_checkpoint_with_a_new_lineage_stage(setup, tmp_path, scene):

@@ -144,17 +144,17 @@ class JobController(QObject):
         self._push(task.description(), text, Qgis.Success)
 
     def _push_failure(self, task: WorkerTask) -> None:
-        reason = task.failure_reason
+        # everything the button shows is read now: QGIS deletes the task once it has finished
+        title, reason, text = task.description(), task.failure_reason, task.details
         bar = self.message_bar
-        item = bar.createMessage(task.description(), reason)
+        item = bar.createMessage(title, reason)
         details = QPushButton(self.tr("Details"))
-        text = task.details
 
         def show_details():
-            box = QMessageBox(QMessageBox.Critical, task.description(), reason, QMessageBox.Close,
+            box = QMessageBox(QMessageBox.Icon.Critical, title, reason, QMessageBox.StandardButton.Close,
                               bar.window())
             box.setDetailedText(text)
-            box.exec_()
+            box.exec()
 
         details.clicked.connect(show_details)
         item.layout().addWidget(details)
