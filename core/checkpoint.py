@@ -183,8 +183,8 @@ def model_card(info: dict[str, Any]) -> str:
              f"| pixel size trained on | {_pixel_text(info.get('pixel_size_m'))} |",
              f"| files | {', '.join(info['files'])} |"]
     if info.get("weight_storage"):
-        lines.append(f"| weights stored as | {info['weight_storage']}, computed in float32 (probabilities change "
-                     f"by at most {info.get('float16_max_abs_diff', 0):.1e}) |")
+        lines.append(f"| weights stored as | {info['weight_storage']}, computed in float32 (on a random probe "
+                     f"the probabilities moved by at most {info.get('float16_max_abs_diff', 0):.1e}) |")
     lines += ["",
               "## Lineage (the cascade, oldest stage first)", ""]
     stages = info.get("lineage", [])

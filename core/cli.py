@@ -322,7 +322,8 @@ def _print_exponents(result, true_alpha: float) -> None:
 
 
 def cmd_build_pretrained(args) -> int:
-    from .pretrained import REAL_LOSS, build_pretrained, build_real_stages, build_rgb
+    from .pretrained import (CASCADE_DESCRIPTION, REAL_LOSS, REAL_NAME, RGB_NAME, build_pretrained,
+                             build_real_stages, build_rgb)
     from .weight_storage import compact_checkpoint
 
     loss = args.loss or REAL_LOSS
@@ -330,17 +331,22 @@ def cmd_build_pretrained(args) -> int:
     def job(reporter):
         work = Path(args.workdir)
         base = args.start_from
+        if args.skip_real and not base:
+            raise InputError("--skip-real needs --start-from: the checkpoint of the real-texture stages "
+                             "that are not trained again.")
         if not base:      # stages 1-5, procedural
             base = build_pretrained(str(work / "procedural"), args.workdir, epochs=args.epochs,
                                     finetune_epochs=args.finetune_epochs, base_filters=args.base_filters,
                                     max_steps=args.max_steps, regions=args.regions, reporter=reporter.sub(0, 0.4))
         stages = str(work / "stages")
         cascade = build_real_stages(base, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
-                                    loss=loss, data_root=args.data, reporter=reporter.sub(0.4, 0.8))
+                                    loss=loss, data_root=args.data, reporter=reporter.sub(0.4, 0.8),
+                                    skip=args.skip_real, consolidation_steps=args.consolidation_steps)
         rgb = build_rgb(cascade, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
                         loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 0.99))
         # the bundled copies store float16 weights (core.weight_storage: the plugin ZIP's size)
-        return [str(compact_checkpoint(c, args.output)) for c in (cascade, rgb)]
+        return [str(compact_checkpoint(cascade, args.output, REAL_NAME, CASCADE_DESCRIPTION)),
+                str(compact_checkpoint(rgb, args.output, RGB_NAME))]
 
     code, result = _execute(job, args.jsonl, args.quiet)
     if result is not None and not args.jsonl:
@@ -619,7 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="cap on batches per epoch")
     p.add_argument("--start-from", help="an existing procedural stage-5 checkpoint (e.g. landslide_cascade_v1 of "
                                         "release 0.3) instead of training stages 1-5 again")
+    p.add_argument("--skip-real", type=int, default=0, metavar="K",
+                   help="--start-from is the checkpoint of the first K real-texture stages: train only the rest")
     p.add_argument("--steps", type=int, default=1500, help="optimisation steps of each real-texture stage")
+    p.add_argument("--consolidation-steps", type=int, default=0, metavar="N",
+                   help="end with a consolidation stage of N steps over every region's event year (default: none)")
     p.add_argument("--loss", help="loss of the real-texture stages (default: core.pretrained.REAL_LOSS)")
     p.add_argument("--data", help="the real data folder (default ../shared/data or $LANDSLIDE_MAPPER_DATA)")
     _common(p)

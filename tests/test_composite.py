@@ -155,18 +155,33 @@ def test_outline_sets_are_disjoint_places(data_root):
     assert np.all(train.areas >= 120) and np.all(np.abs(shapely.get_x(shapely.centroid(train.shapes))) < 1.0)
 
 
+TRAIN = [sc.spec for _, _, scenes in REAL_STAGES for sc in scenes] + [sc.spec for sc in VISUAL_SCENES]
+VALIDATION = [sc.spec for sc in REAL_VALIDATION]
+
+
 def test_training_never_sees_the_benchmark():
     """The held-out background, the held-out place and the benchmark outline set are in no
-    training or validation scene; validation places are in no training scene."""
-    train = [sc.spec for _, _, scenes in REAL_STAGES for sc in scenes] + [sc.spec for sc in VISUAL_SCENES]
-    val = [sc.spec for sc in REAL_VALIDATION]
-    assert HELD_OUT.background not in {s.background for s in train + val}
-    assert {s.outlines for s in train + val} == {"train"}
+    training or validation scene."""
+    assert HELD_OUT.background not in {s.background for s in TRAIN + VALIDATION}
+    assert {s.outlines for s in TRAIN + VALIDATION} == {"train"}
     assert HELD_OUT.outlines == HELD_OUT_PLACE.outlines == "benchmark"
-    assert not {s.background for s in val} & {s.background for s in train}
-    for s in train + val:
+    for s in TRAIN + VALIDATION:
         if s.background == HELD_OUT_PLACE.background:       # the same image: left of the held-out part
             assert s.region[2] <= HELD_OUT_PLACE.region[0]
+
+
+def test_validation_places_are_in_no_training_scene(data_root):
+    """Where training and validation share a background, their crops of it do not overlap."""
+    from landslide_mapper.core.composite import _Scene
+
+    crops = {id(s): _Scene(s, data_root).crop for s in TRAIN + VALIDATION}
+    shared_backgrounds = {s.background for s in TRAIN} & {s.background for s in VALIDATION}
+    assert shared_backgrounds == {"everest"}
+    for t in TRAIN:
+        for v in VALIDATION:
+            if t.background == v.background:
+                (x, y, w, h), (vx, vy, vw, vh) = crops[id(t)], crops[id(v)]
+                assert x + w <= vx or vx + vw <= x or y + h <= vy or vy + vh <= y, (t, v)
 
 
 def test_bad_specs():

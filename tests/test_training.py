@@ -363,5 +363,13 @@ def test_a_compact_checkpoint_is_half_the_size_and_maps_and_fine_tunes_the_same(
     child = run_training(TrainJob(sources=sources(scene), output_dir=str(tmp_path / "out"), name="child",
                                   base_checkpoint=str(small.folder), **{**TINY, "epochs": 1}))
     assert "weight_storage" not in load_checkpoint(child.checkpoint).info
+    # a renamed copy (as build-pretrained names the bundled ones) says its new name and
+    # description in checkpoint.json, the model card and the ONNX file alike
+    from landslide_mapper.core.weight_storage import compact_checkpoint
+
+    renamed = load_checkpoint(compact_checkpoint(copy, tmp_path / "out", "renamed", "New words."))
+    meta = OnnxModel(renamed.onnx_path).metadata
+    assert renamed.name == meta.name == "renamed" and renamed.info["description"] == meta.description == "New words."
+    assert (renamed.folder / "MODEL_CARD.md").read_text(encoding="utf-8").startswith("# renamed\n\nNew words.")
     # compacting twice is refused with the reason
     assert main(["compact-checkpoint", str(small.folder), "--output", str(tmp_path / "again"), "--quiet"]) == 2
