@@ -240,6 +240,15 @@ def _pixel_text(px) -> str:
     return f"{lo:g} m" if lo == hi else f"{lo:g}–{hi:g} m"
 
 
+def seal(folder: RunFolder, info: dict[str, Any], card_extra: str = "") -> None:
+    """Finish a checkpoint folder whose model files are written: record their SHA-256 in
+    ``info``, then write the model card (with ``card_extra`` appended) and, last,
+    ``checkpoint.json``."""
+    info["files"] = {n: _sha256(folder.path(n)) for n in (KERAS_NAME, ONNX_NAME)}
+    folder.path(CARD_NAME).write_text(model_card(info) + card_extra, encoding="utf-8")
+    folder.path(INFO_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
 def write_checkpoint(output_dir: str | os.PathLike, name: str, keras_model, info: dict[str, Any],
                      export: Callable[[Any, Path, dict[str, str]], None] | None = None,
                      check_onnx: Callable[[Path], dict[str, Any]] | None = None,
@@ -266,9 +275,7 @@ def write_checkpoint(output_dir: str | os.PathLike, name: str, keras_model, info
         export(keras_model, folder.path(ONNX_NAME), {METADATA_KEY: meta.to_json()})
         if check_onnx is not None:
             info.update(check_onnx(folder.path(ONNX_NAME)))
-        info["files"] = {n: _sha256(folder.path(n)) for n in (KERAS_NAME, ONNX_NAME)}
-        folder.path(CARD_NAME).write_text(model_card(info), encoding="utf-8")
-        folder.path(INFO_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        seal(folder, info)
         if before_commit is not None:
             before_commit()
         return folder.commit()

@@ -12,14 +12,12 @@ from a compact checkpoint trains float32 weights as usual and writes a float32 c
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import (CARD_NAME, INFO_NAME, KERAS_NAME, ONNX_NAME, _sha256, load_checkpoint, metadata_from_info,
-                         model_card)
+from .checkpoint import CARD_NAME, KERAS_NAME, ONNX_NAME, load_checkpoint, metadata_from_info, model_card, seal
 from .errors import ModelError
 from .model import METADATA_KEY
 from .run_folder import RunFolder
@@ -83,7 +81,7 @@ def halve_onnx(src: Path, dst: Path, metadata: dict[str, str] | None = None) -> 
     del graph.node[:]
     graph.node.extend(nodes)
     if metadata:
-        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
+        helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(dst))
 
@@ -112,17 +110,16 @@ def compact_checkpoint(src, output_dir, name: str | None = None, description: st
         if description is not None:
             info["description"] = description
         halve_keras(ckpt.keras_path, folder.path(KERAS_NAME))
-        halve_onnx(ckpt.onnx_path, folder.path(ONNX_NAME), {METADATA_KEY: metadata_from_info(info).to_json()})
-        size = metadata_from_info(ckpt.info).size_multiple * 4
+        meta = metadata_from_info(info)
+        halve_onnx(ckpt.onnx_path, folder.path(ONNX_NAME), {METADATA_KEY: meta.to_json()})
+        size = meta.size_multiple * 4
         diff = float(np.max(np.abs(_probe_probs(folder.path(ONNX_NAME), len(ckpt.channels), size)
                                    - _probe_probs(ckpt.onnx_path, len(ckpt.channels), size))))
         if not diff <= MAX_PROB_DIFF:
             raise ModelError(f"Storing {ckpt.folder.name} as {STORAGE} would change its probabilities by up to "
                              f"{diff:.3g} (more than {MAX_PROB_DIFF}); keep the float32 checkpoint.")
         info["float16_max_abs_diff"] = diff
-        info["files"] = {n: _sha256(folder.path(n)) for n in (KERAS_NAME, ONNX_NAME)}
-        folder.path(CARD_NAME).write_text(model_card(info) + added, encoding="utf-8")
-        folder.path(INFO_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        seal(folder, info, added)
         return folder.commit()
 
 

@@ -19,6 +19,7 @@ from landslide_mapper.core.errors import Cancelled, InputError, ModelError
 from landslide_mapper.core.jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json, job_to_json
 from landslide_mapper.core.model import OnnxModel
 from landslide_mapper.core.progress import Reporter
+from landslide_mapper.core.weight_storage import compact_checkpoint
 
 keras = pytest.importorskip("keras")
 
@@ -365,8 +366,6 @@ def test_a_compact_checkpoint_is_half_the_size_and_maps_and_fine_tunes_the_same(
     assert "weight_storage" not in load_checkpoint(child.checkpoint).info
     # a renamed copy (as build-pretrained names the bundled ones) says its new name and
     # description in checkpoint.json, the model card and the ONNX file alike
-    from landslide_mapper.core.weight_storage import compact_checkpoint
-
     renamed = load_checkpoint(compact_checkpoint(copy, tmp_path / "out", "renamed", "New words."))
     meta = OnnxModel(renamed.onnx_path).metadata
     assert renamed.name == meta.name == "renamed" and renamed.info["description"] == meta.description == "New words."
