@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .bundled import AUTO, BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
-from .events import JsonlEmitter
+from .events import JsonlEmitter, watch_control
 from .jobs import (DEFAULT_LOSS, RESAMPLE_CHOICES, InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json,
                    split_layer)
 from .progress import Reporter
@@ -230,10 +230,16 @@ def cmd_run_job(args) -> int:
 
     def job_fn(reporter):
         try:
-            text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
+            if args.control:            # the job on one line, then stdin carries control lines
+                text = sys.stdin.readline()
+            else:
+                text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
         except OSError as exc:
             raise InputError(f"Cannot read the job specification {args.spec}: {exc.strerror or exc}.") from None
-        return run_job(job_from_json(text), reporter)
+        job = job_from_json(text)
+        if args.control:
+            watch_control(sys.stdin, reporter.cancel)
+        return run_job(job, reporter)
 
     return _execute(job_fn, jsonl=True)[0]
 
@@ -612,6 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run-job", help="run a JSON job specification, printing JSON-lines events (worker mode)")
     p.add_argument("spec", nargs="?", default="-", help="job JSON file, or - for stdin (default)")
+    p.add_argument("--control", action="store_true",
+                   help="read the job as one JSON line from stdin, then keep reading it: a 'cancel' "
+                        "line or the end of stdin stops the job and removes its partial outputs "
+                        "(how the plugin drives its worker on every platform)")
     p.set_defaults(func=cmd_run_job)
 
     p = sub.add_parser("build-pretrained", help="retrain the bundled checkpoints: the cascade over procedural, then "

@@ -2,15 +2,22 @@
 
 One JSON object per line on stdout: ``{"event": "start" | "progress" | "log" | "result" |
 "error", ...}``. The QGIS task turns these into progress, messages and results.
+
+The other direction (``run-job --control``): the job spec as one JSON line on stdin, then
+stdin stays open; a ``cancel`` line, or stdin's end (the driver closed it or died), asks
+the job to stop at its next progress point and remove its partial outputs. This works the
+same on Windows, macOS and Linux: no signal is needed to stop a worker cleanly.
 """
 from __future__ import annotations
 
 import json
 import sys
 import threading
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .errors import Cancelled, LandslideMapperError
+
+CANCEL_LINE = "cancel"
 
 
 class JsonlEmitter:
@@ -48,3 +55,20 @@ def parse_event(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
+
+
+def watch_control(stream: IO[str], cancel: Callable[[], None]) -> threading.Thread:
+    """Follow the driver's control lines on ``stream`` in a daemon thread: a ``cancel``
+    line or the end of the stream calls ``cancel()`` (once) and ends the watch."""
+    def watch():
+        try:
+            for line in stream:
+                if line.strip() == CANCEL_LINE:
+                    break
+        except (OSError, ValueError):      # the stream was closed under us
+            pass
+        cancel()
+
+    thread = threading.Thread(target=watch, name="landslide-mapper-control", daemon=True)
+    thread.start()
+    return thread

@@ -118,6 +118,11 @@ LOSSES = ("adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky
 DEFAULT_LOSS = "dice"
 
 
+# The modules a training job imports beyond mapping's: some worker Pythons cannot have them
+# (TensorFlow has no Python 3.14 release), so the plugin and the worker check for them.
+TRAINING_MODULES = ("tensorflow", "keras", "albumentations", "cv2")
+
+
 @dataclass
 class TrainJob:
     """Train a cascade checkpoint from scratch, or fine-tune one (``base_checkpoint``).
@@ -432,5 +437,6 @@ def job_from_json(text: str):
         raise InputError(f"Incomplete job specification: {exc}.") from None
 
 
-def job_to_json(job) -> str:
-    return json.dumps(job.to_dict(), indent=2)
+def job_to_json(job, indent: int | None = 2) -> str:
+    """The job spec as JSON; ``indent=None`` gives one line (the worker's control protocol)."""
+    return json.dumps(job.to_dict(), indent=indent)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint, improvement_text, load_checkpoint, new_id, today, write_checkpoint
 from .errors import InputError, ModelError
-from .jobs import TrainJob
+from .jobs import TRAINING_MODULES, TrainJob
 from .metrics import PixelScores
 from .progress import Reporter
 
@@ -210,9 +210,32 @@ def _pixel_range(sizes, base: Checkpoint | None) -> list[float]:
     return [round(min(values), 3), round(max(values), 3)] if values else []
 
 
+def require_training_stack() -> None:
+    """Refuse a training job, before any work, in a Python without TensorFlow/Keras (e.g.
+    Python 3.14, for which TensorFlow publishes no release): mapping needs neither."""
+    import importlib.util
+    import sys
+
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):        # a broken or hidden install counts as absent
+            return True
+
+    missing = [m for m in TRAINING_MODULES if absent(m)]
+    if missing:
+        version = ".".join(map(str, sys.version_info[:2]))
+        raise InputError(
+            f"Training and fine-tuning need {', '.join(missing)}, which this worker Python "
+            f"({sys.executable}, Python {version}) does not have. Mapping works without them. "
+            "Create the worker environment in the dock's Worker tab, or choose a worker Python "
+            "3.9–3.13 that has TensorFlow (TensorFlow publishes no release for Python 3.14).")
+
+
 def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or Reporter()
     job.validate()
+    require_training_stack()
     t0 = time.time()
     from .augment import make_augmenter, radiometric_jitter
     from .training_data import normalisation, prepare_patches, split_patches

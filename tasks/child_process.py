@@ -1,4 +1,5 @@
-"""Following a child process line by line from a QgsTask thread, and stopping it.
+"""Following a child process line by line from a QgsTask thread (stopping it is
+worker_platform.stop_tree's job, which knows each platform's way).
 
 Shared by the worker task (JSON-lines events) and the environment set-up (pip's
 output): a reader thread drains stdout into a queue, so the task can check for
@@ -6,12 +7,9 @@ cancellation every ``POLL_S`` even while the child prints nothing.
 """
 from __future__ import annotations
 
-import os
 import queue
-import signal
 import subprocess
 import threading
-import time
 from typing import Callable
 
 POLL_S = 0.1
@@ -51,26 +49,3 @@ def _pump(stream, lines: queue.Queue) -> None:
     for line in stream:
         lines.put(line)
     lines.put(None)
-
-
-def terminate(proc: subprocess.Popen, grace_s: float, whole_group: bool) -> None:
-    """SIGTERM (to the leader, which may clean up, or to the whole group), then SIGKILL to
-    the group if it has not exited after ``grace_s``. The child must have been started
-    with ``start_new_session=True``."""
-    if proc.poll() is not None:
-        return
-    try:
-        if whole_group:
-            os.killpg(proc.pid, signal.SIGTERM)
-        else:
-            proc.send_signal(signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

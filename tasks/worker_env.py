@@ -27,7 +27,9 @@ from typing import Callable, Optional, Sequence
 
 from qgis.core import QgsTask
 
-from .child_process import follow, terminate
+from ..core.jobs import TRAINING_MODULES
+from . import worker_platform as wp
+from .child_process import follow
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
@@ -36,13 +38,14 @@ REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
 REQUIREMENTS_NUMPY2_FILE = PLUGIN_DIR / "requirements-worker-numpy2.txt"
 SETTINGS_KEY = "landslide_mapper/worker_python"
 ENV_PYTHON = "LANDSLIDE_MAPPER_PYTHON"           # overrides the setting (servers, qgis_process)
-DEFAULT_BASE_PYTHON = "/usr/bin/python3"
 CONSTRAINTS_NAME = "worker-constraints.txt"     # written into the env folder
 REQUIREMENTS_NAME = "worker-requirements.txt"   # written into the env folder
 
-# What the worker imports (grep core/ for imports): the host's stack, mapping, training.
-REQUIRED_MODULES = ("numpy", "scipy", "rasterio", "osgeo.gdal", "shapely", "matplotlib", "onnx",
-                    "onnxruntime", "tqdm", "cv2", "albumentations", "tensorflow", "keras")
+# What the worker imports (grep core/ for imports): the host's stack and mapping, which every
+# worker needs, and training, which some platforms cannot have (worker_platform.pin_set).
+MAPPING_MODULES = ("numpy", "scipy", "rasterio", "osgeo.gdal", "shapely", "matplotlib", "onnx",
+                   "onnxruntime", "tqdm")
+REQUIRED_MODULES = MAPPING_MODULES + TRAINING_MODULES
 # Importing these takes seconds (Keras 3 imports TensorFlow): by default the probe only checks
 # that they can be found; ``check_gpu=True`` imports them and asks TensorFlow for its GPUs.
 SLOW_MODULES = ("tensorflow", "keras")
@@ -50,29 +53,6 @@ SLOW_MODULES = ("tensorflow", "keras")
 # ops); Debian's own shapely is 1.8.
 MIN_VERSIONS = {"shapely": "2.0", "keras": "3.0"}
 
-# --- CUDA builds -------------------------------------------------------------------------
-# On a machine with an NVIDIA GPU the environment gets the CUDA builds of the two packages
-# that have one: ``tensorflow-cpu==2.17.1`` becomes ``tensorflow[and-cuda]==2.17.1`` and
-# ``onnxruntime==1.20.1`` becomes ``onnxruntime-gpu``. The caveat (checked against the
-# wheels' metadata on PyPI):
-#
-# * TensorFlow 2.17.1's ``and-cuda`` extra pins CUDA 12.3 and cuDNN 8.9 as pip packages
-#   (``nvidia-cudnn-cu12==8.9.7.29``, ``nvidia-cublas-cu12==12.3.4.1``, ...), which
-#   TensorFlow finds by itself: training runs on the GPU with nothing else installed.
-# * onnxruntime-gpu 1.20's wheel depends on no ``nvidia-*`` package at all (only coloredlogs,
-#   flatbuffers, numpy, packaging, protobuf, sympy); its CUDA provider loads the CUDA 12 and
-#   **cuDNN 9** libraries from the system library path. TensorFlow's pip cuDNN 8.9 is the
-#   wrong major version and is not on that path anyway. So ONNX Runtime maps on the GPU only
-#   where a system CUDA 12 + cuDNN 9 is installed (libonnxruntime_providers_cuda.so of the
-#   1.20.2 wheel NEEDs libcudnn.so.9, libcublas.so.12, libcudart.so.12, libcufft.so.11,
-#   libcurand.so.10, libnvrtc.so.12, with no RUNPATH); elsewhere the CUDA provider cannot
-#   load, ONNX Runtime creates the session on its CPU provider and core/model.py logs the
-#   fallback. ``get_available_providers()`` lists CUDAExecutionProvider either way: it says
-#   what was built in, not what can load.
-# * onnxruntime-gpu has no 1.20.1 release (PyPI has 1.20.0 and 1.20.2 for Linux and
-#   Windows), hence the version map below: 1.20.2 is the GPU patch release of the 1.20 line.
-GPU_PACKAGES = {"tensorflow-cpu": "tensorflow[and-cuda]", "onnxruntime": "onnxruntime-gpu"}
-GPU_VERSIONS = {("onnxruntime", "1.20.1"): "1.20.2"}
 
 PROBE_MARKER = "LANDSLIDE_MAPPER_PROBE "
 SETUP_TERMINATE_GRACE_S = 5.0
@@ -107,16 +87,18 @@ def default_env_dir() -> Path:
 
 
 def venv_python(env_dir) -> Path:
-    return Path(env_dir) / "bin" / "python"
+    """The venv's interpreter on this platform (``Scripts\\python.exe`` on Windows)."""
+    return Path(wp.venv_python(env_dir, wp.current()))
 
 
 def candidate_pythons() -> list[str]:
     """Interpreters worth probing, best first: ``$LANDSLIDE_MAPPER_PYTHON`` (for servers and
     qgis_process), the configured one, the plugin-made venv, the plugin's development venv,
-    then ``python3`` on PATH. Existing ones only, each once (a venv's bin/python is a link
+    then the Python QGIS runs on (or ``python3`` on PATH). Existing ones only, each once (a venv's bin/python is a link
     to the system Python: paths are compared unresolved)."""
+    plat = wp.current()
     candidates = [os.environ.get(ENV_PYTHON), configured_python(), str(venv_python(default_env_dir())),
-                  str(PLUGIN_DIR / ".venv" / "bin" / "python"), shutil.which("python3")]
+                  str(wp.dev_venv_python(PLUGIN_DIR, plat)), wp.default_base_python(plat)]
     seen: list[str] = []
     for path in candidates:
         if not path:
@@ -143,12 +125,24 @@ class Probe:
     outdated: dict[str, str] = field(default_factory=dict)       # module -> "1.8.5 (needs >= 2.0)"
     gpus: Optional[list[str]] = None     # TensorFlow's GPUs; None when not checked
 
+    @property
+    def can_train(self) -> bool:
+        """Whether training and fine-tuning can run (``ok`` says mapping can)."""
+        return self.ok and not any(m in self.missing for m in TRAINING_MODULES)
+
+    @property
+    def training_refusal(self) -> Optional[str]:
+        """Why this interpreter's platform can have no training packages at all, if so."""
+        if not self.python_version:
+            return None
+        version = tuple(int(p) for p in self.python_version.split(".")[:2])
+        return wp.pin_set(wp.current(version), self.versions.get("numpy")).training_refusal
+
     def message(self) -> str:
-        """One actionable sentence for the settings tab or an error dialog."""
+        """One actionable sentence for the Worker tab (callers elsewhere add where that is)."""
         if self.error:
-            return (f"{self.python} {self.error}: choose another interpreter, or create the worker "
-                    "environment (Landslide Mapper dock, Worker tab)")
-        if not self.ok:
+            return f"{self.python} {self.error}: choose another interpreter, or create the worker environment"
+        if not self.ok or not self.can_train:
             parts = []
             absent = [m for m in self.missing if m not in self.import_errors and m not in self.outdated]
             if absent:
@@ -157,7 +151,12 @@ class Probe:
                 parts.append(f"cannot import {module} ({reason})")
             for module, why in self.outdated.items():
                 parts.append(f"has {module} {why}")
-            return (f"{self.python} {'; '.join(parts)}: create the worker environment (Landslide Mapper dock, Worker tab) "
+            if self.ok:         # mapping works; say why training does not
+                why = self.training_refusal or ("create the worker environment to add them, "
+                                                "or choose another interpreter")
+                return (f"{self.python}: maps with ONNX Runtime {self.versions.get('onnxruntime', '?')}, "
+                        f"but cannot train ({'; '.join(parts)}): {why}")
+            return (f"{self.python} {'; '.join(parts)}: create the worker environment "
                     "or choose another interpreter")
         ort = self.versions.get("onnxruntime", "?")
         tf = self.versions.get("tensorflow", "?")
@@ -264,7 +263,7 @@ def probe(python: str, timeout: float = 120, check_gpu: bool = False,
         if have is not None and _version_tuple(have) < _version_tuple(minimum):
             result.outdated[module] = f"{have} (needs >= {minimum})"
             result.missing.append(module)
-    result.ok = not result.missing
+    result.ok = not any(m in result.missing for m in MAPPING_MODULES)
     return result
 
 
@@ -292,30 +291,12 @@ def nvidia_gpu_present() -> bool:
 
 
 # --- requirements ------------------------------------------------------------------------
-_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def worker_requirements(gpu: bool = False, path=REQUIREMENTS_FILE) -> list[str]:
-    """The pinned requirement lines of requirements-worker.txt (comments dropped); with
-    ``gpu`` the CUDA builds replace tensorflow-cpu and onnxruntime (see GPU_PACKAGES)."""
-    lines = []
-    for raw in Path(path).read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = _REQUIREMENT.match(line)
-        if gpu and match and _canonical(match.group(1)) in GPU_PACKAGES:
-            name = _canonical(match.group(1))
-            spec = match.group(3).replace(" ", "")
-            if spec.startswith("=="):
-                spec = "==" + GPU_VERSIONS.get((name, spec[2:]), spec[2:])
-            line = GPU_PACKAGES[name] + spec
-        lines.append(line)
-    return lines
+    """The pinned requirement lines of a lock file such as requirements-worker.txt (comments
+    dropped); with ``gpu`` the CUDA builds this platform has (worker_platform.gpu_build)."""
+    lines = [raw.split("#", 1)[0].strip() for raw in Path(path).read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    return wp.gpu_build(lines, wp.current()) if gpu else lines
 
 
 def _ask(python: str, code: str, timeout: float = 60) -> dict:
@@ -334,33 +315,43 @@ def _ask(python: str, code: str, timeout: float = 60) -> dict:
 
 _FACTS = r"""
 import json, sys
+HOST = %r
 from importlib import metadata
+import importlib.util
 out = {"prefix": sys.prefix, "base_prefix": getattr(sys, "base_prefix", sys.prefix), "versions": {},
-       "python": list(sys.version_info[:2])}
+       "python": list(sys.version_info[:2]), "has": {}}
 for name in ("numpy", "scipy"):
     try:
         out["versions"][name] = metadata.version(name)
     except Exception:
         pass
+for name in HOST:
+    try:
+        out["has"][name] = importlib.util.find_spec(name) is not None
+    except Exception:
+        out["has"][name] = False
 print(json.dumps(out))
-"""
+""" % (sorted(wp.HOST_PACKAGES),)
 
 
-def host_constraints(base_python: str = DEFAULT_BASE_PYTHON) -> list[str]:
+def host_constraints(base_python: Optional[str] = None) -> list[str]:
     """``numpy==…`` and ``scipy==…`` as installed for ``base_python`` (as pip sees them): pip
     constraints so that installing the worker packages can never replace the host's numpy
     or scipy, which GDAL, rasterio and QGIS were built against."""
-    versions = _ask(base_python, _FACTS)["versions"]
+    versions = _ask(base_python or wp.default_base_python(), _FACTS)["versions"]
     return [f"{name}=={version}" for name, version in versions.items()]
 
 
-def requirements_file_for(python_version: Sequence[int], numpy_version: Optional[str]) -> Path:
-    """The pinned set that installs on a host with this Python and numpy: TensorFlow 2.17's
-    (requirements-worker.txt) up to Python 3.12 with numpy 1.x, else TensorFlow 2.20's."""
-    numpy_major = _version_tuple(numpy_version)[:1] if numpy_version else ()
-    if tuple(python_version[:2]) >= (3, 13) or numpy_major >= (2,):
-        return REQUIREMENTS_NUMPY2_FILE
-    return REQUIREMENTS_FILE
+def pins_for(facts: dict, gpu: bool = False) -> tuple[wp.PinSet, list[str]]:
+    """The pin set for the host that ``facts`` (the _FACTS answer) describes and its
+    requirement lines: the full lock or the pins, plus the host packages it lacks."""
+    pins = wp.pin_set(wp.current(facts["python"]), facts["versions"].get("numpy"))
+    if pins.lock_file:
+        lines = worker_requirements(path=PLUGIN_DIR / pins.lock_file)
+    else:
+        lines = list(pins.requirements)
+    lines += [spec for name, spec in wp.HOST_PACKAGES.items() if not facts.get("has", {}).get(name, True)]
+    return pins, (wp.gpu_build(lines, wp.current()) if gpu else lines)
 
 
 # ``pip check`` limited to what the environment itself installed: with system site packages
@@ -397,18 +388,20 @@ def _same_or_inside(path: Path, prefix: Path) -> bool:
         return False
 
 
-def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = False,
+def setup_commands(env_dir, base_python: Optional[str] = None, gpu: bool = False,
                    requirements: Optional[Sequence[str]] = None,
                    pip_args: Sequence[str] = ()) -> list[list[str]]:
     """The commands that create (or repair) the worker venv ``env_dir``: venv with system
-    site packages, pip install of the requirements (the pinned set for the host's Python and
-    numpy, see requirements_file_for) under the host's numpy/scipy constraints, pip check of
+    site packages, pip install of the requirements (the pinned set for the host's platform,
+    Python and numpy, see pins_for) under the host's numpy/scipy constraints, pip check of
     what the environment installed. Writes the constraints and requirements files into
     ``env_dir`` (creating it).
 
     Raises ValueError for an ``env_dir`` that is, or contains, the running interpreter's
-    prefix or ``base_python``'s: this never installs into QGIS' Python."""
+    prefix or ``base_python``'s (this never installs into QGIS' Python), and where no worker
+    can run on the base Python's platform at all."""
     env_dir = Path(env_dir).expanduser().absolute()
+    base_python = base_python or wp.default_base_python()
     facts = _ask(base_python, _FACTS)
     protected = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
                                               facts["prefix"], facts["base_prefix"])}
@@ -426,8 +419,10 @@ def setup_commands(env_dir, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = 
         raise ValueError(f"{env_dir} is a non-empty folder and not a Python virtual environment: "
                          "choose a new, empty folder.")
     constraints = [f"{name}=={version}" for name, version in facts["versions"].items()]
-    pinned = requirements_file_for(facts["python"], facts["versions"].get("numpy"))
-    requirements = list(worker_requirements(gpu, pinned) if requirements is None else requirements)
+    pins, pinned = pins_for(facts, gpu)
+    if pins.mapping_refusal:
+        raise ValueError(pins.mapping_refusal)
+    requirements = list(pinned if requirements is None else requirements)
     env_dir.mkdir(parents=True, exist_ok=True)
     constraints_file = env_dir / CONSTRAINTS_NAME
     requirements_file = env_dir / REQUIREMENTS_NAME
@@ -494,7 +489,7 @@ class EnvironmentSetupTask(QgsTask):
     ``env_dir`` that did not exist before is removed on failure or cancel.
     """
 
-    def __init__(self, env_dir=None, base_python: str = DEFAULT_BASE_PYTHON, gpu: bool = False,
+    def __init__(self, env_dir=None, base_python: Optional[str] = None, gpu: bool = False,
                  requirements: Optional[Sequence[str]] = None, pip_args: Sequence[str] = (),
                  commands: Optional[Sequence[Sequence[str]]] = None,
                  on_finished: Optional[Callable[["EnvironmentSetupTask"], None]] = None,
@@ -568,7 +563,9 @@ class EnvironmentSetupTask(QgsTask):
         if self.python is not None:
             self.probe = probe(self.python, check_gpu=self.gpu)
             self.log_lines.append(self.probe.message())
-            if self.commands is None and self.requirements is None and not self.probe.ok:
+            must_train = self.probe.training_refusal is None
+            if (self.commands is None and self.requirements is None
+                    and not (self.probe.can_train if must_train else self.probe.ok)):
                 self.error = "The environment was installed, but " + self.probe.message()
                 return False
         self.setProgress(100.0)
@@ -579,12 +576,12 @@ class EnvironmentSetupTask(QgsTask):
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, encoding="utf-8",
                                     errors="replace", env=_setup_environment(),
-                                    start_new_session=True)
+                                    **wp.popen_options(wp.current()))
         except OSError as exc:
             self.log_lines.append(f"{command[0]} cannot be started: {exc.strerror or exc}")
             return 127
         code = follow(proc, lambda line: self._handle(line.rstrip("\n"), kind), self.isCanceled,
-                      lambda p: terminate(p, SETUP_TERMINATE_GRACE_S, whole_group=True))
+                      lambda p: wp.stop_tree(p, SETUP_TERMINATE_GRACE_S, polite=True))
         return code
 
     def _handle(self, line: str, kind: str) -> None:

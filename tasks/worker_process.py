@@ -3,8 +3,10 @@
 The job spec goes to ``python -m landslide_mapper run-job -`` on stdin; JSON-lines events
 come back on stdout and become progress, log lines and the result. TensorFlow, ONNX
 Runtime and CUDA live only in the worker, so a crash or a library conflict there can
-never take QGIS down. Stopping sends SIGTERM (the worker stops at its next batch and
-removes its partial run folder), then kills the process if it does not exit.
+never take QGIS down. The worker runs with ``--control``: stopping writes a ``cancel``
+line and closes its stdin (core/events.py), on every platform; the worker stops at its
+next progress point and removes its partial run folder. Only a worker that has not exited
+after ``TERMINATE_GRACE_S`` is killed, with its children (worker_platform.stop_tree).
 
 Both ways QGIS runs a job use this: the dock's :class:`~.worker_task.WorkerTask` (a
 QgsTask) and the Processing algorithms (in Processing's own thread, or in qgis_process).
@@ -19,9 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..core.events import parse_event
+from ..core.events import CANCEL_LINE, parse_event
 from ..core.jobs import job_to_json
-from .child_process import follow, terminate
+from . import worker_platform
+from .child_process import follow
 
 TERMINATE_GRACE_S = 15.0
 MISSING_PACKAGE_SIGNS = ("ModuleNotFoundError", "ImportError", "No module named")
@@ -33,7 +36,7 @@ def default_worker_python() -> str:
     inside QGIS ``sys.executable`` is QGIS itself, never a candidate."""
     from .worker_env import candidate_pythons
 
-    return next(iter(candidate_pythons()), "python3")
+    return next(iter(candidate_pythons()), worker_platform.default_base_python())
 
 
 def worker_environment() -> dict[str, str]:
@@ -47,6 +50,25 @@ def worker_environment() -> dict[str, str]:
     holder = str(Path(package.__file__).absolute().parent.parent)   # not resolved: keeps the link
     env["PYTHONPATH"] = os.pathsep.join(p for p in (holder, env.get("PYTHONPATH")) if p)
     return env
+
+
+def stop_worker(proc: subprocess.Popen, grace_s: Optional[float] = None) -> None:
+    """Ask the worker to stop through its control protocol (a cancel line, then the end of
+    its stdin); kill it and its children only if it has not exited after the grace period."""
+    try:
+        proc.stdin.write(CANCEL_LINE + "\n")
+        proc.stdin.flush()
+    except (OSError, ValueError):
+        pass                    # already closed, or the worker has gone
+    _close(proc.stdin)
+    worker_platform.stop_tree(proc, TERMINATE_GRACE_S if grace_s is None else grace_s, polite=False)
+
+
+def _close(stream) -> None:
+    try:
+        stream.close()
+    except (OSError, ValueError):
+        pass
 
 
 class WorkerRun:
@@ -86,27 +108,27 @@ class WorkerRun:
         stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         try:
             proc = subprocess.Popen(
-                [self.python, "-m", "landslide_mapper", "run-job", "-"], stdin=subprocess.PIPE,
+                [self.python, "-m", "landslide_mapper", "run-job", "--control", "-"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=stderr, text=True, encoding="utf-8", errors="replace",
-                env=worker_environment(), start_new_session=True)
+                env=worker_environment(), **worker_platform.popen_options(worker_platform.current()))
         except OSError as exc:
             stderr.close()
             raise RuntimeError(f"The worker Python {self.python} cannot be started: {exc.strerror or exc}. "
                                "Choose the worker Python in the dock's Worker tab.") from None
 
-        def send_job():
+        def send_job():       # stdin stays open: closing it would cancel the job
             try:
-                proc.stdin.write(job_to_json(self.job))
-                proc.stdin.close()
-            except BrokenPipeError:
+                proc.stdin.write(job_to_json(self.job, indent=None) + "\n")
+                proc.stdin.flush()
+            except OSError:
                 pass  # the worker died at start-up: its stderr says why
 
         def cancelled() -> bool:
             self.cancelled = self.cancelled or bool(is_cancelled())
             return self.cancelled
 
-        self.returncode = follow(proc, self._handle, cancelled,
-                                 lambda p: terminate(p, TERMINATE_GRACE_S, whole_group=False), send_job)
+        self.returncode = follow(proc, self._handle, cancelled, stop_worker, send_job)
+        _close(proc.stdin)
         proc.stdout.close()
         stderr.seek(0)
         self.stderr_tail = stderr.read()[-4000:]

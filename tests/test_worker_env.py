@@ -16,6 +16,7 @@ from qgis.core import QgsApplication, QgsTask
 
 from conftest import ROOT, run_task
 from landslide_mapper.tasks import worker_env
+from landslide_mapper.tasks import worker_platform as wp
 from landslide_mapper.tasks.worker_env import (
     SETTINGS_KEY, EnvironmentSetupTask, Probe, candidate_pythons, configured_python,
     failure_hint, host_constraints, nvidia_gpu_present, probe, set_configured_python,
@@ -96,7 +97,7 @@ def test_message_separates_missing_broken_and_outdated():
                    outdated={"shapely": "1.8.5 (needs >= 2.0)"})
     assert result.message() == ("/x/python lacks onnxruntime; cannot import cv2 (ImportError: libGL.so.1); "
                                 "has shapely 1.8.5 (needs >= 2.0): create the worker environment "
-                                "(Landslide Mapper dock, Worker tab) or choose another interpreter")
+                                "or choose another interpreter")
 
 
 # --- finding interpreters ----------------------------------------------------------------
@@ -192,19 +193,12 @@ def test_setup_commands_write_constraints_and_requirements(tmp_path):
     numpy = next(c.split("==")[1] for c in constraints if c.startswith("numpy=="))
     version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
                              text=True, check=True).stdout.split()
-    pinned = worker_env.requirements_file_for(tuple(map(int, version)), numpy)    # the host's set
-    assert [r for r in requirements if not r.startswith("#")] == worker_requirements(gpu=True, path=pinned)
+    pins = wp.pin_set(wp.current(tuple(map(int, version))), numpy)    # the host's set: Debian 12's lock
+    assert pins.lock_file == wp.LOCK_NUMPY1
+    # Debian's python3-rasterio, -scipy and -matplotlib are there: nothing added for the host
+    expected = worker_requirements(gpu=True, path=ROOT / pins.lock_file)
+    assert [r for r in requirements if not r.startswith("#")] == expected
     assert commands[2] == [python, "-c", worker_env.LOCAL_PIP_CHECK]
-
-
-@pytest.mark.parametrize("python_version, numpy_version, expected", [
-    ((3, 11), "1.24.2", "requirements-worker.txt"),          # Debian 12, QGIS 3.22
-    ((3, 12), "1.26.4", "requirements-worker.txt"),          # Ubuntu 24.04, OSGeo4W with numpy 1
-    ((3, 12), "2.0.2", "requirements-worker-numpy2.txt"),
-    ((3, 13), "2.2.4", "requirements-worker-numpy2.txt"),    # Debian 13, QGIS 3.40
-    ((3, 13), None, "requirements-worker-numpy2.txt")])
-def test_the_pinned_set_follows_the_hosts_python_and_numpy(python_version, numpy_version, expected):
-    assert worker_env.requirements_file_for(python_version, numpy_version).name == expected
 
 
 def test_both_pinned_sets_pin_the_same_worker_and_never_the_hosts_numpy():

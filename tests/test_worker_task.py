@@ -1,6 +1,8 @@
 """The QgsTask that drives the worker process, run by QGIS' real task manager."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -8,7 +10,9 @@ from pathlib import Path
 from qgis.core import QgsTask
 
 from conftest import ROOT, forest_with_scars, run_task, write_raster
-from landslide_mapper.core.jobs import InferenceJob, YearInput
+from landslide_mapper.core.events import parse_event
+from landslide_mapper.core.jobs import InferenceJob, YearInput, job_to_json
+from landslide_mapper.tasks.worker_process import worker_environment
 from landslide_mapper.tasks.worker_task import WorkerTask
 
 BASELINE = str(ROOT / "models" / "spectral_baseline.onnx")
@@ -60,8 +64,29 @@ def test_cancel_stops_the_worker_and_leaves_nothing(qgis_app, tmp_path):
     assert time.monotonic() - cancelled_at[0] < 30          # prompt
     assert task.status() == QgsTask.Terminated
     assert task.error_message.startswith("Cancelled")
-    assert task.returncode in (130, -9)
+    assert task.returncode == 130        # stopped by its control protocol, not killed
     assert list(out.iterdir()) == []     # no run folder, no staging folder
+
+
+def test_a_worker_whose_driver_goes_away_stops_and_cleans_up(tmp_path):
+    """The end of stdin (QGIS closed it, or died) cancels like a cancel line: no signal."""
+    big = write_raster(tmp_path / "big.tif", forest_with_scars(1500, 1500))
+    out = tmp_path / "out"
+    job = InferenceJob(years=[YearInput(2017, str(big))], model=BASELINE, output_dir=str(out),
+                       tile_size=32, overlap=8, batch_size=1)
+    proc = subprocess.Popen([sys.executable, "-m", "landslide_mapper", "run-job", "--control", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=worker_environment())
+    proc.stdin.write(job_to_json(job, indent=None) + "\n")
+    proc.stdin.flush()
+    for line in proc.stdout:                     # wait for real work, then go away
+        if (parse_event(line) or {}).get("event") == "progress" and any(out.glob(".*")):
+            break
+    proc.stdin.close()
+    events = [parse_event(line) for line in proc.stdout]
+    assert proc.wait(timeout=60) == 130
+    assert any(e and e["event"] == "error" and e.get("cancelled") for e in events)
+    assert list(out.iterdir()) == []
 
 
 def test_an_interpreter_that_cannot_start_is_reported(qgis_app, tmp_path):
@@ -70,3 +95,34 @@ def test_an_interpreter_that_cannot_start_is_reported(qgis_app, tmp_path):
     run_task(task)
     assert task.status() == QgsTask.Terminated
     assert "cannot be started" in task.error_message and "no-python" in task.error_message
+
+
+def test_a_worker_without_tensorflow_maps_but_refuses_training_clearly(tmp_path):
+    """Python 3.14 has no TensorFlow: simulated by hiding it from a real worker process."""
+    from landslide_mapper.core.jobs import TrainingSource, TrainJob
+
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n")
+    env = worker_environment()
+    env["PYTHONPATH"] = str(hide) + os.pathsep + env["PYTHONPATH"]
+    image = write_raster(tmp_path / "img.tif", forest_with_scars(64, 64))
+    job = TrainJob(sources=[TrainingSource(raster=str(image), labels=str(image))], output_dir=str(tmp_path / "o"),
+                   name="n")
+    proc = subprocess.run([sys.executable, "-m", "landslide_mapper", "run-job", "-"], input=job_to_json(job),
+                          capture_output=True, text=True, env=env, timeout=300)
+    error = next(e for e in map(parse_event, proc.stdout.splitlines()) if e and e["event"] == "error")
+    assert proc.returncode == 2 and error["user_error"] is True
+    assert "Training and fine-tuning need tensorflow, keras" in error["message"]
+    assert "Mapping works without them" in error["message"]
+    assert not (tmp_path / "o").exists()
+    mapping = InferenceJob(years=[YearInput(2017, str(image))], model=BASELINE, output_dir=str(tmp_path / "m"))
+    proc = subprocess.run([sys.executable, "-m", "landslide_mapper", "run-job", "-"], input=job_to_json(mapping),
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
