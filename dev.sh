@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-APT_PACKAGES="qgis python3-qgis python3-gdal python3-rasterio python3-scipy python3-matplotlib python3-cairo python3-venv pyqt5-dev-tools"
+APT_PACKAGES="qgis python3-qgis python3-gdal python3-rasterio python3-scipy python3-matplotlib python3-cairo python3-venv"
 
 need_apt() {
   for pkg in $APT_PACKAGES; do

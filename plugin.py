@@ -4,17 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from qgis.PyQt.QtCore import QFile, Qt
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-try:  # Compiled Qt resources (resources.py) are only built when packaging the plugin.
-    from . import resources  # noqa: F401
-except ImportError:
-    resources = None
-
 PLUGIN_DIR = Path(__file__).resolve().parent
-ICON_RESOURCE = ":/plugins/landslide_mapper/icons/icon.svg"
 ICON_FILE = PLUGIN_DIR / "icons" / "icon.svg"
 
 PLUGIN_NAME = "Landslide Mapper"
@@ -22,9 +16,7 @@ MENU_NAME = "&Landslide Mapper"
 
 
 def plugin_icon() -> QIcon:
-    """The plugin icon, from the compiled resources when present, else from the file."""
-    if QFile.exists(ICON_RESOURCE):
-        return QIcon(ICON_RESOURCE)
+    """The plugin icon, read from its file (no compiled Qt resources: Qt6 has no pyrcc)."""
     return QIcon(str(ICON_FILE))
 
 

@@ -8,6 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterVectorLayer)
 
+from .. import qgis_compat
 from ..core.jobs import AnalyseJob, AssessJob, SubtractJob
 from ..ui.run_layers import run_group_name, style_changes, style_status
 from .job_algorithm import JobAlgorithm, advanced, html_report, load_on_completion, rows_to_sink
@@ -25,7 +26,7 @@ class _InventoryAlgorithm(JobAlgorithm):
     def add_inventories(self, name: str = "INVENTORIES", years: str = "YEARS",
                         label: str = "Landslide inventories, one polygon layer per year") -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            name, self.tr(label), QgsProcessing.TypeVectorPolygon))
+            name, self.tr(label), qgis_compat.SOURCE_POLYGON))
         self.add_years(years, of="inventories")
 
     def inventory_problems(self, parameters, context, name: str = "INVENTORIES", years: str = "YEARS",
@@ -38,7 +39,7 @@ class _InventoryAlgorithm(JobAlgorithm):
 
     def add_statistics_outputs(self) -> None:
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "STATISTICS", self.tr("Statistics per year"), QgsProcessing.TypeVector, QgsProcessing.TEMPORARY_OUTPUT,
+            "STATISTICS", self.tr("Statistics per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
             True, True))
         self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", self.tr("Run folder")))
         self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Report")))
@@ -69,12 +70,12 @@ class SubtractInventories(_InventoryAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_inventories()
         self.addParameter(QgsProcessingParameterNumber(
-            "PIXEL_SIZE", self.tr("Pixel size of the mapped imagery (m)"), QgsProcessingParameterNumber.Double,
+            "PIXEL_SIZE", self.tr("Pixel size of the mapped imagery (m)"), qgis_compat.NUMBER_DOUBLE,
             3.0, False, 0.01, 1000.0))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "SLIVER_PX", self.tr("Sliver buffer (pixels)"), QgsProcessingParameterNumber.Double, 1.0, False, 0.0, 50.0)))
+            "SLIVER_PX", self.tr("Sliver buffer (pixels)"), qgis_compat.NUMBER_DOUBLE, 1.0, False, 0.0, 50.0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "MIN_REMNANT_PX", self.tr("Smallest part kept (pixels)"), QgsProcessingParameterNumber.Double, 9.0,
+            "MIN_REMNANT_PX", self.tr("Smallest part kept (pixels)"), qgis_compat.NUMBER_DOUBLE, 9.0,
             False, 0.0, 10000.0)))
         self.add_output_folder()
         self.add_statistics_outputs()
@@ -121,16 +122,16 @@ class InventoryStatistics(_InventoryAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_inventories()
         self.addParameter(QgsProcessingParameterNumber(
-            "MIN_AREA", self.tr("Leave out polygons smaller than (m²)"), QgsProcessingParameterNumber.Double,
+            "MIN_AREA", self.tr("Leave out polygons smaller than (m²)"), qgis_compat.NUMBER_DOUBLE,
             0.0, False, 0.0))
         self.addParameter(QgsProcessingParameterNumber(
             "MAPPED_AREA", self.tr("Mapped area (km²; empty: from the extent layer or the bounding box)"),
-            QgsProcessingParameterNumber.Double, None, True, 0.0))
+            qgis_compat.NUMBER_DOUBLE, None, True, 0.0))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            "EXTENT", self.tr("Mapped extent (polygons)"), [QgsProcessing.TypeVectorPolygon], None, True))
+            "EXTENT", self.tr("Mapped extent (polygons)"), [qgis_compat.SOURCE_POLYGON], None, True))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "BOOTSTRAP", self.tr("Bootstrap resamples for the uncertainty of x_min and α"),
-            QgsProcessingParameterNumber.Integer, 0, False, 0, 10000)))
+            qgis_compat.NUMBER_INTEGER, 0, False, 0, 10000)))
         self.add_output_folder()
         self.add_statistics_outputs()
 
@@ -175,13 +176,13 @@ class AssessAccuracy(_InventoryAlgorithm):
         self.add_inventories("PREDICTED", "PREDICTED_YEARS", "Predicted inventories, one per year")
         self.add_inventories("REFERENCE", "REFERENCE_YEARS", "Reference inventories, one per year")
         self.addParameter(QgsProcessingParameterVectorLayer(
-            "AREA", self.tr("Assessment area (polygons)"), [QgsProcessing.TypeVectorPolygon], None, True))
+            "AREA", self.tr("Assessment area (polygons)"), [qgis_compat.SOURCE_POLYGON], None, True))
         self.addParameter(QgsProcessingParameterNumber(
-            "PIXEL_SIZE", self.tr("Pixel size of the comparison grid (m)"), QgsProcessingParameterNumber.Double,
+            "PIXEL_SIZE", self.tr("Pixel size of the comparison grid (m)"), qgis_compat.NUMBER_DOUBLE,
             3.0, False, 0.01, 1000.0))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "ACCURACY", self.tr("Accuracy per year"), QgsProcessing.TypeVector, QgsProcessing.TEMPORARY_OUTPUT,
+            "ACCURACY", self.tr("Accuracy per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
             True, True))
         self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", self.tr("Run folder")))
         self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Report")))

@@ -1,12 +1,13 @@
 """Processing algorithm: fine-tune a cascade checkpoint on corrected polygons (the TrainJob)."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessing, QgsProcessingOutputBoolean, QgsProcessingOutputFolder,
+from qgis.core import (QgsProcessingOutputBoolean, QgsProcessingOutputFolder,
                        QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
+from .. import qgis_compat
 from ..core.checkpoint import INFO_NAME, improvement_text
 from ..core.jobs import DEFAULT_LOSS, LOSSES, TrainingSource, TrainJob
 from ..ui import inputs
@@ -49,12 +50,12 @@ class FinetuneCheckpoint(JobAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(model_parameter("BASE_CHECKPOINT", self.tr("Base checkpoint (empty: the bundled one)")))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            "IMAGES", self.tr("Training images"), QgsProcessing.TypeRaster))
+            "IMAGES", self.tr("Training images"), qgis_compat.SOURCE_RASTER))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            "LABELS", self.tr("Landslide polygons, one layer per image (same order)"), QgsProcessing.TypeVectorPolygon))
+            "LABELS", self.tr("Landslide polygons, one layer per image (same order)"), qgis_compat.SOURCE_POLYGON))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "REVIEWED", self.tr("Reviewed areas, one layer per image (same order; optional)"),
-            QgsProcessing.TypeVectorPolygon, optional=True))
+            qgis_compat.SOURCE_POLYGON, optional=True))
         self.add_band_parameters()
         self.addParameter(QgsProcessingParameterString(
             "NAME", self.tr("Name of the new checkpoint"), "finetuned"))
@@ -67,37 +68,37 @@ class FinetuneCheckpoint(JobAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "EPOCHS", self.tr("Rounds (each at least 25 optimisation steps, then validated)"),
-            QgsProcessingParameterNumber.Integer, 30, False, 1, 10000))
+            qgis_compat.NUMBER_INTEGER, 30, False, 1, 10000))
         self.addParameter(QgsProcessingParameterNumber(
-            "LEARNING_RATE", self.tr("Learning rate"), QgsProcessingParameterNumber.Double, 1e-4, False, 1e-8, 1.0))
+            "LEARNING_RATE", self.tr("Learning rate"), qgis_compat.NUMBER_DOUBLE, 1e-4, False, 1e-8, 1.0))
         self.addParameter(QgsProcessingParameterEnum(
             "FREEZE", self.tr("Freeze"), options=FREEZE_CHOICES, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum("LOSS", self.tr("Loss"), options=LOSS_CHOICES, defaultValue=0))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             "PATCH_SIZE", self.tr("Patch size (pixels)"), options=PATCH_SIZES, defaultValue=1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "BATCH_SIZE", self.tr("Batch size"), QgsProcessingParameterNumber.Integer, 16, False, 1, 1024)))
+            "BATCH_SIZE", self.tr("Batch size"), qgis_compat.NUMBER_INTEGER, 16, False, 1, 1024)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "PATIENCE", self.tr("Early-stopping patience (rounds)"), QgsProcessingParameterNumber.Integer, 8,
+            "PATIENCE", self.tr("Early-stopping patience (rounds)"), qgis_compat.NUMBER_INTEGER, 8,
             False, 1, 1000)))
         self.addParameter(advanced(QgsProcessingParameterBoolean("AUGMENT", self.tr("Augment patches"), True)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             "VALIDATION", self.tr("Validation split"), options=VALIDATION_CHOICES, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "VALIDATION_FRACTION", self.tr("Validation fraction"), QgsProcessingParameterNumber.Double, 0.2,
+            "VALIDATION_FRACTION", self.tr("Validation fraction"), qgis_compat.NUMBER_DOUBLE, 0.2,
             False, 0.01, 0.99)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "MAX_STEPS", self.tr("Steps per epoch at most (empty: all patches)"),
-            QgsProcessingParameterNumber.Integer, None, True, 1)))
+            qgis_compat.NUMBER_INTEGER, None, True, 1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "STEPS", self.tr("Optimisation steps in all (empty: rounds × round length)"),
-            QgsProcessingParameterNumber.Integer, None, True, 1)))
+            qgis_compat.NUMBER_INTEGER, None, True, 1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "HARD_NEGATIVE_WEIGHT", self.tr("Weight of deleted false alarms (pixels the base maps as landslide "
                                             "inside reviewed areas but the polygons do not)"),
-            QgsProcessingParameterNumber.Double, 3.0, False, 1.0, 100.0)))
+            qgis_compat.NUMBER_DOUBLE, 3.0, False, 1.0, 100.0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "SEED", self.tr("Random seed"), QgsProcessingParameterNumber.Integer, 0, False, 0)))
+            "SEED", self.tr("Random seed"), qgis_compat.NUMBER_INTEGER, 0, False, 0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             "MIXED_PRECISION", self.tr("Mixed precision"), options=PRECISION_CHOICES, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(

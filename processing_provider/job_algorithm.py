@@ -21,13 +21,14 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.core import (Qgis, QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLayer, QgsProcessing,
+from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLayer, QgsProcessing,
                        QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingLayerPostProcessorInterface, QgsProcessingParameterDefinition,
                        QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterString, QgsWkbTypes)
-from qgis.PyQt.QtCore import QCoreApplication, QMetaType, QVariant
+                       QgsProcessingParameterString)
+from qgis.PyQt.QtCore import QCoreApplication
 
+from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.errors import InputError
 from ..core.jobs import InventoryLayer
@@ -45,7 +46,7 @@ class ParameterProblem(Exception):
 
 
 def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
-    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    param.setFlags(param.flags() | qgis_compat.PARAMETER_ADVANCED)
     return param
 
 
@@ -281,22 +282,16 @@ def load_on_completion(context: QgsProcessingContext, uri: str, name: str, outpu
     context.addLayerToLoadOnCompletion(uri, details)
 
 
-# QGIS 3.38 types fields with QMetaType and deprecates the QVariant types 3.22 needs
-_TYPES = ({"bool": QMetaType.Bool, "int": QMetaType.LongLong, "float": QMetaType.Double, "str": QMetaType.QString}
-          if Qgis.QGIS_VERSION_INT >= 33800 else
-          {"bool": QVariant.Bool, "int": QVariant.LongLong, "float": QVariant.Double, "str": QVariant.String})
-
-
 def _field_type(values: list):
     """The field type for a column of values: the narrowest of bool, integer, real, text."""
     present = [v for v in values if v is not None and v != ""]
     if present and all(isinstance(v, bool) for v in present):
-        return _TYPES["bool"]
+        return qgis_compat.FIELD_TYPES["bool"]
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return _TYPES["int"]
+        return qgis_compat.FIELD_TYPES["int"]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return _TYPES["float"]
-    return _TYPES["str"]
+        return qgis_compat.FIELD_TYPES["float"]
+    return qgis_compat.FIELD_TYPES["str"]
 
 
 def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters, name: str, context,
@@ -312,7 +307,7 @@ def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters
     fields = QgsFields()
     for key in keys:
         fields.append(QgsField(key, _field_type([r.get(key) for r in rows])))
-    sink, dest = algorithm.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry)
+    sink, dest = algorithm.parameterAsSink(parameters, name, context, fields, qgis_compat.WKB_NO_GEOMETRY)
     if sink is None:
         return None
     for row in rows:
@@ -320,7 +315,7 @@ def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters
         for i, key in enumerate(keys):
             value = row.get(key)
             feature.setAttribute(i, None if value == "" else value)
-        sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
     return dest
 
 

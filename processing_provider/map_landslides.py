@@ -9,6 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
+from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
 from ..core.checkpoint import model_name
 from ..core.jobs import RESAMPLE_CHOICES, InferenceJob, YearInput
@@ -30,7 +31,7 @@ def model_parameter(name: str, description: str, bundled_default: bool = True) -
         default = str(default / "checkpoint.json" if default.is_dir() else default)
     # optional: qgis_process 3.22 demands a value for a mandatory file parameter even when it
     # has a default; left empty, every parameterAs*() gives the default
-    return QgsProcessingParameterFile(name, description, QgsProcessingParameterFile.File, "", default, True,
+    return QgsProcessingParameterFile(name, description, qgis_compat.FILE_BEHAVIOUR_FILE, "", default, True,
                                       "Landslide Mapper models (checkpoint.json *.onnx);;All files (*)")
 
 
@@ -70,7 +71,7 @@ class MapLandslides(JobAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            "IMAGES", self.tr("Images, one per year"), QgsProcessing.TypeRaster))
+            "IMAGES", self.tr("Images, one per year"), qgis_compat.SOURCE_RASTER))
         self.add_years(of="images")
         self.add_band_parameters()
         self.addParameter(model_parameter("MODEL", self.tr(
@@ -78,19 +79,19 @@ class MapLandslides(JobAlgorithm):
             "checkpoint when an image has no near-infrared band)"), bundled_default=False))
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD", self.tr("Probability threshold (empty: the checkpoint's calibrated one)"),
-            QgsProcessingParameterNumber.Double, None, True, 0.01, 0.99))
+            qgis_compat.NUMBER_DOUBLE, None, True, 0.01, 0.99))
         self.addParameter(QgsProcessingParameterNumber(
-            "MIN_AREA", self.tr("Smallest landslide kept (m²)"), QgsProcessingParameterNumber.Double, 200.0,
+            "MIN_AREA", self.tr("Smallest landslide kept (m²)"), qgis_compat.NUMBER_DOUBLE, 200.0,
             False, 0.0))
         self.addParameter(QgsProcessingParameterBoolean(
             "ANALYSE", self.tr("Subtract consecutive years, statistics and frequency-area charts"), True))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "TILE_SIZE", self.tr("Tile size in pixels (empty: the model's)"), QgsProcessingParameterNumber.Integer,
+            "TILE_SIZE", self.tr("Tile size in pixels (empty: the model's)"), qgis_compat.NUMBER_INTEGER,
             None, True, 16, 8192)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "OVERLAP", self.tr("Tile overlap in pixels"), QgsProcessingParameterNumber.Integer, 32, False, 0, 1024)))
+            "OVERLAP", self.tr("Tile overlap in pixels"), qgis_compat.NUMBER_INTEGER, 32, False, 0, 1024)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "BATCH_SIZE", self.tr("Tiles per batch"), QgsProcessingParameterNumber.Integer, 8, False, 1, 512)))
+            "BATCH_SIZE", self.tr("Tiles per batch"), qgis_compat.NUMBER_INTEGER, 8, False, 1, 512)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             "DEVICE", self.tr("Device"), options=DEVICES, defaultValue=0)))
         self.addParameter(QgsProcessingParameterBoolean(
@@ -102,7 +103,7 @@ class MapLandslides(JobAlgorithm):
             options=[self.tr("resample to it"), self.tr("map as they are (warn)")], defaultValue=0)))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "STATISTICS", self.tr("Statistics per year"), QgsProcessing.TypeVector, QgsProcessing.TEMPORARY_OUTPUT,
+            "STATISTICS", self.tr("Statistics per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
             True, True))
         self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", self.tr("Run folder")))
         self.addOutput(QgsProcessingOutputMultipleLayers("LANDSLIDES", self.tr("Landslides per year")))

@@ -494,7 +494,7 @@ class EnvironmentSetupTask(QgsTask):
                  commands: Optional[Sequence[Sequence[str]]] = None,
                  on_finished: Optional[Callable[["EnvironmentSetupTask"], None]] = None,
                  description: str = "Create the worker environment"):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.env_dir = Path(env_dir if env_dir is not None else default_env_dir()).expanduser().absolute()
         self.base_python = base_python
         self.gpu = gpu

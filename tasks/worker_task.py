@@ -18,7 +18,7 @@ class WorkerTask(QgsTask):
     def __init__(self, description: str, job, python: Optional[str] = None,
                  on_finished: Optional[Callable[["WorkerTask"], None]] = None,
                  on_event: Optional[Callable[[dict], None]] = None):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         # on_event is called from the task thread: queue it to the GUI yourself
         self.worker = WorkerRun(job, python, on_progress=lambda f, _m: self.setProgress(100.0 * f),
                                 on_event=on_event)

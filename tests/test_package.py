@@ -17,15 +17,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
-from qgis.PyQt.QtCore import QFile, QIODevice
 
 from conftest import ROOT
 from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 
 TOOL = ROOT / "tools" / "package_plugin.py"
 PACKAGE = "landslide_mapper"
-ICON_RESOURCES = {":/plugins/landslide_mapper/icons/icon.svg": ROOT / "icons" / "icon.svg",
-                  ":/plugins/landslide_mapper/icons/icon.png": ROOT / "icons" / "icon.png"}
 CHECKPOINT_FILES = ("checkpoint.json", "model.keras", "model.onnx", "MODEL_CARD.md")
 NEVER_TOP_LEVEL = {"tests", "bench", "bench_output", "build", "dist", "demo_data", "demo_output", "tools",
                    "scripts", ".venv", ".git", ".ci", "dev.sh", "pyproject.toml", "requirements.txt",
@@ -125,7 +122,7 @@ def test_zip_is_named_after_the_version_and_reported(built, names):
 def test_one_top_level_folder_with_the_runtime_files(names):
     assert {PurePosixPath(n).parts[0] for n in names} == {PACKAGE}
     rel = [n[len(PACKAGE) + 1:] for n in names]
-    for required in ("metadata.txt", "__init__.py", "__main__.py", "plugin.py", "resources.py", "LICENSE",
+    for required in ("metadata.txt", "__init__.py", "__main__.py", "plugin.py", "qgis_compat.py", "LICENSE",
                      "README.md", "requirements-worker.txt", "requirements-worker-numpy2.txt", "icons/icon.svg", "ui/dock.ui",
                      "models/spectral_baseline.onnx", "models/spectral_baseline.json"):
         assert required in rel
@@ -143,7 +140,7 @@ def test_every_runtime_module_is_in_and_nothing_else(names):
         for path in (ROOT / folder).rglob("*.py"):
             if "__pycache__" not in path.parts:
                 assert path.relative_to(ROOT).as_posix() in rel
-    allowed_top = set(tool.TOP_FILES) | {"resources.py", "icons", "models"} | set(tool.PACKAGES)
+    allowed_top = set(tool.TOP_FILES) | {"icons", "models"} | set(tool.PACKAGES)
     for name in rel:
         parts = PurePosixPath(name).parts
         assert parts[0] in allowed_top, name
@@ -169,44 +166,7 @@ def test_packaged_files_are_the_working_tree_files(plugin_zip):
             for name in CHECKPOINT_FILES:
                 rel = f"models/{folder}/{name}"
                 assert zf.getinfo(f"{PACKAGE}/{rel}").file_size == (ROOT / rel).stat().st_size
-    assert not (ROOT / "resources.py").exists()     # compiled into the ZIP only
-
-
-def test_compiled_resources_hold_the_icons(plugin_zip, tmp_path, qgis_app):
-    with zipfile.ZipFile(plugin_zip) as zf:
-        source = zf.read(f"{PACKAGE}/resources.py")
-    module_path = tmp_path / "packaged_resources.py"
-    module_path.write_bytes(source)
-    compile(source, str(module_path), "exec")
-    assert not QFile.exists(next(iter(ICON_RESOURCES)))
-    spec = importlib.util.spec_from_file_location("packaged_resources", module_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)             # registers the resources, as plugin.py's import does
-    try:
-        for resource, original in ICON_RESOURCES.items():
-            assert QFile.exists(resource), resource
-            qfile = QFile(resource)
-            assert qfile.open(QIODevice.ReadOnly)
-            assert bytes(qfile.readAll()) == original.read_bytes()
-            qfile.close()
-    finally:
-        module.qCleanupResources()
-    assert not QFile.exists(next(iter(ICON_RESOURCES)))
-
-
-# --------------------------------------------------------------------------- building
-
-
-def test_same_tree_gives_the_same_bytes_and_replaces_the_old_zip(plugin_zip, tmp_path):
-    tool = load_tool()
-    old = tmp_path / plugin_zip.name
-    old.write_bytes(b"an older build")
-    target, count = tool.build(tmp_path)
-    assert target == old
-    assert target.read_bytes() == plugin_zip.read_bytes()
-    assert [p.name for p in tmp_path.iterdir()] == [plugin_zip.name]
-    with zipfile.ZipFile(target) as zf:
-        assert len(zf.namelist()) == count
+    assert not any(n.startswith(f"{PACKAGE}/resources") for n in zf.namelist())   # no compiled Qt resources
 
 
 def fake_tree(root: Path, metadata_drop=(), icon="icons/icon.svg", checkpoint=CHECKPOINT_FILES,
@@ -215,7 +175,7 @@ def fake_tree(root: Path, metadata_drop=(), icon="icons/icon.svg", checkpoint=CH
     ``metadata_set`` replaces (or adds) metadata.txt entries."""
     tool = load_tool()
     root.mkdir()
-    for name in tool.TOP_FILES + ("resources.qrc",):
+    for name in tool.TOP_FILES:
         shutil.copyfile(ROOT / name, root / name)
     shutil.copytree(ROOT / "icons", root / "icons")
     (root / "core").mkdir()
@@ -284,7 +244,7 @@ def test_small_tree_packages_without_the_missing_optional_packages(tmp_path):
     target, _ = tool.build(tmp_path / "dist", root=root)
     with zipfile.ZipFile(target) as zf:
         rel = {n[len(PACKAGE) + 1:] for n in zf.namelist()}
-    assert "core/__init__.py" in rel and "resources.py" in rel
+    assert "core/__init__.py" in rel and "qgis_compat.py" in rel
     assert not any(n.startswith(("processing_provider/", "ui/", "tasks/")) for n in rel)
 
 

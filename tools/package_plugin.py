@@ -5,8 +5,8 @@
 writes ``DIR/landslide_mapper-<version>.zip`` (version from metadata.txt) holding one folder,
 ``landslide_mapper/``, with the runtime files only. They are chosen by a whitelist: the
 top-level files of TOP_FILES, the package folders of PACKAGES that exist, the data folders
-of DATA_DIRS, the bundled models of MODEL_FILES, and ``resources.py`` compiled from
-resources.qrc with pyrcc5 (Debian package pyqt5-dev-tools). Caches, hidden and editor files
+of DATA_DIRS and the bundled models of MODEL_FILES (icons are plain files: Qt6 has no
+pyrcc, so nothing is compiled). Caches, hidden and editor files
 inside those folders are left out. metadata.txt, the icon and the bundled checkpoint are
 checked first; the ZIP is written under a temporary name and renamed into place when
 complete. Entries are sorted and carry one fixed timestamp (SOURCE_DATE_EPOCH, else the
@@ -21,9 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -33,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "landslide_mapper"
 """The plugin's folder name in QGIS and the Python package name."""
 
-TOP_FILES = ("__init__.py", "__main__.py", "plugin.py", "metadata.txt", "LICENSE", "README.md",
+TOP_FILES = ("__init__.py", "__main__.py", "plugin.py", "qgis_compat.py", "metadata.txt", "LICENSE", "README.md",
              "requirements-worker.txt", "requirements-worker-numpy2.txt")
 """Top-level files of the plugin; each one must exist."""
 
@@ -49,10 +47,6 @@ MODEL_FILES = tuple(f"{folder}/{name}" for folder in CHECKPOINT_DIRS for name in
     "models/spectral_baseline.json", "models/spectral_baseline.onnx")
 """The bundled models, file by file: checkpoints trained into models/ later stay out."""
 
-RESOURCES_QRC = "resources.qrc"
-RESOURCES_PY = "resources.py"
-"""Compiled from RESOURCES_QRC into the ZIP only, never into the working tree."""
-
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
                      "tracker", "repository")
 """What plugins.qgis.org's validator requires in metadata.txt [general] (case-sensitive)."""
@@ -65,7 +59,6 @@ each one over the network, which only an upload can do."""
 MAX_UPLOAD_BYTES = 25_000_000
 """plugins.qgis.org's upload limit; a larger ZIP still installs from file."""
 
-PYRCC_PYTHON = "/usr/bin/python3"
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".partial", ".orig", ".rej", ".swp", ".bak")
 
 
@@ -158,40 +151,6 @@ def packaged_folders(root: Path = ROOT) -> List[str]:
     return [folder for folder in PACKAGES if (root / folder).is_dir()]
 
 
-def compile_resources(root: Path, workdir: Path, mtime: int) -> Path:
-    """Compile root/resources.qrc with pyrcc5 into workdir and return the .py.
-
-    pyrcc5 embeds each file's modification time and, without QT_HASH_SEED, orders entries
-    at random, so the qrc and its files are copied to workdir with one fixed time first."""
-    qrc = root / RESOURCES_QRC
-    if not qrc.is_file():
-        raise PackageError(f"{qrc} is missing")
-    stage = workdir / "rcc"
-    stage.mkdir()
-    try:
-        entries = [(node.text or "").strip() for node in ET.parse(qrc).getroot().iter("file")]
-    except ET.ParseError as exc:
-        raise PackageError(f"{qrc} cannot be parsed: {exc}") from exc
-    for rel in [RESOURCES_QRC] + entries:
-        src = root / rel
-        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or not src.is_file():
-            raise PackageError(f"{RESOURCES_QRC}: '{rel}' is not a file inside the repository")
-        dst = stage / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-        os.utime(dst, (mtime, mtime))
-    python = PYRCC_PYTHON if Path(PYRCC_PYTHON).exists() else sys.executable
-    out = workdir / RESOURCES_PY
-    cmd = [python, "-m", "PyQt5.pyrcc_main", RESOURCES_QRC, "-o", str(out)]
-    proc = subprocess.run(cmd, cwd=stage, capture_output=True, text=True,
-                          env=dict(os.environ, QT_HASH_SEED="0"))
-    if proc.returncode != 0 or not out.is_file():
-        detail = (proc.stderr or proc.stdout).strip()
-        hint = " (install the Debian package pyqt5-dev-tools)" if "pyrcc_main" in detail else ""
-        raise PackageError(f"compiling {RESOURCES_QRC} failed: {' '.join(cmd)}: {detail}{hint}")
-    return out
-
-
 def source_epoch(root: Path = ROOT) -> int:
     """The one timestamp of every entry: SOURCE_DATE_EPOCH, else the last commit's, else 1980."""
     floor = 315532800  # 1980-01-01, the earliest time a ZIP can hold
@@ -231,23 +190,20 @@ def build(output_dir: Path, root: Path = ROOT) -> Tuple[Path, int]:
     partial = output_dir / f".{target.name}.{os.getpid()}.partial"
     epoch = source_epoch(root)
     date_time = time.gmtime(epoch)[:6]
-    with tempfile.TemporaryDirectory(prefix="package_plugin-") as tmp:
-        entries = [(name, root / name) for name in files]
-        entries.append((RESOURCES_PY, compile_resources(root, Path(tmp), epoch)))
-        entries.sort()
-        try:
-            with zipfile.ZipFile(partial, "w") as zf:
-                for name, src in entries:
-                    with open(src, "rb") as fin, zf.open(_zip_entry(f"{PACKAGE_NAME}/{name}", date_time), "w") as fout:
-                        shutil.copyfileobj(fin, fout, 1 << 20)
-            with zipfile.ZipFile(partial) as zf:
-                bad = zf.testzip()
-            if bad is not None:
-                raise PackageError(f"the written ZIP is damaged at {bad}")
-            os.replace(partial, target)
-        finally:
-            if partial.exists():
-                partial.unlink()
+    entries = sorted((name, root / name) for name in files)
+    try:
+        with zipfile.ZipFile(partial, "w") as zf:
+            for name, src in entries:
+                with open(src, "rb") as fin, zf.open(_zip_entry(f"{PACKAGE_NAME}/{name}", date_time), "w") as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+        with zipfile.ZipFile(partial) as zf:
+            bad = zf.testzip()
+        if bad is not None:
+            raise PackageError(f"the written ZIP is damaged at {bad}")
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
     return target, len(entries)
 
 

@@ -31,7 +31,7 @@ if [ ! -x "$TRIXIE/usr/bin/qgis_process.bin" ]; then
   cp /etc/resolv.conf "$TRIXIE/etc/"
   chroot "$TRIXIE" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       qgis python3-qgis qgis-providers python3-gdal python3-rasterio python3-shapely python3-scipy \
-      python3-matplotlib python3-venv python3-pip python3-pytest pyqt5-dev-tools git xvfb xauth >/dev/null"
+      python3-matplotlib python3-venv python3-pip python3-pytest git xvfb xauth >/dev/null"
 fi
 mounts=()
 cleanup() { for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || true; done; }

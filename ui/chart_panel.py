@@ -115,7 +115,7 @@ class ChartPanel(QgsDockWidget):
         top.addWidget(self.svg_button)
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.hide()
         self.year_list = QListWidget()
         self.year_list.setToolTip("Untick a year to leave it out of the chart")
@@ -123,8 +123,8 @@ class ChartPanel(QgsDockWidget):
         self.figure = Figure(figsize=(7.0, 4.5))
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.table = QTableWidget()
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().hide()
 
         self.toolbar = NavigationToolbar2QT(self.canvas, None)
@@ -136,7 +136,7 @@ class ChartPanel(QgsDockWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.year_list)
         row.addLayout(plot, 1)
-        split = QSplitter(Qt.Vertical)
+        split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(chart_area)
         split.addWidget(self.table)
         split.setStretchFactor(0, 3)
@@ -159,8 +159,8 @@ class ChartPanel(QgsDockWidget):
 
     def _follow_dock_area(self, area) -> None:
         """Below or above the map the panel is wide and low: table beside the chart, not under it."""
-        wide = area in (Qt.BottomDockWidgetArea, Qt.TopDockWidgetArea)
-        self.splitter.setOrientation(Qt.Horizontal if wide else Qt.Vertical)
+        wide = area in (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea)
+        self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
         total = self.splitter.width() if wide else self.splitter.height()
         self.splitter.setSizes([int(total * 0.7), int(total * 0.3)])
 
@@ -215,13 +215,14 @@ class ChartPanel(QgsDockWidget):
         raise ValueError(f"No chart {name!r} in this run; it has: {', '.join(self._charts) or 'none'}.")
 
     def years(self) -> list[int]:
-        return [self.year_list.item(i).data(Qt.UserRole) for i in range(self.year_list.count())]
+        return [self.year_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.year_list.count())]
 
     def set_year_visible(self, year: int, visible: bool) -> None:
         for i in range(self.year_list.count()):
             item = self.year_list.item(i)
-            if item.data(Qt.UserRole) == int(year):
-                item.setCheckState(Qt.Checked if visible else Qt.Unchecked)  # redraws via itemChanged
+            if item.data(Qt.ItemDataRole.UserRole) == int(year):
+                # redraws via itemChanged
+                item.setCheckState(Qt.CheckState.Checked if visible else Qt.CheckState.Unchecked)
                 return
         raise ValueError(f"The chart {self.current_chart()!r} has no year {year}.")
 
@@ -273,17 +274,17 @@ class ChartPanel(QgsDockWidget):
         self.year_list.clear()
         for year in chart_years(entry[1]) if entry else []:
             item = QListWidgetItem(str(year))
-            item.setData(Qt.UserRole, year)
-            item.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled)
-            item.setCheckState(Qt.Unchecked if year in self._hidden else Qt.Checked)
+            item.setData(Qt.ItemDataRole.UserRole, year)
+            item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
+            item.setCheckState(Qt.CheckState.Unchecked if year in self._hidden else Qt.CheckState.Checked)
             self.year_list.addItem(item)
         self.year_list.setEnabled(self.year_list.count() > 0)
         self.year_list.blockSignals(False)
         self._redraw()
 
     def _year_toggled(self, item: QListWidgetItem) -> None:
-        year = item.data(Qt.UserRole)
-        if item.checkState() == Qt.Checked:
+        year = item.data(Qt.ItemDataRole.UserRole)
+        if item.checkState() == Qt.CheckState.Checked:
             self._hidden.discard(year)
         else:
             self._hidden.add(year)
@@ -344,7 +345,7 @@ class ChartPanel(QgsDockWidget):
                 self.table.setItem(r, c, _SortItem(text, number))
         self.table.setSortingEnabled(True)
         if columns:
-            self.table.sortItems(0, Qt.AscendingOrder)
+            self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.table.resizeColumnsToContents()
         return [problem] if problem else []
 

@@ -57,7 +57,7 @@ class JobController(QObject):
         python = self.worker_python()
         if not python:
             self._push("Landslide Mapper", "No worker Python with TensorFlow and ONNX Runtime was found: "
-                       "choose one or create the environment in the dock's Worker tab.", Qgis.Critical)
+                       "choose one or create the environment in the dock's Worker tab.", Qgis.MessageLevel.Critical)
             return None
         relay = self._relay.event.emit if isinstance(job, TrainJob) else None
         task = WorkerTask(title, job, python=python, on_finished=self._finished, on_event=relay)
@@ -93,12 +93,12 @@ class JobController(QObject):
             if task.result is not None and not task.isCanceled():
                 self._show_result(task)
             elif task.isCanceled():
-                self._push(task.description(), task.error_message, Qgis.Info)
+                self._push(task.description(), task.error_message, Qgis.MessageLevel.Info)
             else:
                 self._push_failure(task)
         except Exception as exc:  # a result that cannot be shown must not stop the queue
             self._push(task.description(), f"Finished, but the results could not be added: {exc}",
-                       Qgis.Warning)
+                       Qgis.MessageLevel.Warning)
         finally:
             self.done.append(task)
             if self.running is task:
@@ -123,7 +123,7 @@ class JobController(QObject):
             if self.on_checkpoint is not None:            # one that is not better is listed, not chosen
                 self.on_checkpoint(result["checkpoint"], better)
             if not better:
-                self._push(task.description(), f"{text} {improvement_text(result)}", Qgis.Warning)
+                self._push(task.description(), f"{text} {improvement_text(result)}", Qgis.MessageLevel.Warning)
                 return
             text += f" {improvement_text(result)}".rstrip()
         elif isinstance(job, SubtractJob):
@@ -141,7 +141,7 @@ class JobController(QObject):
             panel = self.chart_panel()
             panel.show_run(run_dir)
             panel.show()
-        self._push(task.description(), text, Qgis.Success)
+        self._push(task.description(), text, Qgis.MessageLevel.Success)
 
     def _push_failure(self, task: WorkerTask) -> None:
         # everything the button shows is read now: QGIS deletes the task once it has finished
@@ -158,10 +158,10 @@ class JobController(QObject):
 
         details.clicked.connect(show_details)
         item.layout().addWidget(details)
-        bar.pushWidget(item, Qgis.Critical, 0)
+        bar.pushWidget(item, Qgis.MessageLevel.Critical, 0)
 
     def _push(self, title: str, text: str, level) -> None:
-        self.message_bar.pushMessage(title, text, level, 0 if level == Qgis.Critical else 10)
+        self.message_bar.pushMessage(title, text, level, 0 if level == Qgis.MessageLevel.Critical else 10)
 
 
 def run_title(job) -> str:

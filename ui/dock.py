@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from qgis.core import QgsApplication, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer, QgsSettings, QgsTask
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings, QgsTask
 from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
@@ -20,6 +20,7 @@ from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QHeaderView, QLabel, QLineEdit, QSpinBox,
                                  QTableWidget, QTableWidgetItem, QWidget)
 
+from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.bundled import AUTO, auto_model
 from ..core.jobs import (AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob, TrainingSource,
@@ -62,15 +63,15 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         settings = QgsSettings()
         self._extra_models: list[str] = [p for p in settings.value(f"{SETTINGS}/extra_models", [], list) if p]
 
-        self.outputFolderWidget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.outputFolderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.outputFolderWidget.setFilePath(settings.value(f"{SETTINGS}/output_dir", str(default_output_dir())))
         self.outputFolderWidget.fileChanged.connect(lambda p: QgsSettings().setValue(f"{SETTINGS}/output_dir", p))
-        self.checkpointFolderWidget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.checkpointFolderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.checkpointFolderWidget.setFilePath(str(user_checkpoint_dir()))
         self.checkpointFolderWidget.fileChanged.connect(self._checkpoint_dir_changed)
-        self.workerPythonWidget.setStorageMode(QgsFileWidget.GetFile)
+        self.workerPythonWidget.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         for combo in (self.extentLayerCombo, self.areaLayerCombo):
-            combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+            combo.setFilters(qgis_compat.LAYER_FILTER_POLYGON)
             combo.setAllowEmptyLayer(True)
             combo.setLayer(None)
 
@@ -79,12 +80,13 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             header = table.horizontalHeader()
             header.setStretchLastSection(False)
             for col in range(table.columnCount()):
-                header.setSectionResizeMode(col, QHeaderView.Stretch if col == 1 else QHeaderView.ResizeToContents)
+                mode = QHeaderView.ResizeMode.Stretch if col == 1 else QHeaderView.ResizeMode.ResizeToContents
+                header.setSectionResizeMode(col, mode)
         # seven columns do not fit a dock: usable widths, and the table scrolls sideways
         header = self.trainingTable.horizontalHeader()
         header.setStretchLastSection(True)
         for col, width in enumerate((140, 140, 130, 110, 70, 100)):
-            header.setSectionResizeMode(col, QHeaderView.Interactive)
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(col, width)
         self.addYearButton.clicked.connect(lambda: self.add_year_row())
         self.addAllRastersButton.clicked.connect(self.add_image_layers)
@@ -146,7 +148,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                     continue
                 stages = f", {len(entry.stages)} stage(s)" if entry.is_checkpoint else ", ONNX model"
                 combo.addItem(f"{entry.name}{stages}", str(entry.path))
-                combo.setItemData(combo.count() - 1, entry.description or str(entry.path), Qt.ToolTipRole)
+                combo.setItemData(combo.count() - 1, entry.description or str(entry.path), Qt.ItemDataRole.ToolTipRole)
             index = combo.findData(str(wanted)) if wanted else -1
             if index < 0 and combo.count() and not only_checkpoints:
                 index = 0                                      # automatic
@@ -227,7 +229,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
     # ------------------------------------------------------------------ rows
     def _layer_combo(self, filters, allow_empty: bool = False, layer=None) -> QgsMapLayerComboBox:
         combo = QgsMapLayerComboBox()
-        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(6)
         combo.setFilters(filters)
         combo.setAllowEmptyLayer(allow_empty)
@@ -245,7 +247,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
 
     def _bands_combo(self, bands: str = "auto") -> QComboBox:
         combo = QComboBox()
-        combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(5)
         combo.setEditable(True)
         combo.setToolTip(self.tr("Which band holds which colour: auto (from band names, colour "
@@ -273,7 +275,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         for col, widget in enumerate(widgets):
             table.setCellWidget(row, col, widget)
         check = QTableWidgetItem("")
-        check.setFlags(Qt.ItemIsEnabled)
+        check.setFlags(Qt.ItemFlag.ItemIsEnabled)
         table.setItem(row, table.columnCount() - 1, check)
         return row
 
@@ -286,7 +288,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                      bands: str = "auto") -> int:
         if year is None and layer is not None:
             year = inputs.year_from_name(layer.name(), layer.source())
-        combo = self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=layer)
+        combo = self._layer_combo(qgis_compat.LAYER_FILTER_RASTER, layer=layer)
         row = self._append(self.yearsTable, [self._year_spin(year), combo, self._bands_combo(bands)])
         if self.model_is_automatic():           # the images decide the model: show which
             self._show_model_card()
@@ -315,9 +317,9 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         if year is None and raster is not None:
             year = inputs.year_from_name(raster.name(), raster.source())
         return self._append(self.trainingTable, [
-            self._layer_combo(QgsMapLayerProxyModel.RasterLayer, layer=raster),
-            self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=labels),
-            self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, allow_empty=True, layer=reviewed),
+            self._layer_combo(qgis_compat.LAYER_FILTER_RASTER, layer=raster),
+            self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON, layer=labels),
+            self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON, allow_empty=True, layer=reviewed),
             region_edit, self._year_spin(year), self._bands_combo(bands)])
 
     def training_rows(self) -> list[dict]:
@@ -331,7 +333,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         if year is None and layer is not None:
             year = inputs.year_from_name(layer.name(), layer.source())
         return self._append(self.inventoryTable, [self._year_spin(year),
-                                                  self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
+                                                  self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON, layer=layer)])
 
     def add_inventory_layers(self) -> int:
         """One row per year not yet listed, from the polygon layers with a year in their name;
@@ -356,7 +358,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         if year is None and layer is not None:
             year = inputs.year_from_name(layer.name(), layer.source())
         return self._append(self.referenceTable, [self._year_spin(year),
-                                                  self._layer_combo(QgsMapLayerProxyModel.PolygonLayer, layer=layer)])
+                                                  self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON, layer=layer)])
 
     def reference_rows(self) -> list[tuple[int, object]]:
         t = self.referenceTable
@@ -473,7 +475,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         item = table.item(row, table.columnCount() - 1)
         if item is None:
             return ""
-        return item.data(Qt.UserRole) or item.text()
+        return item.data(Qt.ItemDataRole.UserRole) or item.text()
 
     def _set_check(self, table: QTableWidget, row: int, problems: list[Problem]) -> None:
         item = table.item(row, table.columnCount() - 1)
@@ -481,7 +483,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             return
         worst = next((p for p in problems if p.severity == ERROR), problems[0] if problems else None)
         item.setText(ROW_OK if worst is None else ("✖ fix" if worst.severity == ERROR else "⚠ note"))
-        item.setData(Qt.UserRole, "\n".join(p.message for p in problems) or None)
+        item.setData(Qt.ItemDataRole.UserRole, "\n".join(p.message for p in problems) or None)
         item.setToolTip("\n".join(p.message for p in problems) or self.tr("Ready"))
         item.setForeground(COLOURS.get(worst.severity) if worst else QColor("#1e8449"))
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qgis.core import (QgsCoordinateTransformContext, QgsMapLayer, QgsProviderRegistry,
-                       QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer, QgsWkbTypes)
+                       QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer)
 
+from .. import qgis_compat
 from ..core.bands import BandMapping, guess_mapping, required_spectral
 from ..core.bundled import RGB_ADVICE
 from ..core.errors import InputError
@@ -153,7 +154,7 @@ def year_from_name(*names: str) -> int | None:
 
 def is_polygon_layer(layer: QgsMapLayer | None) -> bool:
     return isinstance(layer, QgsVectorLayer) and layer.isValid() and \
-        layer.geometryType() == QgsWkbTypes.PolygonGeometry
+        layer.geometryType() == qgis_compat.GEOMETRY_POLYGON
 
 
 def check_polygons(layer: QgsMapLayer | None, what: str, field: str, required: bool = True) -> list[Problem]:
@@ -198,7 +199,7 @@ def vector_source(layer: QgsVectorLayer, snapshot_dir: Path | None = None) -> tu
     options.layerName = _safe(layer.name())
     result = QgsVectorFileWriter.writeAsVectorFormatV3(layer, str(target), QgsCoordinateTransformContext(),
                                                        options)
-    if result[0] != QgsVectorFileWriter.NoError:
+    if result[0] != QgsVectorFileWriter.WriterError.NoError:
         raise InputError(f"Layer {layer.name()} could not be copied for the worker to {target}: {result[1]}")
     return str(target), options.layerName
 

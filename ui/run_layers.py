@@ -15,6 +15,8 @@ from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsFill
                        QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor
 
+from .. import qgis_compat
+
 # a sequential palette, early years light, late years dark (YlOrRd-like)
 _YEAR_RAMP = [QColor("#fed976"), QColor("#fd8d3c"), QColor("#e31a1c"), QColor("#800026")]
 CHANGE_COLOURS = {"new": QColor("#d7191c"), "enlarged": QColor("#2c7bb6")}
@@ -54,7 +56,7 @@ def _pseudocolour(layer: QgsRasterLayer, stops: list[tuple[float, QColor, str]])
     """A single-band ramp interpolated between ``stops`` (value, colour, label)."""
     lo, hi = stops[0][0], stops[-1][0]
     ramp = QgsColorRampShader(lo, hi)
-    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampType(qgis_compat.SHADER_LINEAR)
     ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(v, c, label) for v, c, label in stops])
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
