@@ -28,6 +28,7 @@ class LandslideMapperPlugin:
         self.models_dir = models_dir
         """Folder listed by the dock; None means the plugin's own ``models/`` folder."""
         self.action: Optional[QAction] = None
+        self.diagnostics_action: Optional[QAction] = None
         self.dock = None
         self.controller = None
         self.chart_panel = None
@@ -72,6 +73,11 @@ class LandslideMapperPlugin:
 
         self.iface.addPluginToRasterMenu(MENU_NAME, self.action)
         self.iface.addToolBarIcon(self.action)
+        # for bug reports: versions, worker Python, packages, providers, GPU -> clipboard
+        self.diagnostics_action = QAction("Copy diagnostics report", main_window)
+        self.diagnostics_action.setObjectName("landslideMapperDiagnostics")
+        self.diagnostics_action.triggered.connect(lambda: self.dock.copy_diagnostics())
+        self.iface.addPluginToRasterMenu(MENU_NAME, self.diagnostics_action)
 
     def _chart_panel(self):
         """The chart panel, created the first time a run has charts, docked below the map
@@ -100,6 +106,10 @@ class LandslideMapperPlugin:
         if self.action is not None:
             self.iface.removePluginRasterMenu(MENU_NAME, self.action)
             self.iface.removeToolBarIcon(self.action)
+        if self.diagnostics_action is not None:
+            self.iface.removePluginRasterMenu(MENU_NAME, self.diagnostics_action)
+            self.diagnostics_action.deleteLater()
+            self.diagnostics_action = None
         if self.dock is not None:
             self.iface.removeDockWidget(self.dock)
             self.dock.hide()

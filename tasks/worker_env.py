@@ -378,6 +378,40 @@ sys.exit(1 if ours or (proc.returncode != 0 and not proc.stdout.strip()) else 0)
 """
 
 
+def setup_estimate(base_python: Optional[str] = None, gpu: bool = False) -> tuple[int, wp.PinSet]:
+    """(rough download size in MB, pin set) of creating the worker environment here."""
+    facts = _ask(base_python or wp.default_base_python(), _FACTS)
+    pins, lines = pins_for(facts, gpu)
+    return wp.download_mb(lines), pins
+
+
+def diagnostics_report(probe_result: Optional["Probe"], qgis_version: str, qt_version: str) -> str:
+    """What a bug report needs: QGIS, Qt, Python and OS, the worker Python, its packages,
+    ONNX Runtime's providers and the GPU seen (plain text, for the clipboard)."""
+    import platform
+
+    lines = [f"Landslide Mapper diagnostics ({platform.platform()})",
+             f"QGIS {qgis_version}, Qt {qt_version}, QGIS' Python {sys.version.split()[0]} ({sys.prefix})",
+             f"Machine: {platform.machine()}; NVIDIA GPU (nvidia-smi): {'yes' if nvidia_gpu_present() else 'no'}"]
+    if probe_result is None:
+        lines.append("Worker Python: none found")
+    else:
+        lines.append(f"Worker Python: {probe_result.python} (Python {probe_result.python_version or '?'})")
+        lines.append(f"Worker status: {probe_result.message()}")
+        for name, version in sorted(probe_result.versions.items()):
+            lines.append(f"  {name} {version}")
+        if probe_result.missing:
+            lines.append("  missing: " + ", ".join(probe_result.missing))
+        lines.append("ONNX Runtime providers: " + (", ".join(probe_result.providers) or "none"))
+        if probe_result.gpus is not None:
+            lines.append("TensorFlow GPUs: " + (", ".join(probe_result.gpus) or "none"))
+        if probe_result.python_version:
+            version = tuple(int(p) for p in probe_result.python_version.split(".")[:2])
+            pins = wp.pin_set(wp.current(version), probe_result.versions.get("numpy"))
+            lines.append(f"Pin set for this worker: {pins.name}")
+    return "\n".join(lines)
+
+
 def _same_or_inside(path: Path, prefix: Path) -> bool:
     """Whether ``path`` is ``prefix`` or one of its parents (a venv there would install into
     or over that Python)."""

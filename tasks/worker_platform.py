@@ -324,6 +324,24 @@ def gpu_build(lines: Sequence[str], plat: Platform) -> list[str]:
     return out
 
 
+# Approximate download sizes of the big wheels in MB (PyPI, CPython x86_64, 2026), for the
+# set-up button's label only; anything else counts as 2 MB.
+WHEEL_MB = {"tensorflow-cpu": 250, "tensorflow": 260, "tensorflow[and-cuda]": 2900, "onnxruntime": 15,
+            "onnxruntime-gpu": 280, "opencv-python-headless": 50, "onnx": 16, "scikit-image": 15,
+            "scikit-learn": 13, "rasterio": 25, "scipy": 40, "matplotlib": 10, "grpcio": 6, "h5py": 5,
+            "libclang": 25, "ml-dtypes": 5, "tensorboard": 6, "keras": 2, "shapely": 3}
+
+
+def download_mb(lines: Sequence[str]) -> int:
+    """Rough download size of installing ``lines`` into an empty venv."""
+    total = 0
+    for line in lines:
+        match = _REQUIREMENT.match(line)
+        name = canonical(match.group(1)) + (match.group(2) or "") if match else ""
+        total += WHEEL_MB.get(name, WHEEL_MB.get(name.split("[")[0], 2))
+    return total
+
+
 # --- pip's view of a platform (for the cross-platform resolution check) ----------------
 def pip_platform_tags(plat: Platform) -> list[str]:
     """``pip --platform`` values for wheels that install on ``plat``."""

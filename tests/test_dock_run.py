@@ -237,4 +237,64 @@ def test_a_worker_python_without_the_packages_is_named_with_the_fix(setup, tmp_p
         QgsApplication.processEvents()
         time.sleep(0.02)
     assert "onnxruntime" in dock.workerStatusLabel.text() and task is not None
-    assert "Worker tab" in dock.mapStatusLabel.text()
+    # said once, in the banner above the tabs, with the set-up button; mapping waits for it
+    while not dock.workerBanner.isVisibleTo(dock) and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    banner = dock.workerBanner
+    assert banner.isVisibleTo(dock) and "onnxruntime" in banner.message.text()
+    assert banner.setup_button.isVisibleTo(dock) and "MB download" in banner.setup_button.text()
+    assert not dock.runMapButton.isEnabled() and "Set up the worker" in dock.runMapButton.toolTip()
+    assert not dock.runTrainButton.isEnabled()
+    assert dock.mapStatusLabel.text() == "" or "worker" not in dock.mapStatusLabel.text().lower()
+    # a usable worker again: banner gone, buttons back with their own tooltips
+    from landslide_mapper.tasks.worker_env import probe
+    dock.show_probe(probe(sys.executable))
+    assert not banner.isVisibleTo(dock) and dock.runMapButton.isEnabled() and dock.runTrainButton.isEnabled()
+    assert "Set up" not in dock.runMapButton.toolTip()
+
+
+def test_a_worker_that_maps_but_cannot_train_disables_only_training(setup):
+    from landslide_mapper.tasks.worker_env import Probe
+    dock = setup[0]
+    mapping_only = Probe(python="/opt/py314/bin/python", ok=True, missing=["tensorflow", "keras"],
+                         versions={"onnxruntime": "1.24.1", "numpy": "2.3.4"}, python_version="3.14.0")
+    dock.show_probe(mapping_only)
+    assert dock.runMapButton.isEnabled() and not dock.workerBanner.isVisibleTo(dock)
+    assert not dock.runTrainButton.isEnabled()
+    assert "Python 3.14" in dock.runTrainButton.toolTip()
+    assert "cannot train" in dock.workerStatusLabel.text()
+
+
+def test_the_banner_sets_up_the_worker_with_progress_and_cancel(setup, tmp_path):
+    dock = setup[0]
+    env_dir = tmp_path / "worker-venv"
+    marker = tmp_path / "started"
+    slow = [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(env_dir)!r}).mkdir(); "
+                                  f"pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"]
+    task = dock.create_environment(env_dir, commands=[slow])
+    banner = dock.workerBanner
+    assert banner.isVisibleTo(dock) and banner.progress.isVisibleTo(dock) and banner.cancel_button.isVisibleTo(dock)
+    assert str(env_dir) in banner.message.text()
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    banner.cancel_button.click()
+    while dock._env_task is not None and time.monotonic() < deadline + 20:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+    assert dock._env_task is None and task is not None
+    assert "did not finish" in banner.message.text() and "Cancelled" in banner.message.text()
+    assert banner.setup_button.isVisibleTo(dock) and not banner.progress.isVisibleTo(dock)
+    assert not env_dir.exists()
+
+
+def test_diagnostics_go_to_the_clipboard(setup):
+    from landslide_mapper.tasks.worker_env import probe
+    dock = setup[0]
+    report = dock.copy_diagnostics(probe(sys.executable))
+    assert QApplication.clipboard().text() == report
+    for needle in ("QGIS 3.", "Qt 5.", "Python 3.", sys.executable, "onnxruntime", "ONNX Runtime providers: ",
+                   "CPUExecutionProvider", "NVIDIA GPU", "Pin set for this worker"):
+        assert needle in report, needle

@@ -17,7 +17,8 @@ from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QHeaderView, QLabel, QLineEdit, QSpinBox,
+from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QHeaderView, QLabel, QLineEdit,
+                                 QPushButton, QSpinBox,
                                  QTableWidget, QTableWidgetItem, QWidget)
 
 from .. import qgis_compat
@@ -29,6 +30,7 @@ from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from . import inputs
 from .inputs import ERROR, Problem, blocking
+from .worker_banner import WorkerBanner
 from .model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
                             user_checkpoint_dir)
 
@@ -116,6 +118,18 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.checkWorkerButton.clicked.connect(lambda: self.check_worker())
         self.createEnvButton.clicked.connect(lambda: self.create_environment())
         self.gpuBuildCheck.setChecked(worker_env.nvidia_gpu_present())
+        # the one place that says the worker is not ready, and sets it up (above the tabs)
+        self.workerBanner = WorkerBanner(lambda: self.create_environment(), self._cancel_environment, self)
+        self.mainLayout.insertWidget(0, self.workerBanner)
+        self._run_tooltips = {b: b.toolTip() for b in (self.runMapButton, self.runTrainButton)}
+        self.diagnosticsButton = QPushButton(self.tr("Copy diagnostics"))
+        self.diagnosticsButton.setObjectName("diagnosticsButton")
+        self.diagnosticsButton.setToolTip(self.tr("Copy a report for bug reports to the clipboard: QGIS, Python "
+                                                  "and OS versions, the worker Python and its packages, ONNX "
+                                                  "Runtime's providers, the GPU seen"))
+        self.diagnosticsButton.clicked.connect(lambda: self.copy_diagnostics())
+        self.workerButtonsLayout.addWidget(self.diagnosticsButton)
+        self.last_probe = None
         self.refresh_models()
 
     # ------------------------------------------------------------------ models
@@ -625,12 +639,21 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self._status(self.workerStatusLabel, "")
 
     def check_worker(self, wait: bool = False):
-        """Probe the worker interpreter in a background task; the verdict goes to the Worker tab."""
+        """Probe the worker interpreter in a background task; the verdict goes to the Worker
+        tab, and to the banner and the run buttons when it cannot run jobs."""
         python = self.worker_python()
+        gpu = self.gpuBuildCheck.isChecked()
         self._status(self.workerStatusLabel, self.tr("Checking {}…").format(python))
 
         def work(_task):
-            return worker_env.probe(python)
+            result = worker_env.probe(python)
+            estimate = None
+            if not result.ok:
+                try:
+                    estimate = worker_env.setup_estimate(gpu=gpu)[0]
+                except Exception:       # no base Python to ask: the banner says so anyway
+                    estimate = None
+            return result, estimate
 
         def done(exception, result=None):
             if sip.isdeleted(self):
@@ -638,22 +661,53 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             if exception is not None or result is None:
                 self._status(self.workerStatusLabel, f"{python}: {exception}", True)
                 return
-            self.show_probe(result)
+            self.show_probe(*result)
 
         self._probe_task = QgsTask.fromFunction(f"Landslide Mapper: checking {python}", work, on_finished=done)
         QgsApplication.taskManager().addTask(self._probe_task)
         return self._probe_task
 
-    def show_probe(self, probe) -> None:
+    def show_probe(self, probe, download_mb: Optional[int] = None) -> None:
+        """Show what the worker can do: in the Worker tab always; when it cannot map, in the
+        banner with the set-up button, and the run buttons disabled with the reason."""
+        self.last_probe = probe
         if probe.ok:
             versions = ", ".join(f"{k} {v}" for k, v in probe.versions.items()
                                  if k in ("onnxruntime", "tensorflow", "numpy"))
             gpu = "CUDAExecutionProvider" in (probe.providers or [])
-            self._status(self.workerStatusLabel, self.tr("Ready: {} ({}; ONNX Runtime on {}).").format(
-                probe.python, versions, "GPU" if gpu else "CPU"))
+            text = self.tr("Ready: {} ({}; ONNX Runtime on {}).").format(probe.python, versions,
+                                                                         "GPU" if gpu else "CPU")
+            if not probe.can_train:
+                text += " " + probe.message()
+            self._status(self.workerStatusLabel, text)
+            self.workerBanner.setVisible(False)
         else:
             self._status(self.workerStatusLabel, probe.message(), True)
-            self._status(self.mapStatusLabel, self.tr("The worker Python is not ready: see the Worker tab."), True)
+            size = (self.tr("about {} MB download").format(download_mb) if download_mb
+                    else self.tr("downloads several hundred MB"))
+            self.workerBanner.show_needed(probe.message(), size)
+        train_reason = None if probe.can_train else (
+            probe.training_refusal or self.tr("The worker Python cannot train: {}").format(probe.message()))
+        self._gate(self.runMapButton, None if probe.ok else self.tr(
+            "The worker Python is not set up yet: use 'Set up the worker' at the top of this panel."))
+        self._gate(self.runTrainButton, None if probe.ok and probe.can_train else (
+            train_reason if probe.ok else self.tr("The worker Python is not set up yet: use 'Set up the worker' "
+                                                  "at the top of this panel.")))
+
+    def _gate(self, button, reason: Optional[str]) -> None:
+        """Enable ``button``, or disable it with ``reason`` as its tooltip."""
+        button.setEnabled(reason is None)
+        button.setToolTip(reason or self._run_tooltips.get(button, ""))
+
+    def copy_diagnostics(self, probe=None) -> str:
+        """Copy the diagnostics report (with ``probe``, else the last check's) to the clipboard."""
+        from qgis.core import Qgis
+        from qgis.PyQt.QtCore import QT_VERSION_STR
+
+        report = worker_env.diagnostics_report(probe or self.last_probe, Qgis.QGIS_VERSION, QT_VERSION_STR)
+        QApplication.clipboard().setText(report)
+        self._status(self.workerStatusLabel, self.tr("Diagnostics copied to the clipboard."))
+        return report
 
     def create_environment(self, env_dir: Union[str, Path, None] = None, **task_args):
         """Create the worker venv in a background task with progress; use it when it works."""
@@ -663,26 +717,37 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                                                    on_finished=self._environment_done, **task_args)
         except ValueError as exc:
             self._status(self.workerStatusLabel, str(exc), True)
+            self.workerBanner.show_failed(str(exc), "")
             return None
         self.envProgressBar.setValue(0)
         self.envProgressBar.setVisible(True)
         self.createEnvButton.setEnabled(False)
+        self.workerBanner.show_running(str(env_dir))
         task.progressChanged.connect(lambda value: self.envProgressBar.setValue(int(value)))
+        task.progressChanged.connect(self.workerBanner.set_progress)
         self._status(self.workerStatusLabel, self.tr("Creating {} (this downloads TensorFlow and ONNX "
                                                      "Runtime; it takes a few minutes)…").format(env_dir))
         self._env_task = task
         QgsApplication.taskManager().addTask(task)
         return task
 
+    def _cancel_environment(self) -> None:
+        if self._env_task is not None and not sip.isdeleted(self._env_task):
+            self._env_task.cancel()
+
     def _environment_done(self, task) -> None:
+        self._env_task = None
         self.createEnvButton.setEnabled(True)
         self.envProgressBar.setVisible(False)
-        if task.python and not task.error:
+        if task.python and not task.error and not task.isCanceled():
             self.workerPythonWidget.setFilePath(task.python)
             if task.probe is not None:
                 self.show_probe(task.probe)
         else:
-            self._status(self.workerStatusLabel, task.error or self.tr("Cancelled."), True)
+            reason = task.error_message or self.tr("Cancelled.")
+            self._status(self.workerStatusLabel, reason, True)
+            self.workerBanner.show_failed(self.tr("The worker set-up did not finish: {}").format(
+                reason.splitlines()[0]), task.details)
 
     # ------------------------------------------------------------------ feedback from the controller
     def set_queue_text(self, text: str) -> None:
