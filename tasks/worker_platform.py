@@ -233,7 +233,7 @@ _NO_TF_INTEL_MAC = ("TensorFlow stopped publishing Intel macOS builds after 2.16
                     "numpy 1 and Python 3.9–3.12: mapping works, training and fine-tuning need "
                     "such a worker Python, or an Apple-silicon Mac.")
 
-# The two full locks tested end to end (./dev.sh on Debian 12, tools/qgis_debian.sh on Debian 13)
+# The two full locks tested end to end (./dev.sh on Debian 12, tools/qgis_debian.sh trixie on Debian 13)
 LOCK_NUMPY1 = "requirements-worker.txt"           # Linux, Python 3.11, numpy 1.x
 LOCK_NUMPY2 = "requirements-worker-numpy2.txt"    # Linux, Python 3.13, numpy 2.x
 

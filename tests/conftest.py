@@ -23,6 +23,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+NO_TRAINING = ("training needs TensorFlow and Keras, which this Python lacks (TensorFlow has no "
+               "Python 3.14 release): the worker maps here but cannot train")
 BASELINE = ROOT / "models" / "spectral_baseline.onnx"
 
 # Typical PlanetScope surface reflectance (×10,000), bands B, G, R, NIR.

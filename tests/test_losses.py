@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from landslide_mapper.core import losses as L
-from landslide_mapper.core.errors import InputError
+from conftest import NO_TRAINING
+
+keras = pytest.importorskip("keras", reason=NO_TRAINING)
+tf = pytest.importorskip("tensorflow", reason=NO_TRAINING)
+
+from landslide_mapper.core import losses as L  # noqa: E402
+from landslide_mapper.core.errors import InputError  # noqa: E402
 
 # y = [1, 1, 0, 0], p = [0.9, 0.2, 0.3, 0.0]  →  TP = 0.9 + 0.2 = 1.1,
 # FN = 0.1 + 0.8 = 0.9, FP = 0.3 + 0.0 = 0.3 (shaped as two 1×2 images of one channel).

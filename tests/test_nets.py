@@ -1,13 +1,16 @@
 """The Keras models: shapes, naming, exporter vocabulary, save/load, and what freezing freezes."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from landslide_mapper.core import losses, nets
-from landslide_mapper.core.errors import InputError
+from conftest import NO_TRAINING
+
+keras = pytest.importorskip("keras", reason=NO_TRAINING)
+tf = pytest.importorskip("tensorflow", reason=NO_TRAINING)
+
+from landslide_mapper.core import losses, nets  # noqa: E402
+from landslide_mapper.core.errors import InputError  # noqa: E402
 
 F = 4          # tiny base filters keep every test fast
 SIZE = 32      # a multiple of size_multiple(4) = 16

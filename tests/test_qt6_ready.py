@@ -8,7 +8,6 @@ import ast
 import configparser
 import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 

@@ -9,9 +9,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+from conftest import NO_TRAINING  # noqa: E402
+
+keras = pytest.importorskip("keras", reason=NO_TRAINING)
 import rasterio  # noqa: E402
 import shapely  # noqa: E402
 

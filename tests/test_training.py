@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from conftest import write_raster
+from conftest import NO_TRAINING, write_raster
 from landslide_mapper.core.checkpoint import load_checkpoint
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.errors import Cancelled, InputError, ModelError
@@ -21,7 +21,7 @@ from landslide_mapper.core.model import OnnxModel
 from landslide_mapper.core.progress import Reporter
 from landslide_mapper.core.weight_storage import compact_checkpoint
 
-keras = pytest.importorskip("keras")
+keras = pytest.importorskip("keras", reason=NO_TRAINING)
 
 from landslide_mapper.core.training import run_training  # noqa: E402  (after the skip)
 
