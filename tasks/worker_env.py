@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -131,12 +130,16 @@ class Probe:
         return self.ok and not any(m in self.missing for m in TRAINING_MODULES)
 
     @property
-    def training_refusal(self) -> Optional[str]:
-        """Why this interpreter's platform can have no training packages at all, if so."""
+    def pin_set(self) -> Optional[wp.PinSet]:
+        """The packages a worker environment for this interpreter's Python and numpy gets."""
         if not self.python_version:
             return None
-        version = tuple(int(p) for p in self.python_version.split(".")[:2])
-        return wp.pin_set(wp.current(version), self.versions.get("numpy")).training_refusal
+        return wp.pin_set(wp.current(wp.version_tuple(self.python_version)[:2]), self.versions.get("numpy"))
+
+    @property
+    def training_refusal(self) -> Optional[str]:
+        """Why this interpreter's platform can have no training packages at all, if so."""
+        return self.pin_set.training_refusal if self.pin_set else None
 
     def message(self) -> str:
         """One actionable sentence for the Worker tab (callers elsewhere add where that is)."""
@@ -260,21 +263,11 @@ def probe(python: str, timeout: float = 120, check_gpu: bool = False,
     result.gpus = data["gpus"]
     for module, minimum in MIN_VERSIONS.items():
         have = result.versions.get(module)
-        if have is not None and _version_tuple(have) < _version_tuple(minimum):
+        if have is not None and wp.version_tuple(have) < wp.version_tuple(minimum):
             result.outdated[module] = f"{have} (needs >= {minimum})"
             result.missing.append(module)
     result.ok = not any(m in result.missing for m in MAPPING_MODULES)
     return result
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("."):
-        digits = re.match(r"\d+", piece)
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-    return tuple(parts)
 
 
 def nvidia_gpu_present() -> bool:
@@ -294,8 +287,7 @@ def nvidia_gpu_present() -> bool:
 def worker_requirements(gpu: bool = False, path=REQUIREMENTS_FILE) -> list[str]:
     """The pinned requirement lines of a lock file such as requirements-worker.txt (comments
     dropped); with ``gpu`` the CUDA builds this platform has (worker_platform.gpu_build)."""
-    lines = [raw.split("#", 1)[0].strip() for raw in Path(path).read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line]
+    lines = wp.requirement_lines(path)
     return wp.gpu_build(lines, wp.current()) if gpu else lines
 
 
@@ -405,10 +397,8 @@ def diagnostics_report(probe_result: Optional["Probe"], qgis_version: str, qt_ve
         lines.append("ONNX Runtime providers: " + (", ".join(probe_result.providers) or "none"))
         if probe_result.gpus is not None:
             lines.append("TensorFlow GPUs: " + (", ".join(probe_result.gpus) or "none"))
-        if probe_result.python_version:
-            version = tuple(int(p) for p in probe_result.python_version.split(".")[:2])
-            pins = wp.pin_set(wp.current(version), probe_result.versions.get("numpy"))
-            lines.append(f"Pin set for this worker: {pins.name}")
+        if probe_result.pin_set is not None:
+            lines.append(f"Pin set for this worker: {probe_result.pin_set.name}")
     return "\n".join(lines)
 
 

@@ -238,9 +238,22 @@ LOCK_NUMPY1 = "requirements-worker.txt"           # Linux, Python 3.11, numpy 1.
 LOCK_NUMPY2 = "requirements-worker-numpy2.txt"    # Linux, Python 3.13, numpy 2.x
 
 
-def _numpy_major(numpy_version: Optional[str]) -> int:
-    match = re.match(r"\d+", numpy_version or "")
-    return int(match.group()) if match else 1
+def version_tuple(version: Optional[str]) -> tuple[int, ...]:
+    """``"2.1.3rc1"`` -> (2, 1, 3): the leading numbers of a version string."""
+    parts = []
+    for piece in (version or "").split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def requirement_lines(path) -> list[str]:
+    """The requirement lines of a requirements/lock file, comments and blanks dropped."""
+    with open(path, encoding="utf-8") as f:
+        lines = [raw.split("#", 1)[0].strip() for raw in f]
+    return [line for line in lines if line]
 
 
 def pin_set(plat: Platform, numpy_version: Optional[str]) -> PinSet:
@@ -249,7 +262,7 @@ def pin_set(plat: Platform, numpy_version: Optional[str]) -> PinSet:
     On Linux with the Python of a tested full lock (Debian 12's 3.11 with numpy 1, Debian
     13's 3.13 with numpy 2) that lock is used; elsewhere the direct pins below, whose joint
     resolution for every platform and Python is checked by tools/resolve_pins.py (a test)."""
-    py, numpy2 = plat.python, _numpy_major(numpy_version) >= 2
+    py, numpy2 = plat.python, version_tuple(numpy_version)[:1] >= (2,)
     if plat.os == LINUX and plat.machine == "x86_64":
         if py == (3, 11) and not numpy2:
             return PinSet("linux-py311-numpy1 (full lock)", [], lock_file=LOCK_NUMPY1)

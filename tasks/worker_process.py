@@ -52,7 +52,7 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
-def stop_worker(proc: subprocess.Popen, grace_s: Optional[float] = None) -> None:
+def stop_worker(proc: subprocess.Popen) -> None:
     """Ask the worker to stop through its control protocol (a cancel line, then the end of
     its stdin); kill it and its children only if it has not exited after the grace period."""
     try:
@@ -61,7 +61,7 @@ def stop_worker(proc: subprocess.Popen, grace_s: Optional[float] = None) -> None
     except (OSError, ValueError):
         pass                    # already closed, or the worker has gone
     _close(proc.stdin)
-    worker_platform.stop_tree(proc, TERMINATE_GRACE_S if grace_s is None else grace_s, polite=False)
+    worker_platform.stop_tree(proc, TERMINATE_GRACE_S, polite=False)
 
 
 def _close(stream) -> None:

@@ -1,6 +1,7 @@
 """Shared fixtures: real GeoTIFFs written with rasterio, the bundled model, shared data."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from rasterio.transform import from_origin
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NO_TRAINING = ("training needs TensorFlow and Keras, which this Python lacks (TensorFlow has no "
                "Python 3.14 release): the worker maps here but cannot train")
+# for tests that train through a worker running this same Python
+needs_training = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason=NO_TRAINING)
 BASELINE = ROOT / "models" / "spectral_baseline.onnx"
 
 # Typical PlanetScope surface reflectance (×10,000), bands B, G, R, NIR.

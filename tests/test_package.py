@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, needs_training
 from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 
 TOOL = ROOT / "tools" / "package_plugin.py"
@@ -329,6 +329,7 @@ def test_qgis_process_maps_and_analyses_the_demo_scene(installed_profile, scene,
     assert (tmp_path / "accuracy.csv").read_text().startswith("year,precision,recall,f1")
 
 
+@needs_training
 def test_qgis_process_fine_tunes_the_bundled_checkpoint(installed_profile, scene, tmp_path):
     result = run_algorithm(installed_profile, "finetune_checkpoint", IMAGES=str(scene.rasters[2017]),
                            LABELS=f"{scene.truth_path}|layername=landslides_2017", NAME="demo_stage", EPOCHS=1,

@@ -14,7 +14,7 @@ from qgis.core import (Qgis, QgsApplication, QgsCategorizedSymbolRenderer, QgsFe
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
                        QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
 
-from conftest import ROOT, forest_with_scars, write_raster
+from conftest import ROOT, forest_with_scars, needs_training, write_raster
 from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.vector_io import read_layer
@@ -226,6 +226,7 @@ def test_subtraction_statistics_and_accuracy_on_inventory_layers(plugin, scenes,
     assert [u.split("=")[-1] for u in acc["ASSESSED"]] == ["predicted_2017", "reference_2017"]
 
 
+@needs_training
 def test_fine_tuning_adds_a_cascade_stage(plugin, scenes, tmp_path):
     scene = scenes[0]
     messages: list[str] = []

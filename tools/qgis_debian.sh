@@ -36,7 +36,7 @@ if [ ! -x "$DEBIAN_ROOT/usr/bin/qgis_process.bin" ]; then
   echo ">> Debian $RELEASE root in $DEBIAN_ROOT with its QGIS" >&2
   [ -x "$DEBIAN_ROOT/bin/bash" ] || debootstrap --variant=minbase "$RELEASE" "$DEBIAN_ROOT" http://deb.debian.org/debian >&2
   cp /etc/resolv.conf "$DEBIAN_ROOT/etc/"
-  chroot "$DEBIAN_ROOT" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  chroot "$DEBIAN_ROOT" bash -c "apt-get -o Acquire::Check-Valid-Until=false update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       qgis python3-qgis qgis-providers python3-gdal python3-rasterio python3-shapely python3-scipy \
       python3-matplotlib python3-venv python3-pip python3-pytest git xvfb xauth >/dev/null"
 fi

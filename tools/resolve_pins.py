@@ -70,8 +70,7 @@ def requirements_for(plat, numpy_major: int) -> tuple[list[str], "object"]:
     pins = wp.pin_set(plat, f"{numpy_major}.0")
     lines = pins.requirements
     if pins.lock_file:
-        lines = [ln.split("#", 1)[0].strip() for ln in (ROOT / pins.lock_file).read_text().splitlines()]
-        lines = [ln for ln in lines if ln]
+        lines = wp.requirement_lines(ROOT / pins.lock_file)
     numpy = "numpy<2" if numpy_major == 1 else "numpy>=2"
     return [*lines, *wp.HOST_PACKAGES.values(), numpy], pins
 
