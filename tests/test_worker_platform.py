@@ -76,11 +76,13 @@ def test_stop_tree_asks_politely_then_kills_what_ignores_it():
     polite = _child("import time; print('ready', flush=True); time.sleep(60)")
     start = time.monotonic()
     wp.stop_tree(polite, grace_s=10)
+    polite.stdout.close()
     assert polite.poll() is not None and time.monotonic() - start < 5
     stubborn = _child("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                       "print('ready', flush=True); time.sleep(60)")
     start = time.monotonic()
     wp.stop_tree(stubborn, grace_s=1)
+    stubborn.stdout.close()
     assert stubborn.poll() is not None and 0.9 < time.monotonic() - start < 10
 
 
@@ -89,6 +91,7 @@ def test_stop_tree_without_politeness_waits_for_the_grace_period_then_kills():
     proc = _child("import time; print('ready', flush=True); time.sleep(60)")
     start = time.monotonic()
     wp.stop_tree(proc, grace_s=0.5, polite=False)
+    proc.stdout.close()
     assert proc.poll() is not None and time.monotonic() - start >= 0.5
 
 
