@@ -173,8 +173,11 @@ def test_wenchuan_series_subtracts_with_its_mess_handled():
     series = read_series(parse_layer_refs([str(data / "China.zip")]), logs.append)
     assert [s.year for s in series] == [2009, 2011, 2013, 2014, 2017, 2018, 2019, 2021]
     assert series[0].cleaning.features == 10335
-    assert series[0].cleaning.repaired == 22 and series[3].cleaning.repaired == 13
-    assert any("22 invalid geometries repaired" in line for line in logs)
+    # how many GEOS judges invalid depends on its version: 22 and 13 with Debian 12's and 13's,
+    # 16 and 6 with Debian sid's GEOS 3.14
+    repaired = series[0].cleaning.repaired
+    assert 16 <= repaired <= 22 and 6 <= series[3].cleaning.repaired <= 13
+    assert any(f"{repaired} invalid geometries repaired" in line for line in logs)
     assert all(shapely.is_valid(s.geometries).all() for s in series)
     changes = subtract_series(series, SETTINGS)
     first = changes[0]

@@ -7,7 +7,7 @@ import rasterio.warp
 import shapely
 from rasterio.crs import CRS
 
-from conftest import forest_with_scars, write_raster
+from conftest import forest_with_scars, needs_training, write_raster
 from landslide_mapper.core.errors import Cancelled, InputError
 from landslide_mapper.core.jobs import TrainingSource
 from landslide_mapper.core.progress import Reporter
@@ -419,6 +419,7 @@ def blob_mask(P=64, seed=0):
     return m
 
 
+@needs_training
 def test_augmenter_moves_image_and_mask_together():
     aug = make_augmenter(seed=5, photometric=False)
     mask = blob_mask()
@@ -436,6 +437,7 @@ def test_augmenter_moves_image_and_mask_together():
     assert changed > 20
 
 
+@needs_training
 def test_augmenter_keeps_five_channel_floats_and_values():
     aug = make_augmenter(seed=1)
     rng = np.random.default_rng(0)
@@ -449,6 +451,7 @@ def test_augmenter_keeps_five_channel_floats_and_values():
         assert not np.shares_memory(img, image) and not np.shares_memory(m, mask)
 
 
+@needs_training
 def test_augmenter_is_deterministic_and_leaves_global_random_state_alone():
     mask = blob_mask()
     image = np.random.default_rng(2).uniform(0, 1, (64, 64, 5)).astype(np.float32)
@@ -467,6 +470,7 @@ def test_augmenter_is_deterministic_and_leaves_global_random_state_alone():
     assert (random.random(), np.random.random()) == expected
 
 
+@needs_training
 def test_augmenter_from_several_threads():
     mask = blob_mask()
     image = np.repeat(mask[..., None].astype(np.float32), 5, axis=2)
