@@ -37,6 +37,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory, offset_copy
 
 from .errors import InputError, OutputError
+from .palette import label_colours
 
 __all__ = ["DPI", "KINDS", "ChartDataError", "draw_fad", "draw_trend", "draw_area_scatter",
            "draw_chart", "write_chart", "load_chart", "validate_chart", "figure_size"]
@@ -302,14 +303,6 @@ def _positive(*arrays: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _year_colours(n: int) -> list:
-    """One distinct colour per year; a sequential map (dark = early) beyond ten years."""
-    if n <= 10:
-        return list(matplotlib.colormaps["tab10"].colors[:n])
-    cmap = matplotlib.colormaps["viridis"]
-    return [cmap(v) for v in np.linspace(0.0, 0.88, n)]
-
-
 def _format_number(value: float, pos: Any = None) -> str:
     """Thousands separators, at most two decimals, a true minus sign."""
     if value == 0:
@@ -452,7 +445,7 @@ def draw_fad(fig: Figure, data: dict, fits: Any = None) -> None:
 
     series = data["series"]
     shown_fits = _shown_fits(series, fits)
-    colours = _year_colours(len(series))
+    colours = label_colours([s["label"] for s in series])       # the map's year colours
     handles, labels = [], []
     xs, ys, tails = [], [], []
     any_xmin = False
@@ -710,7 +703,7 @@ def draw_area_scatter(fig: Figure, data: dict) -> None:
     _area_log_axis(ax.yaxis)
 
     pairs = data["pairs"]
-    colours = _year_colours(len(pairs))
+    colours = label_colours([str(p["year"]) for p in pairs])
     bottom = blended_transform_factory(ax.transData, ax.transAxes)
     left = blended_transform_factory(ax.transAxes, ax.transData)
     handles, labels = [], []

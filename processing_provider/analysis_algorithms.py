@@ -99,7 +99,8 @@ class SubtractInventories(_InventoryAlgorithm):
         for change in result.get("changes", []):
             uri = f"{gpkg}|layername=new_{change['year']}"
             changes.append(uri)
-            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes,
+            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES",
+                               lambda layer, year=change["year"]: style_changes(layer, year),
                                group=run_group_name(result["run_dir"]), order=change["year"])
         return {**self.statistics_outputs(result, parameters, context, "Temporal subtraction"),
                 "CHANGES": changes, "GEOPACKAGE": gpkg}

@@ -35,6 +35,7 @@ from ..core.jobs import InventoryLayer
 from ..core.report import write_report
 from ..tasks.worker_process import WorkerRun, default_worker_python
 from ..ui import inputs
+from ..ui.run_layers import save_default_style
 
 BAND_KEYS = ["auto", *PRESET_LABELS]
 BAND_LABELS = ["Auto (from the band names, else the band count)", *PRESET_LABELS.values()]
@@ -255,6 +256,7 @@ class _Styler(QgsProcessingLayerPostProcessorInterface):
         try:
             if self.style is not None:
                 self.style(layer)
+                save_default_style(layer)
             if not self.visible:
                 node = context.project().layerTreeRoot().findLayer(layer.id())
                 if node is not None:

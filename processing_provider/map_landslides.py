@@ -16,7 +16,7 @@ from ..core.jobs import RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
 from ..ui.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
-                             style_uncertainty, year_colour)
+                             style_uncertainty)
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, html_report, \
     load_on_completion, rows_to_sink
 
@@ -166,15 +166,17 @@ class MapLandslides(JobAlgorithm):
         changes = [f"{gpkg}|layername=new_{c['year']}" for c in result.get("changes", [])]
         probability = [str(run_dir / y["probability"]) for y in years]
         group = run_group_name(run_dir)      # per year, newest on top: changes, landslides, probability
+        newest = years[-1]["year"] if years else None        # only the newest year starts ticked
         for i, (y, uri) in enumerate(zip(years, landslides)):
-            colour = year_colour(i, len(years))
             load_on_completion(context, uri, f"landslides {y['year']}", "LANDSLIDES",
-                               lambda layer, c=colour: style_landslides(layer, c), group=group,
-                               order=3 * i + 1)
+                               lambda layer, year=y["year"]: style_landslides(layer, year), group=group,
+                               order=3 * i + 1, visible=y["year"] == newest)
         index = {y["year"]: i for i, y in enumerate(years)}
         for change, uri in zip(result.get("changes", []), changes):
-            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES", style_changes,
-                               group=group, order=3 * index.get(change["year"], 0) + 2)
+            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES",
+                               lambda layer, year=change["year"]: style_changes(layer, year),
+                               group=group, order=3 * index.get(change["year"], 0) + 2,
+                               visible=change["year"] == newest)
         for i, (y, path) in enumerate(zip(years, probability)):
             load_on_completion(context, path, f"probability {y['year']}", "PROBABILITY", style_probability,
                                visible=False, group=group, order=3 * i)
@@ -185,7 +187,7 @@ class MapLandslides(JobAlgorithm):
                                visible=False, group=group, order=3 * index[y["year"]])
         for y, uri in zip([y for y in years if y.get("review_layer")], review):
             load_on_completion(context, uri, f"review areas {y['year']}", "REVIEW", style_review, group=group,
-                               order=3 * index[y["year"]] + 2)
+                               order=3 * index[y["year"]] + 2, visible=y["year"] == newest)
         out = {"RUN_FOLDER": str(run_dir), "LANDSLIDES": landslides, "CHANGES": changes,
                "PROBABILITY": probability, "UNCERTAINTY_LAYERS": uncertainty, "REVIEW": review,
                "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}

@@ -144,13 +144,15 @@ def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
                 "new or enlarged 2018", "probability 2016", "probability 2017", "probability 2018",
                 "Statistics per year"} <= set(names)
         colours = {names[f"landslides {y}"].renderer().symbol().color().name() for y in (2016, 2017, 2018)}
-        assert len(colours) == 3                          # one colour per year, early light, late dark
+        assert len(colours) == 3                          # one colour per year, the charts' colours
         assert isinstance(names["new or enlarged 2017"].renderer(), QgsCategorizedSymbolRenderer)
         # the probability rasters come styled and unticked, as the dock adds them
         probability = names["probability 2017"]
         assert isinstance(probability.renderer(), QgsSingleBandPseudoColorRenderer)
         assert not project.layerTreeRoot().findLayer(probability.id()).itemVisibilityChecked()
-        assert project.layerTreeRoot().findLayer(names["landslides 2017"].id()).itemVisibilityChecked()
+        tree = project.layerTreeRoot()                    # only the newest year starts ticked
+        assert tree.findLayer(names["landslides 2018"].id()).itemVisibilityChecked()
+        assert not tree.findLayer(names["landslides 2017"].id()).itemVisibilityChecked()
         if Qgis.QGIS_VERSION_INT >= 33200:    # Processing groups results from 3.32 on: like the dock's group
             group = project.layerTreeRoot().findGroup("Landslide Mapper — valley")
             assert [n.name() for n in group.children()] == [

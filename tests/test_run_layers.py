@@ -1,12 +1,16 @@
 """A finished mapping run lands on the map as styled, editable layers (real QgsProject)."""
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
-from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsSingleBandPseudoColorRenderer
+from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsSingleBandPseudoColorRenderer, QgsVectorLayer
 
 from conftest import ROOT, forest_with_scars, write_raster
 from landslide_mapper.core.jobs import InferenceJob, YearInput
 from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.palette import label_colours
 from landslide_mapper.ui.run_layers import add_run_to_project, year_colour
 
 
@@ -47,5 +51,23 @@ def test_a_run_becomes_a_group_with_a_subgroup_per_year(project, tmp_path):
     # the layers are the GeoPackage's own, so corrections are ordinary edits
     assert landslides.isEditable() is False and landslides.startEditing()
     landslides.rollBack()
-    # a sequential palette: later years darker
-    assert year_colour(0, 4).lightness() > year_colour(3, 4).lightness()
+    # one colour per year, the charts' too; new vs enlarged told apart by the fill
+    assert year_colour(2017) != year_colour(2018)
+    assert landslides.renderer().symbol().color().name() == year_colour(2018).name()
+    categories = new.renderer().categories()          # kept: the symbol layers belong to them
+    fills = {c.value(): (c.symbol().symbolLayer(0).strokeColor().name(), c.symbol().symbolLayer(0).brushStyle())
+             for c in categories}
+    assert {stroke for stroke, _ in fills.values()} == {year_colour(2018).name()}
+    assert fills["new"][1] != fills["enlarged"][1]
+    assert landslides.renderer().symbol().color().alpha() < 100               # light: the scar stays visible
+    assert label_colours(["2017", "new 2018"]) == [year_colour(2017).name(), year_colour(2018).name()]
+    # only the newest year is ticked
+    assert [g.itemVisibilityChecked() for g in group.children()] == [True, False]
+    # the styles travel with the data: the GeoPackage opened afresh looks the same
+    gpkg = result.to_dict()["geopackage"]
+    with sqlite3.connect(gpkg) as db:
+        styled = {row[0] for row in db.execute("SELECT f_table_name FROM layer_styles WHERE useAsDefault")}
+    assert {"landslides_2018", "new_2018"} <= styled
+    again = QgsVectorLayer(f"{gpkg}|layername=new_2018", "again", "ogr")
+    assert isinstance(again.renderer(), QgsCategorizedSymbolRenderer)
+    assert (Path(prob.source()).with_suffix(".qml")).is_file()

@@ -16,40 +16,49 @@ from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsFill
 from qgis.PyQt.QtGui import QColor
 
 from .. import qgis_compat
+from ..core import palette
 
-# a sequential palette, early years light, late years dark (YlOrRd-like)
-_YEAR_RAMP = [QColor("#fed976"), QColor("#fd8d3c"), QColor("#e31a1c"), QColor("#800026")]
-CHANGE_COLOURS = {"new": QColor("#d7191c"), "enlarged": QColor("#2c7bb6")}
-
-
-def year_colour(index: int, count: int) -> QColor:
-    """Colour of the ``index``-th of ``count`` years along the sequential palette."""
-    if count <= 1:
-        return QColor(_YEAR_RAMP[-2])
-    t = index / (count - 1) * (len(_YEAR_RAMP) - 1)
-    i = min(int(t), len(_YEAR_RAMP) - 2)
-    f = t - i
-    a, b = _YEAR_RAMP[i], _YEAR_RAMP[i + 1]
-    return QColor(round(a.red() + f * (b.red() - a.red())), round(a.green() + f * (b.green() - a.green())),
-                  round(a.blue() + f * (b.blue() - a.blue())))
+FILL_ALPHA = 60       # light fills: the scar in the image stays visible under its polygon
+STYLE_NAME = "Landslide Mapper"
 
 
-def _fill(colour: QColor, alpha: int) -> QgsFillSymbol:
-    """A translucent fill with an opaque outline of the same colour."""
+def year_colour(year: int) -> QColor:
+    """The year's colour: the same in the layers panel, the map and the charts (core.palette)."""
+    return QColor(palette.year_colour(year))
+
+
+def _fill(colour: QColor, alpha: int = FILL_ALPHA, brush: str = "solid", outline: str = "solid") -> QgsFillSymbol:
+    """A light fill (or hatching) with an opaque outline of the same colour."""
     rgb = f"{colour.red()},{colour.green()},{colour.blue()}"
-    return QgsFillSymbol.createSimple({"color": f"{rgb},{alpha}", "outline_color": f"{rgb},255",
-                                       "outline_width": "0.4"})
+    return QgsFillSymbol.createSimple({"color": f"{rgb},{255 if brush != 'solid' else alpha}", "style": brush,
+                                       "outline_color": f"{rgb},255", "outline_width": "0.5",
+                                       "outline_style": outline})
 
 
-def style_landslides(layer: QgsVectorLayer, colour: QColor) -> None:
-    layer.renderer().setSymbol(_fill(colour, 110))
+def style_landslides(layer: QgsVectorLayer, year: int) -> None:
+    layer.setRenderer(QgsSingleSymbolRenderer(_fill(year_colour(year))))
 
 
-def style_changes(layer: QgsVectorLayer) -> None:
-    """New and enlarged parts in two distinct colours (categorised on ``change``)."""
-    categories = [QgsRendererCategory(value, _fill(colour, 150), value)
-                  for value, colour in CHANGE_COLOURS.items()]
+# new and enlarged parts: the year's colour, told apart by the fill (solid vs hatched)
+CHANGE_STYLES = {"new": dict(brush="solid", alpha=110), "enlarged": dict(brush="b_diagonal", outline="dash")}
+
+
+def style_changes(layer: QgsVectorLayer, year: int) -> None:
+    """New parts filled, enlarged parts hatched, both in the year's colour (on ``change``)."""
+    colour = year_colour(year)
+    categories = [QgsRendererCategory(value, _fill(colour, **style), value) for value, style in CHANGE_STYLES.items()]
     layer.setRenderer(QgsCategorizedSymbolRenderer("change", categories))
+
+
+def save_default_style(layer) -> None:
+    """Store the layer's style with its data, as QGIS' *Save as default* does: in the
+    GeoPackage's ``layer_styles`` table for a GeoPackage layer, in a ``.qml`` file beside
+    a raster. The GeoPackage opened later, or by a colleague, then looks the same."""
+    source = layer.source().split("|", 1)[0]
+    if isinstance(layer, QgsVectorLayer) and source.lower().endswith(".gpkg"):
+        layer.saveStyleToDatabase(STYLE_NAME, "", True, "")
+    elif isinstance(layer, QgsRasterLayer) and Path(source).is_file():
+        layer.saveNamedStyle(str(Path(source).with_suffix(".qml")))
 
 
 def _pseudocolour(layer: QgsRasterLayer, stops: list[tuple[float, QColor, str]]) -> None:
@@ -109,34 +118,27 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
     gpkg = Path(result["geopackage"])
     root = project.layerTreeRoot()
     group = root.insertGroup(0, title or run_group_name(run_dir))
-    years = result.get("years", [])
-    for i, y in enumerate(sorted(years, key=lambda y: y["year"], reverse=True)):
+    years = sorted(result.get("years", []), key=lambda y: y["year"], reverse=True)
+    for i, y in enumerate(years):
         year = y["year"]
         sub = group.addGroup(str(year))
-        colour = year_colour(len(years) - 1 - i, len(years))
+        sub.setItemVisibilityChecked(i == 0)                  # only the newest year is shown
         if y.get("review_layer"):
             _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['review_layer']}",
                                                     f"review areas {year}", "ogr"), style_review)
-        new = QgsVectorLayer(f"{gpkg}|layername=new_{year}", f"new or enlarged {year}", "ogr")
-        if new.isValid():
-            style_changes(new)
-            project.addMapLayer(new, False)
-            sub.addLayer(new)
-        lay = QgsVectorLayer(f"{gpkg}|layername={y['layer']}", f"landslides {year}", "ogr")
-        if lay.isValid():
-            style_landslides(lay, colour)
-            project.addMapLayer(lay, False)
-            sub.addLayer(lay)
+        _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername=new_{year}", f"new or enlarged {year}", "ogr"),
+                   lambda layer: style_changes(layer, year))
+        _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['layer']}", f"landslides {year}", "ogr"),
+                   lambda layer: style_landslides(layer, year))
         if y.get("uncertainty"):
             node = _add_layer(project, sub, QgsRasterLayer(str(run_dir / y["uncertainty"]), f"uncertainty {year}"),
                               style_uncertainty)
             if node is not None:
                 node.setItemVisibilityChecked(False)
-        prob = QgsRasterLayer(str(run_dir / y["probability"]), f"probability {year}")
-        if prob.isValid():
-            style_probability(prob)
-            project.addMapLayer(prob, False)
-            sub.addLayer(prob).setItemVisibilityChecked(False)
+        node = _add_layer(project, sub, QgsRasterLayer(str(run_dir / y["probability"]), f"probability {year}"),
+                          style_probability)
+        if node is not None:
+            node.setItemVisibilityChecked(False)
     return group
 
 
@@ -154,10 +156,12 @@ def style_status(layer: QgsVectorLayer) -> None:
 
 
 def _add_layer(project: QgsProject, group: QgsLayerTreeGroup, layer, style=None):
+    """Style ``layer``, store the style with its data, add it to ``group``; None if invalid."""
     if not layer.isValid():
         return None
     if style is not None:
         style(layer)
+        save_default_style(layer)
     project.addMapLayer(layer, False)
     return group.addLayer(layer)
 
@@ -175,7 +179,8 @@ def add_changes_to_project(result: dict, project: QgsProject | None = None) -> Q
     for change in sorted(result.get("changes", []), key=lambda c: c["year"], reverse=True):
         year = change["year"]
         _add_layer(project, group, QgsVectorLayer(f"{gpkg}|layername=new_{year}",
-                                                  f"new or enlarged {year}", "ogr"), style_changes)
+                                                  f"new or enlarged {year}", "ogr"),
+                   lambda layer, year=year: style_changes(layer, year))
     return group
 
 
