@@ -65,3 +65,27 @@ def write_report(run_dir: str | Path, title: str, rows: list[dict], charts: list
     partial.write_text(page, encoding="utf-8")
     partial.replace(target)
     return target
+
+
+# The report's title per kind of run: the dock and Processing write the same page
+REPORT_TITLES = {"mapping": "Landslide mapping", "subtract": "Temporal subtraction",
+                 "statistics": "Inventory statistics", "accuracy": "Accuracy"}
+
+
+def run_report(result: dict, kind: str) -> Path | None:
+    """The run's ``report.html`` for a finished run (a worker result dict): its statistics
+    or accuracy rows and its PNG charts. Written once: a report already there (written by
+    the other of the dock and Processing) is reused. None when the run has nothing to
+    report or the page cannot be written (a report is never worth failing a run for)."""
+    run_dir = Path(result["run_dir"])
+    target = run_dir / REPORT_NAME
+    if target.is_file():
+        return target
+    rows = result.get("statistics") or result.get("rows") or []
+    charts = result.get("charts") or []
+    if not rows and not charts:
+        return None
+    try:
+        return write_report(run_dir, f"{REPORT_TITLES[kind]} {run_dir.name}", rows, charts)
+    except (OSError, OutputError):
+        return None

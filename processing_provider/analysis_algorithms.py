@@ -1,7 +1,6 @@
 """Processing algorithms over inventories: temporal subtraction, statistics and FAD, accuracy."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutputFolder,
                        QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
@@ -11,7 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
 from .. import qgis_compat
 from ..core.jobs import AnalyseJob, AssessJob, SubtractJob
 from ..ui.run_layers import run_group_name, style_changes, style_status
-from .job_algorithm import JobAlgorithm, advanced, html_report, load_on_completion, rows_to_sink
+from .job_algorithm import JobAlgorithm, advanced, load_on_completion, report_output, rows_to_sink
 
 
 class _InventoryAlgorithm(JobAlgorithm):
@@ -44,12 +43,10 @@ class _InventoryAlgorithm(JobAlgorithm):
         self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", self.tr("Run folder")))
         self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Report")))
 
-    def statistics_outputs(self, result: dict, parameters, context, title: str) -> dict:
-        run_dir = result["run_dir"]
-        rows = result.get("statistics") or []
-        return {"RUN_FOLDER": run_dir,
-                "STATISTICS": rows_to_sink(self, rows, parameters, "STATISTICS", context),
-                "REPORT": html_report(run_dir, f"{title} {Path(run_dir).name}", rows, result.get("charts", []))}
+    def statistics_outputs(self, result: dict, parameters, context, kind: str) -> dict:
+        return {"RUN_FOLDER": result["run_dir"],
+                "STATISTICS": rows_to_sink(self, result.get("statistics") or [], parameters, "STATISTICS", context),
+                "REPORT": report_output(result, kind)}
 
 
 class SubtractInventories(_InventoryAlgorithm):
@@ -102,7 +99,7 @@ class SubtractInventories(_InventoryAlgorithm):
             load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES",
                                lambda layer, year=change["year"]: style_changes(layer, year),
                                group=run_group_name(result["run_dir"]), order=change["year"])
-        return {**self.statistics_outputs(result, parameters, context, "Temporal subtraction"),
+        return {**self.statistics_outputs(result, parameters, context, "subtract"),
                 "CHANGES": changes, "GEOPACKAGE": gpkg}
 
 
@@ -157,7 +154,7 @@ class InventoryStatistics(_InventoryAlgorithm):
             alpha = row.get("alpha")
             feedback.pushInfo(f"{row['year']}: {row.get('count')} landslides, α = "
                               + (f"{alpha:.2f}" if isinstance(alpha, (int, float)) else "not fitted"))
-        return self.statistics_outputs(result, parameters, context, "Inventory statistics")
+        return self.statistics_outputs(result, parameters, context, "statistics")
 
 
 class AssessAccuracy(_InventoryAlgorithm):
@@ -221,4 +218,4 @@ class AssessAccuracy(_InventoryAlgorithm):
         run_dir = result["run_dir"]
         return {"RUN_FOLDER": run_dir, "ASSESSED": assessed,
                 "ACCURACY": rows_to_sink(self, rows, parameters, "ACCURACY", context),
-                "REPORT": html_report(run_dir, f"Accuracy {Path(run_dir).name}", rows, result.get("charts", []))}
+                "REPORT": report_output(result, "accuracy")}

@@ -32,7 +32,7 @@ from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.errors import InputError
 from ..core.jobs import InventoryLayer
-from ..core.report import write_report
+from ..core.report import run_report
 from ..tasks.worker_process import WorkerRun, default_worker_python
 from ..ui import inputs
 from ..ui.run_layers import save_default_style
@@ -321,9 +321,7 @@ def rows_to_sink(algorithm: QgsProcessingAlgorithm, rows: list[dict], parameters
     return dest
 
 
-def html_report(run_dir: str, title: str, rows: list[dict], charts: list[str]) -> Optional[str]:
-    """The run's HTML page for the Results Viewer; None if it cannot be written."""
-    try:
-        return str(write_report(run_dir, title, rows, charts))
-    except OSError:
-        return None
+def report_output(result: dict, kind: str) -> Optional[str]:
+    """The REPORT output: the run's HTML page (the same page the dock writes), or None."""
+    report = run_report(result, kind)
+    return str(report) if report else None

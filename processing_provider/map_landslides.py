@@ -17,7 +17,7 @@ from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
 from ..ui.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
                              style_uncertainty)
-from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, html_report, \
+from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, report_output, \
     load_on_completion, rows_to_sink
 
 def model_parameter(name: str, description: str, bundled_default: bool = True) -> QgsProcessingParameterFile:
@@ -195,8 +195,7 @@ class MapLandslides(JobAlgorithm):
         if statistics:
             out["STATISTICS"] = rows_to_sink(self, statistics, parameters, "STATISTICS", context)
         if self.parameterAsBool(parameters, "ANALYSE", context) or statistics:
-            out["REPORT"] = html_report(str(run_dir), f"Landslide mapping {run_dir.name}", statistics,
-                                        result.get("charts", []))
+            out["REPORT"] = report_output(result, "mapping")
         summary = ", ".join(f"{y['year']}: {y['polygons']} landslides" for y in years)
         feedback.pushInfo(f"Mapped {summary} with {model_name(result.get('model', ''))} into {run_dir}.")
         return out

@@ -14,7 +14,8 @@ from qgis.core import (QgsApplication, QgsCategorizedSymbolRenderer, QgsProject,
                        QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
 from qgis.gui import QgsMessageBar
 from qgis.PyQt import sip
-from qgis.PyQt.QtCore import QCoreApplication, QEvent, QTimer
+from qgis.PyQt.QtCore import QCoreApplication, QEvent, QObject, QTimer, QUrl, pyqtSlot
+from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QApplication, QPushButton
 
 from conftest import ROOT, needs_training
@@ -89,6 +90,18 @@ def bar_texts(bar: QgsMessageBar) -> list[str]:
     return [f"{item.title()}: {item.text()}" for item in bar.items()]
 
 
+class UrlCatcher(QObject):
+    """Receives the URLs QDesktopServices would open (no file manager or browser here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths: list[str] = []
+
+    @pyqtSlot(QUrl)
+    def catch(self, url):
+        self.paths.append(url.toLocalFile())
+
+
 def test_mapping_run_adds_groups_layers_styles_and_charts(setup, tmp_path):
     dock, controller, project, results, bar, panels = setup
     assert dock.add_image_layers() == 2
@@ -108,6 +121,20 @@ def test_mapping_run_adds_groups_layers_styles_and_charts(setup, tmp_path):
     assert isinstance(y2017[2].renderer(), QgsSingleBandPseudoColorRenderer)
     assert y2017[1].featureCount() > 0
     assert any("Mapped 2016, 2017" in t for t in bar_texts(bar))
+    # the success message opens the run folder and the same report.html Processing writes
+    item = next(i for i in bar.items() if "Mapped 2016, 2017" in i.text())
+    buttons = {b.text(): b for b in item.findChildren(QPushButton)}
+    assert set(buttons) == {"Open folder", "Open report"}
+    report = Path(task.result["run_dir"]) / "report.html"
+    assert report.is_file() and "Landslide mapping valley" in report.read_text(encoding="utf-8")
+    opened = UrlCatcher()
+    QDesktopServices.setUrlHandler("file", opened, "catch")
+    try:
+        buttons["Open report"].click()
+        buttons["Open folder"].click()
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert opened.paths == [str(report), task.result["run_dir"]]
     panel = panels[0]
     assert panel.run_dir == Path(task.result["run_dir"])
     assert "Trend over years" in panel.chart_names() and panel.table_rows()

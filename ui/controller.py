@@ -13,11 +13,13 @@ from typing import Callable, Optional
 
 from qgis.core import Qgis, QgsApplication, QgsProject
 from qgis.gui import QgsMessageBar
-from qgis.PyQt.QtCore import QObject, pyqtSignal
+from qgis.PyQt.QtCore import QObject, QUrl, pyqtSignal
+from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
 
 from ..core.checkpoint import improvement_text, model_name
 from ..core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from ..core.report import run_report
 from ..tasks.worker_task import WorkerTask
 from .run_layers import add_assessment_to_project, add_changes_to_project, add_run_to_project
 
@@ -110,7 +112,9 @@ class JobController(QObject):
         job, result = task.job, task.result
         project = self.project or QgsProject.instance()
         run_dir = result.get("run_dir")
+        report_kind = None
         if isinstance(job, InferenceJob):
+            report_kind = "mapping"
             add_run_to_project(result, project)
             years = ", ".join(str(y["year"]) for y in result.get("years", []))
             text = f"Mapped {years} with {model_name(result.get('model', ''))} into {run_dir}."
@@ -127,13 +131,16 @@ class JobController(QObject):
                 return
             text += f" {improvement_text(result)}".rstrip()
         elif isinstance(job, SubtractJob):
+            report_kind = "subtract"
             add_changes_to_project(result, project)
             text = f"New and enlarged landslides written to {result.get('geopackage')}."
         elif isinstance(job, AssessJob):
+            report_kind = "accuracy"
             add_assessment_to_project(result, project)
             scores = "; ".join(f"{r['year']}: F1 {r['f1']}" for r in result.get("rows", []))
             text = f"Accuracy {scores} (details in {run_dir})."
         elif isinstance(job, AnalyseJob):
+            report_kind = "statistics"
             text = f"Statistics and FAD written to {run_dir}."
         else:
             text = f"Done: {run_dir}."
@@ -141,7 +148,21 @@ class JobController(QObject):
             panel = self.chart_panel()
             panel.show_run(run_dir)
             panel.show()
-        self._push(task.description(), text, Qgis.MessageLevel.Success)
+        report = run_report(result, report_kind) if report_kind and run_dir else None
+        self._push_success(task.description(), text, run_dir, report)
+
+    def _push_success(self, title: str, text: str, run_dir: Optional[str], report) -> None:
+        """The success message, with buttons that open the run folder and its HTML report
+        (the same report.html a Processing run writes)."""
+        item = self.message_bar.createMessage(title, text)
+        targets = ([(self.tr("Open folder"), run_dir)] if run_dir else []) + (
+            [(self.tr("Open report"), str(report))] if report else [])
+        for label, path in targets:
+            button = QPushButton(label)
+            button.setObjectName(label.lower().replace(" ", "_"))
+            button.clicked.connect(lambda _checked=False, p=path: QDesktopServices.openUrl(QUrl.fromLocalFile(p)))
+            item.layout().addWidget(button)
+        self.message_bar.pushWidget(item, Qgis.MessageLevel.Success, 15)
 
     def _push_failure(self, task: WorkerTask) -> None:
         # everything the button shows is read now: QGIS deletes the task once it has finished
