@@ -81,8 +81,8 @@ class MapLandslides(JobAlgorithm):
             "THRESHOLD", self.tr("Probability threshold (empty: the checkpoint's calibrated one)"),
             qgis_compat.NUMBER_DOUBLE, None, True, 0.01, 0.99))
         self.addParameter(QgsProcessingParameterNumber(
-            "MIN_AREA", self.tr("Smallest landslide kept (m²)"), qgis_compat.NUMBER_DOUBLE, 200.0,
-            False, 0.0))
+            "MIN_AREA", self.tr("Smallest landslide kept (m²)"), qgis_compat.NUMBER_INTEGER,
+            int(InferenceJob.min_area_m2), False, 0))      # whole m²: shown without decimals
         self.addParameter(QgsProcessingParameterBoolean(
             "ANALYSE", self.tr("Subtract consecutive years, statistics and frequency-area charts"), True))
         self.addParameter(advanced(QgsProcessingParameterNumber(

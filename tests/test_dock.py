@@ -141,8 +141,13 @@ def test_missing_checkpoint_and_unwritable_output_are_reported(dock, project, tm
     assert "is not a folder" in dock.outputProblemLabel.text()
     assert not dock.add_model(tmp_path / "file")
     assert "neither a cascade checkpoint folder nor an .onnx model" in dock.checkpointProblemLabel.text()
-    assert dock.add_model(ROOT / "models" / "spectral_baseline.onnx")
+    assert dock.map_job() is None                       # checking the form again keeps the message
+    assert "neither a cascade checkpoint folder nor an .onnx model" in dock.checkpointProblemLabel.text()
+    assert dock.add_model(ROOT / "models" / "spectral_baseline.onnx")   # a plain .onnx file
     assert dock.selected_model().path.name == "spectral_baseline.onnx"
+    assert "neither" not in dock.checkpointProblemLabel.text()
+    assert dock.add_model(CASCADE_CHECKPOINT / "checkpoint.json")        # a checkpoint's file: its folder
+    assert dock.selected_model().path == CASCADE_CHECKPOINT
 
 
 def test_fine_tune_job_from_edited_and_digitised_layers(dock, project, tmp_path):

@@ -15,6 +15,7 @@ from qgis.core import (Qgis, QgsApplication, QgsCategorizedSymbolRenderer, QgsFe
                        QgsProject, QgsRasterLayer, QgsSingleBandPseudoColorRenderer, QgsVectorLayer)
 
 from conftest import ROOT, forest_with_scars, needs_training, write_raster
+from landslide_mapper import qgis_compat
 from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.vector_io import read_layer
@@ -101,6 +102,8 @@ def test_the_plugin_registers_every_algorithm_with_proper_parameters(plugin):
     assert isinstance(bands, QgsProcessingParameterEnum) and "PlanetScope 4-band (B, G, R, NIR)" in bands.options()
     tile = algs["map_landslides"].parameterDefinition("TILE_SIZE")
     assert tile.minimum() == 16 and tile.flags() & tile.FlagAdvanced
+    min_area = algs["map_landslides"].parameterDefinition("MIN_AREA")        # whole m², no decimals shown
+    assert min_area.dataType() == qgis_compat.NUMBER_INTEGER and min_area.defaultValue() == 200
     labels = algs["finetune_checkpoint"].parameterDefinition("LABELS")
     assert labels.layerType() == QgsProcessing.TypeVectorPolygon
     # unload takes the provider away again (and initProcessing twice registers it once)

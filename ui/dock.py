@@ -62,6 +62,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self._models_dir = Path(models_dir) if models_dir is not None else DEFAULT_MODELS_DIR
         self._entries: list[ModelEntry] = []
         self._problems: list[Problem] = []
+        self._picker_problems: list[Problem] = []      # a model path the picker could not use
         settings = QgsSettings()
         self._extra_models: list[str] = [p for p in settings.value(f"{SETTINGS}/extra_models", [], list) if p]
 
@@ -216,12 +217,18 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.modelCardView.setMarkdown(note + entry.card_markdown())
 
     def _browse_model(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, self.tr("Checkpoint folder"), str(self.checkpoint_dir))
+        path, _ = QFileDialog.getOpenFileName(
+            self, self.tr("Checkpoint or ONNX model"), str(self.checkpoint_dir),
+            self.tr("Checkpoints and ONNX models (checkpoint.json *.onnx);;All files (*)"))
         if path:
             self.add_model(path)
 
     def add_model(self, path: Union[str, Path]) -> bool:
-        """Offer a checkpoint folder or ONNX file from elsewhere (remembered in the settings)."""
+        """Offer a checkpoint (its folder or its checkpoint.json) or an ONNX file from
+        elsewhere (remembered in the settings). A path that is neither stays marked under
+        the picker until a model is added or chosen."""
+        if Path(path).name == "checkpoint.json":
+            path = Path(path).parent
         before = {str(e.path) for e in self._entries}
         if str(path) not in self._extra_models:
             self._extra_models.append(str(path))
@@ -229,9 +236,12 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         added = [e for e in self._entries if str(e.path) not in before]
         if not added and self._entry(str(path)) is None:
             self._extra_models.remove(str(path))
-            self._set_label(self.checkpointProblemLabel, [Problem(
-                "checkpoint", f"{path} is neither a cascade checkpoint folder nor an .onnx model.")])
+            self._picker_problems = [Problem("checkpoint", f"{path} is neither a cascade checkpoint folder "
+                                                           "nor an .onnx model.")]
+            self._set_label(self.checkpointProblemLabel, self._picker_problems)
             return False
+        self._picker_problems = []
+        self._set_label(self.checkpointProblemLabel, [])      # a model is chosen now
         QgsSettings().setValue(f"{SETTINGS}/extra_models", self._extra_models)
         self.refresh_models(select=(added[0].path if added else path))
         return True
@@ -482,7 +492,8 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                     row_problems = [p for p in problems if p.field.startswith(f"{key}[{r}]")]
                     self._set_check(table, r, row_problems)
             label = getattr(self, self._LABELS[key])
-            self._set_label(label, [p for p in problems if p.field.split("[")[0] == key])
+            picker = self._picker_problems if key == "checkpoint" else []
+            self._set_label(label, [p for p in problems if p.field.split("[")[0] == key] + picker)
 
     def row_check(self, table: QTableWidget, row: int) -> str:
         """``OK``, or the reasons the row cannot be used (what its Check cell's tooltip says)."""
