@@ -94,21 +94,37 @@ def _execute(job_fn, jsonl: bool, quiet: bool = False):
 
 
 # -- infer ---------------------------------------------------------------------------
-def _parse_years(pairs: list[str], bands: list[str], scale: float | None) -> list[YearInput]:
-    per_year, default_bands = {}, "auto"
-    for b in bands or []:
-        head, sep, tail = b.partition(":")
+def _per_year(values: list[str] | None, default, convert=str) -> tuple[dict[int, object], object]:
+    """``[YEAR:]VALUE`` options: the per-year values and the value for the other years."""
+    per_year = {}
+    for value in values or []:
+        head, sep, tail = value.partition(":")
         if sep and head.strip().isdigit():
-            per_year[int(head)] = tail
+            per_year[int(head)] = convert(tail)
         else:
-            default_bands = b
+            default = convert(value)
+    return per_year, default
+
+
+def _nodata_value(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise LandslideMapperError(f"--nodata expects a number (optionally YEAR:NUMBER), got {text!r}.") from None
+
+
+def _parse_years(pairs: list[str], bands: list[str], scale: float | None,
+                 nodata: list[str] | None = None) -> list[YearInput]:
+    per_year, default_bands = _per_year(bands, "auto")
+    nodata_per_year, default_nodata = _per_year(nodata, None, _nodata_value)
     years = []
     for pair in pairs:
         year, sep, path = pair.partition("=")
         if not sep or not year.strip().isdigit() or not path:
             raise LandslideMapperError(f"Expected YEAR=PATH, got {pair!r} (e.g. 2017=planet_2017.tif).")
         y = int(year)
-        years.append(YearInput(y, path, per_year.get(y, default_bands), scale))
+        years.append(YearInput(y, path, per_year.get(y, default_bands), scale,
+                               nodata_per_year.get(y, default_nodata)))
     return years
 
 
@@ -130,7 +146,7 @@ def cmd_infer(args) -> int:
 
     def job_fn(reporter):
         job = InferenceJob(
-            years=_parse_years(args.years, args.bands, args.reflectance_scale),
+            years=_parse_years(args.years, args.bands, args.reflectance_scale, args.nodata),
             model=str(args.model or AUTO), output_dir=args.output, run_name=args.run_name,
             tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
             threshold=args.threshold, min_area_m2=args.min_area, device=args.device, tta=args.tta,
@@ -486,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "prefix with YEAR: for one year only (repeatable)")
     p.add_argument("--reflectance-scale", type=float,
                    help="value of reflectance 1.0 in the files (default: 10000 for 16-bit, 255 for 8-bit)")
+    p.add_argument("--nodata", action="append", metavar="[YEAR:]VALUE",
+                   help="pixel value that means 'no data', for images that declare none (e.g. 0 for a "
+                        "black collar); prefix with YEAR: for one year only (repeatable)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--batch", type=int, default=8, help="tiles per inference batch (default 8)")

@@ -21,6 +21,7 @@ class YearInput:
     path: str
     bands: str = "auto"                      # preset name, "auto", or "B=3,G=2,R=1,NIR=4"
     reflectance_scale: float | None = None   # value of reflectance 1.0; None: from the dtype
+    nodata: float | None = None              # pixels of this value hold no data (images declaring none)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class InferenceJob:
                             "threshold": (int, float, type(None)), "run_name": (str, type(None))})
         for y in self.years:
             _check_types(y, {"year": int, "path": str, "bands": str,
-                             "reflectance_scale": (int, float, type(None))})
+                             "reflectance_scale": (int, float, type(None)), "nodata": (int, float, type(None))})
         if not self.years:
             raise InputError("No years given: add at least one YEAR=RASTER pair.")
         seen: dict[int, str] = {}

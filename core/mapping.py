@@ -98,12 +98,13 @@ def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[flo
     spectral = required_spectral(channels)
     try:
         for y in years:
-            r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, log)
+            r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, log, nodata=y.nodata)
             px = math.sqrt(r.pixel_area)
             to = _target_resolution(px, trained_px or [])
             if to is not None and job.resample == "auto":
                 r.close()
-                r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, lambda _m: None, resolution=to)
+                r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, lambda _m: None, resolution=to,
+                               nodata=y.nodata)
                 log(f"Year {y.year}: {px:.3g} m pixels resampled to {to:g} m, the pixel size the model was "
                     f"trained on ({_trained_text(trained_px)}); set resample to 'off' to map them as they are.")
             elif to is not None:

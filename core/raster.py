@@ -51,9 +51,10 @@ class YearRaster:
 
     def __init__(self, path: str | os.PathLike, year: int, bands: str | BandMapping = "auto",
                  reflectance_scale: float | None = None, target_crs: CRS | None = None,
-                 log: Log | None = None, resolution: float | None = None):
+                 log: Log | None = None, resolution: float | None = None, nodata: float | None = None):
         self.path = str(path)
         self.year = int(year)
+        self.nodata = None if nodata is None else float(nodata)     # the user's, besides the file's own
         log = log or (lambda _msg: None)
         if not Path(self.path).exists():
             raise InputError(f"Year {year}: the raster file {self.path} does not exist.")
@@ -92,6 +93,9 @@ class YearRaster:
                     f"Year {self.year}: band {idx} of {self.path} is an alpha (transparency) band, "
                     f"not {channel}; the file has only {src.count - 1} spectral band(s).")
         self.scale = float(reflectance_scale) if reflectance_scale else _default_scale(src, self.path, log)
+        if self.nodata is not None and src.nodata is not None and src.nodata != self.nodata:
+            log(f"Year {self.year}: {self.path} declares nodata {src.nodata:g}; pixels of {self.nodata:g} "
+                "are left out as well.")
         if self.scale <= 0:
             raise InputError(f"Year {self.year}: reflectance scale must be positive, got {self.scale}.")
         self.dataset = src
@@ -115,8 +119,11 @@ class YearRaster:
                 self.resampled_from = own
                 # coarser pixels average the finer ones; finer pixels interpolate
                 resampling = Resampling.average if resolution > own else Resampling.bilinear
+            if self.nodata is not None and src.nodata is None:       # the warp must skip them too
+                kwargs.update(src_nodata=self.nodata, nodata=self.nodata)
             self.dataset = WarpedVRT(src, crs=dst_crs, resampling=resampling,
-                                     add_alpha=src.nodata is None and not has_alpha, **kwargs)
+                                     add_alpha=src.nodata is None and not has_alpha and self.nodata is None,
+                                     **kwargs)
             if reproject:
                 self.reprojected_from = crs_rules.describe(src.crs)
                 log(f"{self.path}: reprojected on the fly from {self.reprojected_from} to "
@@ -182,6 +189,8 @@ class YearRaster:
         would decode every band a second time); internal masks and alpha are read once.
         """
         valid = np.ones(data.shape[1:], bool)
+        if self.nodata is not None:          # the user's nodata value, in any band read
+            valid &= ~np.any(np.isnan(data) if math.isnan(self.nodata) else data == self.nodata, axis=0)
         flags = self.dataset.mask_flag_enums
         nodata = self.dataset.nodatavals
         to_read = []

@@ -83,6 +83,8 @@ class MapLandslides(JobAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             "MIN_AREA", self.tr("Smallest landslide kept (m²)"), qgis_compat.NUMBER_INTEGER,
             int(InferenceJob.min_area_m2), False, 0))      # whole m²: shown without decimals
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "NODATA", self.tr("Nodata value of images that declare none"), qgis_compat.NUMBER_DOUBLE, None, True)))
         self.addParameter(QgsProcessingParameterBoolean(
             "ANALYSE", self.tr("Subtract consecutive years, statistics and frequency-area charts"), True))
         self.addParameter(advanced(QgsProcessingParameterNumber(
@@ -126,6 +128,12 @@ class MapLandslides(JobAlgorithm):
                 layer, bands, channels, f"Image {i + 1}", f"IMAGES[{i}]") if p.severity == inputs.ERROR]
         return problems
 
+    def nodata(self, parameters, context):
+        """The NODATA parameter, None when unset (0 is a valid nodata value)."""
+        if parameters.get("NODATA") in (None, ""):
+            return None
+        return self.parameterAsDouble(parameters, "NODATA", context)
+
     def build_job(self, parameters, context, feedback) -> InferenceJob:
         images = self.layers(parameters, "IMAGES", context)
         years = self.years_of(parameters, "YEARS", images, context, "images")
@@ -135,7 +143,8 @@ class MapLandslides(JobAlgorithm):
                           for p in inputs.check_raster(layer, b, channels, f"Image {i + 1}", "")
                           if p.severity == inputs.WARNING]
         return InferenceJob(
-            years=[YearInput(y, inputs.raster_path(layer), b) for y, layer, b in zip(years, images, bands)],
+            years=[YearInput(y, inputs.raster_path(layer), b, nodata=self.nodata(parameters, context))
+                   for y, layer, b in zip(years, images, bands)],
             model=self.parameterAsFile(parameters, "MODEL", context) or AUTO,
             output_dir=self.output_dir(parameters, context), run_name=self.run_name(parameters, context),
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context) or None,     # unset: 0

@@ -268,3 +268,18 @@ def test_mapping_options_reach_the_job(dock, project, tmp_path):
     dock.runMapButton.click()
     assert len(jobs) == 1 and jobs[0].uncertainty and jobs[0].tta and jobs[0].resample == "off"
     jobs[0].validate()
+
+
+def test_a_nodata_value_from_the_options_reaches_every_year(dock, project, tmp_path):
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    dock.add_year_row(2018, project(raster(tmp_path, "scene_2018")))
+    dock.runMapButton.click()
+    assert [y.nodata for y in jobs[-1].years] == [None, None]          # empty: the images' own
+    dock.nodataEdit.setText("0")
+    dock.runMapButton.click()
+    assert [y.nodata for y in jobs[-1].years] == [0.0, 0.0]
+    dock.nodataEdit.setText("black")
+    dock.runMapButton.click()
+    assert len(jobs) == 2 and "nodata value" in dock.mapStatusLabel.text() and "black" in dock.mapStatusLabel.text()

@@ -160,3 +160,57 @@ def test_review_areas_pick_the_most_uncertain_windows_and_never_touch(tmp_path):
     assert layer.fields["landslide_share"][0] == pytest.approx(1.0)
     assert (0.0, 144.0, 48.0, 192.0) in boxes and (48.0, 144.0, 96.0, 192.0) not in boxes
     assert all(b != (0.0, 0.0, 48.0, 48.0) for b in boxes)          # the nodata window
+
+
+# -- a nodata value for images that declare none ----------------------------------------
+
+def collared(tmp_path, value=0, reproject=False):
+    """An image without a declared nodata value whose left third is a collar of ``value``."""
+    img = forest_with_scars(96, 96, [(20, 40, 50, 74)])
+    img[:, :, :32] = value
+    if reproject:        # geographic: mapped in its UTM zone through a warp
+        return str(write_raster(tmp_path / f"collar_{value}_geo.tif", img, crs="EPSG:4326", nodata=None,
+                                transform=from_origin(85.0, 28.0, 0.00003, 0.00003)))
+    return str(write_raster(tmp_path / f"collar_{value}.tif", img, nodata=None))
+
+
+@pytest.mark.parametrize("reproject", [False, True])
+def test_a_nodata_value_keeps_a_collar_out_of_the_map(tmp_path, reproject):
+    from landslide_mapper.core.inference import PROB_NODATA
+
+    path = collared(tmp_path, 7, reproject)
+    mdl = model(tmp_path)
+    for nodata in (None, 7):
+        job = InferenceJob(years=[YearInput(2017, path, nodata=nodata)], model=str(mdl),
+                           output_dir=str(tmp_path / f"out_{nodata}"), analyse=False)
+        result = run_inference(job, Reporter())
+        with rasterio.open(f"{result.run_dir}/{result.years[0].probability}") as ds:
+            prob = ds.read(1)
+        h, w = prob.shape
+        collar = prob[h // 5: 4 * h // 5, w // 12: w // 4]   # inside the collar, clear of the warp's edges
+        ground = prob[h // 5: 4 * h // 5, w // 2: 11 * w // 12]
+        assert (ground != PROB_NODATA).all()
+        if nodata is None:
+            assert (collar != PROB_NODATA).all()          # the collar is mapped as if it were ground
+        else:
+            assert (collar == PROB_NODATA).all()          # left out, as declared nodata would be
+
+
+def test_nodata_travels_in_the_job_spec_and_is_checked():
+    from landslide_mapper.core.jobs import job_from_json, job_to_json
+
+    job = InferenceJob(years=[YearInput(2017, "a.tif", nodata=0)], model="m.onnx", output_dir="o")
+    assert job_from_json(job_to_json(job)).years[0].nodata == 0
+    with pytest.raises(InputError, match="nodata"):
+        InferenceJob(years=[YearInput(2017, "a.tif", nodata="zero")], model="m.onnx", output_dir="o").validate()
+
+
+def test_the_command_line_takes_a_nodata_value_per_year_or_for_all():
+    from landslide_mapper.core.cli import _parse_years
+    from landslide_mapper.core.errors import LandslideMapperError
+
+    years = _parse_years(["2017=a.tif", "2018=b.tif"], [], None, ["0", "2018:-9999"])
+    assert [(y.year, y.nodata) for y in years] == [(2017, 0.0), (2018, -9999.0)]
+    assert _parse_years(["2017=a.tif"], [], None, None)[0].nodata is None
+    with pytest.raises(LandslideMapperError, match="--nodata expects a number"):
+        _parse_years(["2017=a.tif"], [], None, ["black"])

@@ -104,6 +104,11 @@ def test_the_plugin_registers_every_algorithm_with_proper_parameters(plugin):
     assert tile.minimum() == 16 and tile.flags() & tile.FlagAdvanced
     min_area = algs["map_landslides"].parameterDefinition("MIN_AREA")        # whole m², no decimals shown
     assert min_area.dataType() == qgis_compat.NUMBER_INTEGER and min_area.defaultValue() == 200
+    nodata = algs["map_landslides"].parameterDefinition("NODATA")          # unset: the images' own
+    assert nodata.flags() & nodata.FlagOptional and nodata.flags() & nodata.FlagAdvanced
+    context = QgsProcessingContext()
+    mapper = algs["map_landslides"]
+    assert mapper.nodata({"NODATA": 0}, context) == 0.0 and mapper.nodata({}, context) is None   # 0 is a value
     labels = algs["finetune_checkpoint"].parameterDefinition("LABELS")
     assert labels.layerType() == QgsProcessing.TypeVectorPolygon
     # unload takes the provider away again (and initProcessing twice registers it once)

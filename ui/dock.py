@@ -131,6 +131,12 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.diagnosticsButton.clicked.connect(lambda: self.copy_diagnostics())
         self.workerButtonsLayout.addWidget(self.diagnosticsButton)
         self.last_probe = None
+        self.nodataEdit = QLineEdit()
+        self.nodataEdit.setObjectName("nodataEdit")
+        self.nodataEdit.setPlaceholderText(self.tr("from the image"))
+        self.nodataEdit.setToolTip(self.tr("Pixel value that means 'no data' in images that declare none (e.g. 0 "
+                                           "for a black collar); such pixels are not mapped"))
+        self.mapOptionsForm.addRow(self.tr("Nodata value"), self.nodataEdit)
         self.refresh_models()
 
     # ------------------------------------------------------------------ models
@@ -541,11 +547,24 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self._status(status, self.tr("Not started: fix the marked inputs.") if stop else "", stop)
         return not stop
 
+    def nodata_value(self) -> Optional[float]:
+        """The Options' nodata value; None when empty. Raises ValueError for other text."""
+        text = self.nodataEdit.text().strip().replace(",", ".")
+        return float(text) if text else None
+
     def map_job(self) -> Optional[InferenceJob]:
         """The mapping job of the form, or None when an input is wrong (shown in the form)."""
         if not self._ready(self.check_map(), ("years", "checkpoint", "output"), self.mapStatusLabel):
             return None
-        years = [YearInput(year, inputs.raster_path(layer), bands) for year, layer, bands in self.year_rows()]
+        try:
+            nodata = self.nodata_value()
+        except ValueError:
+            self._status(self.mapStatusLabel, self.tr("Not started: the nodata value (Options) {!r} is not a "
+                                                      "number; clear it to use the images' own.").format(
+                                                          self.nodataEdit.text()), True)
+            return None
+        years = [YearInput(year, inputs.raster_path(layer), bands, nodata=nodata)
+                 for year, layer, bands in self.year_rows()]
         return InferenceJob(
             years=years, model=AUTO if self.model_is_automatic() else str(self.selected_model().path),
             output_dir=self.outputFolderWidget.filePath(),
