@@ -44,8 +44,33 @@ def plugin():
 
 
 def start():
+    """A first run: a worker Python without the packages, the banner that sets one up, its
+    progress and its cancel; then the real worker for the rest."""
     window = iface.mainWindow()
     window.resize(1600, 1000)
+    dock = plugin().dock
+    dock.show()
+    dock.raise_()
+    window.resizeDocks([dock], [470], Qt.Horizontal)       # a user widens the dock to work in it
+    dock.workerPythonWidget.setFilePath("/usr/bin/python3")  # Debian's: no ONNX Runtime, no TensorFlow
+    dock.check_worker()
+    later(5000, first_run_shots)
+
+
+def first_run_shots():
+    dock = plugin().dock
+    shot(dock, "first_run_worker_missing")
+    # the set-up's progress, with a stand-in command so that no download is needed here
+    slow = [WORKER, "-c", "import time; print('Collecting onnxruntime', flush=True); time.sleep(30)"]
+    dock.create_environment(Path(RUNS) / "worker-venv", commands=[slow])
+    later(2500, lambda: (shot(dock, "first_run_worker_setup_running"), dock.workerBanner.cancel_button.click()))
+    later(5000, lambda: (shot(dock, "first_run_worker_setup_cancelled"), dock.workerPythonWidget.setFilePath(WORKER),
+                         dock.check_worker()))
+    later(9000, mapping_start)
+
+
+def mapping_start():
+    window = iface.mainWindow()
     p = plugin()
     for tif in sorted(SCENE.glob("scene_*.tif")):
         layer = QgsRasterLayer(str(tif), tif.stem)
@@ -55,10 +80,7 @@ def start():
         QgsProject.instance().addMapLayer(layer)
     iface.mapCanvas().setExtent(next(iter(QgsProject.instance().mapLayers().values())).extent())
     dock = p.dock
-    dock.show()
-    dock.raise_()
-    window.resizeDocks([dock], [470], Qt.Horizontal)       # a user widens the dock to work in it
-    dock.workerPythonWidget.setFilePath(WORKER)
+    window.resizeDocks([dock], [470], Qt.Horizontal)
     dock.outputFolderWidget.setFilePath(RUNS)
     dock.checkpointFolderWidget.setFilePath(str(Path(RUNS) / "checkpoints"))
     dock.add_image_layers()
@@ -159,7 +181,39 @@ def wait_for_dialog():
     if loaded.count("landslides 2017") < 2:     # one from the dock's run, one from Processing
         raise RuntimeError(f"Processing did not load its layers: {sorted(loaded)}")
     later(1500, lambda: (shot(dialog, "processing_map_log"), dialog.close(),
-                         shot(iface.mainWindow(), "map_after_processing"), finish()))
+                         shot(iface.mainWindow(), "map_after_processing"), failure_shots()))
+
+
+def failure_shots():
+    """A job that fails in the worker: the message bar, then its Details dialog."""
+    from landslide_mapper.core.jobs import InferenceJob, YearInput
+    from qgis.PyQt.QtWidgets import QApplication, QPushButton
+
+    controller = plugin().controller
+    before = len(controller.done)
+    controller.submit(InferenceJob(years=[YearInput(2017, str(SCENE / "missing_2017.tif"))], model="auto",
+                                   output_dir=RUNS), "Landslide Mapper: mapping 2017")
+
+    def wait():
+        if len(controller.done) == before:
+            later(500, wait)
+            return
+        later(1000, details)
+
+    def details():
+        shot(iface.mainWindow(), "failure_message")
+        item = iface.messageBar().currentItem()
+        button = next(b for b in item.findChildren(QPushButton) if b.text() == "Details")
+
+        def grab_dialog():
+            box = QApplication.activeModalWidget()
+            for b in box.findChildren(QPushButton):     # "Show Details..." expands the log
+                if "Details" in b.text():
+                    b.click()
+            QTimer.singleShot(500, lambda: (shot(box, "failure_details_dialog"), box.close(), finish()))
+        QTimer.singleShot(800, grab_dialog)
+        button.click()                                  # modal: exec() runs until grab_dialog closes it
+    later(500, wait)
 
 
 def finish():

@@ -38,8 +38,8 @@ class WorkerBanner(QFrame):
         self._log = ""
         row = QHBoxLayout()
         for widget in (self.setup_button, self.progress, self.cancel_button, self.log_button):
-            row.addWidget(widget)
-        row.addStretch(1)
+            row.addWidget(widget, 1 if widget is self.progress else 0)     # the bar takes the width
+        row.addStretch(0)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message)
         layout.addLayout(row)
