@@ -61,6 +61,7 @@ class LandslideMapperPlugin:
         # Shown when the plugin is enabled; afterwards QGIS remembers whether the user
         # keeps it open (the dock has a fixed objectName, so it is part of the saved state).
         self.dock = LandslideMapperDock(self.models_dir, main_window)
+        self.dock.map_canvas = self.iface.mapCanvas()         # for mapping only the current map extent
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.controller = make_controller(self.dock, self.iface.messageBar(), self._chart_panel)
         self.dock.check_worker()     # in the background: the Worker tab says whether jobs can run

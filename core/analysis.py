@@ -15,16 +15,16 @@ import numpy as np
 import shapely
 
 from . import fad as fad_stats
+from .area import read_polygons
 from .assessment import assess_year, scatter_chart_data
 from .charts import write_chart
 from .crs import describe
-from .errors import InputError
-from .inventory import YearInventory, clean_polygons, parse_crs, read_series, to_crs
-from .jobs import AnalyseJob, SubtractJob, job_to_json, split_layer
+from .inventory import YearInventory, read_series
+from .jobs import AnalyseJob, SubtractJob, job_to_json
 from .progress import Reporter
 from .run_folder import RunFolder
 from .subtraction import SubtractionSettings, YearChange, subtract_series
-from .vector_io import VectorLayer, read_layer, write_geopackage
+from .vector_io import VectorLayer, write_geopackage
 from .year_stats import (YearStatistics, add_changes, bounding_box_km2, rows_csv, statistics_csv,
                          trend_chart_data, year_statistics)
 
@@ -140,15 +140,7 @@ def _extent_km2(job: AnalyseJob, series: list[YearInventory], log) -> tuple[dict
     if job.mapped_area_km2:
         return {y: float(job.mapped_area_km2) for y in years}, "given"
     if job.extent:
-        path, layer = split_layer(job.extent)
-        name = f"the mapped-extent layer {job.extent}"
-        vl = read_layer(path, layer)
-        geoms, _, _ = clean_polygons(vl.geometries)
-        if not len(geoms):
-            raise InputError(f"{name} has no polygons.")
-        src, dst = parse_crs(vl.crs_wkt, name), series[0].crs
-        if src is not None and dst is not None:
-            geoms = to_crs(geoms, src, dst, name)
+        geoms = read_polygons(job.extent, series[0].crs, "The mapped-extent layer", log)
         km2 = float(shapely.area(shapely.union_all(geoms))) / 1e6
         return {y: km2 for y in years}, "extent layer"
     km2 = _bounding_box_km2(series)
@@ -239,19 +231,6 @@ class AssessResult:
         return asdict(self)
 
 
-def _read_area(spec: str, target, log) -> np.ndarray:
-    path, layer = split_layer(spec)
-    name = f"the assessment area {spec}"
-    vl = read_layer(path, layer)
-    geoms, _, cleaning = clean_polygons(vl.geometries)
-    if not len(geoms):
-        raise InputError(f"{name} has no polygons.")
-    if cleaning.repaired:
-        log(f"{name}: {cleaning.describe()}.")
-    src = parse_crs(vl.crs_wkt, name)
-    return to_crs(geoms, src, target, name) if src is not None and target is not None else geoms
-
-
 def _assessment_row(a) -> dict:
     p, inv, obj = a.pixel, a.inventory, a.objects
     num = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 4)  # noqa: E731
@@ -273,7 +252,7 @@ def run_assess(job, reporter: Reporter | None = None) -> AssessResult:
     predicted = {s.year: s for s in read_series(list(job.predicted), reporter.log)}
     crs = next(iter(predicted.values())).crs
     reference = {s.year: s for s in read_series(list(job.reference), reporter.log, target=crs)}
-    area = _read_area(job.area, crs, reporter.log) if job.area else None
+    area = read_polygons(job.area, crs, "The assessment area", reporter.log) if job.area else None
     grids = {g.year: g.path for g in job.grids}
     years = sorted(set(predicted) & set(reference))
     for y in sorted(set(predicted) ^ set(reference)):

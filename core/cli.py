@@ -150,7 +150,8 @@ def cmd_infer(args) -> int:
             model=str(args.model or AUTO), output_dir=args.output, run_name=args.run_name,
             tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
             threshold=args.threshold, min_area_m2=args.min_area, device=args.device, tta=args.tta,
-            uncertainty=args.uncertainty, review_areas=args.review_areas, resample=args.resample)
+            uncertainty=args.uncertainty, review_areas=args.review_areas, resample=args.resample,
+            area=args.area, bounds=args.bounds, bounds_crs=args.bounds_crs)
         return run_inference(job, reporter)
 
     code, result = _execute(job_fn, args.jsonl, args.quiet)
@@ -505,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodata", action="append", metavar="[YEAR:]VALUE",
                    help="pixel value that means 'no data', for images that declare none (e.g. 0 for a "
                         "black collar); prefix with YEAR: for one year only (repeatable)")
+    p.add_argument("--area", metavar="PATH[|LAYER]",
+                   help="map only inside these polygons (a catchment, a study area); any OGR source")
+    p.add_argument("--bounds", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="map only inside this rectangle (with --area: where both overlap)")
+    p.add_argument("--bounds-crs", metavar="CRS", help="CRS of --bounds, e.g. EPSG:4326 (default: the first year's)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--batch", type=int, default=8, help="tiles per inference batch (default 8)")

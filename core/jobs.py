@@ -6,6 +6,7 @@ executes them, in the QGIS process or in a worker process fed the JSON on stdin.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -13,6 +14,19 @@ from .errors import InputError
 
 
 RESAMPLE_CHOICES = ("auto", "off")
+
+
+def check_bounds(bounds, name: str = "The extent") -> None:
+    """``bounds`` is None or four finite numbers xmin < xmax, ymin < ymax."""
+    if bounds is None:
+        return
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds):
+        raise InputError(f"{name} must be four numbers, xmin, ymin, xmax, ymax; got {bounds!r}.")
+    xmin, ymin, xmax, ymax = bounds
+    if not all(math.isfinite(v) for v in bounds) or not (xmin < xmax and ymin < ymax):
+        raise InputError(f"{name} ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) is empty: xmin must be below xmax "
+                         "and ymin below ymax.")
 
 
 @dataclass
@@ -45,8 +59,14 @@ class InferenceJob:
     uncertainty: bool = False                # per-year uncertainty raster and suggested review areas
     review_areas: int = 10                   # how many review areas to suggest per year
     resample: str = "auto"                   # "auto": to the model's pixel size when far off; "off"
+    area: str | None = None                  # PATH[|LAYER] of polygons: map only inside them
+    bounds: list[float] | None = None        # [xmin, ymin, xmax, ymax]: map only inside (e.g. the map view)
+    bounds_crs: str | None = None            # CRS of bounds (EPSG:… or WKT); None: the first year's
 
     def validate(self) -> None:
+        _check_types(self, {"area": (str, type(None)), "bounds": (list, tuple, type(None)),
+                            "bounds_crs": (str, type(None))})
+        check_bounds(self.bounds)
         _check_types(self, {"analyse": bool, "reference_exponent": (int, float, type(None)), "tta": bool,
                             "uncertainty": bool, "review_areas": int, "resample": str})
         if self.resample not in RESAMPLE_CHOICES:

@@ -15,6 +15,7 @@ import rasterio
 from . import crs as crs_rules
 from .bands import required_spectral
 from .analysis import analyse_series, change_layers
+from .area import area_of_interest
 from .bundled import pick_model
 from .errors import InputError
 from .inference import predict_raster
@@ -96,6 +97,7 @@ def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[flo
     target = target_crs_for(years[0].path, log) if Path(years[0].path).is_file() else None
     opened: list[YearRaster] = []
     spectral = required_spectral(channels)
+    aoi = None
     try:
         for y in years:
             r = YearRaster(y.path, y.year, y.bands, y.reflectance_scale, target, log, nodata=y.nodata)
@@ -112,9 +114,14 @@ def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[flo
                     f"off the pixel size the model was trained on ({_trained_text(trained_px)}), and resampling "
                     "is off: expect fewer and worse delineated landslides.")
             opened.append(r)
+            if len(opened) == 1 and (job.area or job.bounds is not None):
+                aoi = area_of_interest(job.area, job.bounds, job.bounds_crs, r.crs, log)
+            if aoi is not None:
+                r.clip(aoi)
             r.source_indexes(spectral)
             if not r.has_valid_pixels(spectral):
-                raise InputError(f"Year {y.year}: {y.path} contains no valid pixels (everything is "
+                where = " inside the area of interest" if aoi is not None else ""
+                raise InputError(f"Year {y.year}: {y.path} contains no valid pixels{where} (everything is "
                                  "nodata or masked); nothing can be mapped.")
     except BaseException:
         for r in opened:

@@ -99,6 +99,8 @@ class YearRaster:
         if self.scale <= 0:
             raise InputError(f"Year {self.year}: reflectance scale must be positive, got {self.scale}.")
         self.dataset = src
+        self._window: Window | None = None      # the part read when clipped to an area of interest
+        self._aoi = None
         self.reprojected_from: str | None = None
         self.resampled_from: float | None = None
         self._alpha: int | None = None
@@ -133,21 +135,43 @@ class YearRaster:
         self._alpha = alphas[0] if alphas else None
 
     # -- geometry -------------------------------------------------------------------
+    def clip(self, aoi, what: str = "the area of interest") -> None:
+        """Read only the pixels of ``aoi`` (core.area.AreaOfInterest, in this raster's CRS):
+        the grid shrinks to the window around it, and pixels outside its polygons read as
+        invalid."""
+        window = aoi.window(self.dataset.transform, self.dataset.width, self.dataset.height)
+        if window is None:
+            raise InputError(f"Year {self.year}: {self.path} does not overlap {what} ({aoi.description}); "
+                             "choose an area inside the image, or map the whole image.")
+        self._window, self._aoi = window, aoi
+
     @property
     def crs(self) -> CRS:
         return self.dataset.crs
 
     @property
     def transform(self):
-        return self.dataset.transform
+        if self._window is None:
+            return self.dataset.transform
+        return self.dataset.window_transform(self._window)
 
     @property
     def width(self) -> int:
-        return self.dataset.width
+        return self.dataset.width if self._window is None else int(self._window.width)
 
     @property
     def height(self) -> int:
-        return self.dataset.height
+        return self.dataset.height if self._window is None else int(self._window.height)
+
+    def window_transform(self, window: Window):
+        return self.dataset.window_transform(self._in_dataset(window))
+
+    def _in_dataset(self, window: Window) -> Window:
+        """A window of this (possibly clipped) grid as a window of the dataset."""
+        if self._window is None:
+            return window
+        return Window(window.col_off + self._window.col_off, window.row_off + self._window.row_off,
+                      window.width, window.height)
 
     @property
     def pixel_area(self) -> float:
@@ -169,6 +193,7 @@ class YearRaster:
         """Reflectance arrays (float32) for ``spectral`` channels, and the valid-pixel mask."""
         idx = self.source_indexes(spectral)
         unique = sorted(set(idx))
+        window = self._in_dataset(window)
         try:
             data = self.dataset.read(unique, window=window)
             valid = self._valid(data, unique, window)
@@ -209,15 +234,19 @@ class YearRaster:
             valid &= np.all(self.dataset.read_masks(to_read, window=window) > 0, axis=0)
         if self._alpha is not None:
             valid &= self.dataset.read(self._alpha, window=window) > 0
+        if self._aoi is not None:
+            inside = self._aoi.mask(self.dataset.window_transform(window), valid.shape)
+            if inside is not None:
+                valid &= inside
         return valid
 
     def has_valid_pixels(self, spectral: Sequence[str]) -> bool:
         """Whether any pixel is valid: the centre window first, then the rest, stopping early.
 
         (Decimated mask reads look cheaper but take GDAL seconds per raster.)"""
-        ds, step = self.dataset, 1024
-        windows = [Window(c, r, min(step, ds.width - c), min(step, ds.height - r))
-                   for r in range(0, ds.height, step) for c in range(0, ds.width, step)]
+        step, width, height = 1024, self.width, self.height
+        windows = [Window(c, r, min(step, width - c), min(step, height - r))
+                   for r in range(0, height, step) for c in range(0, width, step)]
         centre = len(windows) // 2
         for win in windows[centre:centre + 1] + windows[:centre] + windows[centre + 1:]:
             if self.read(win, spectral)[1].any():

@@ -296,7 +296,7 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         if window is None:  # reviewed polygons only touch the raster without covering a pixel
             raise InputError(f"The reviewed areas of {src.reviewed} cover no pixel of the raster {src.raster}.")
         h, w = int(window.height), int(window.width)
-        transform = raster.dataset.window_transform(window)
+        transform = raster.window_transform(window)
         data, valid = raster.read(window, spectral)
         stack = build_channels(data, channels)
         del data

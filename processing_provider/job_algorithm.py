@@ -46,9 +46,20 @@ class ParameterProblem(Exception):
     """Inputs that cannot work; the message names the parameter and the layer."""
 
 
-def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+def advanced(param: QgsProcessingParameterDefinition, help_text: str = "") -> QgsProcessingParameterDefinition:
     param.setFlags(param.flags() | qgis_compat.PARAMETER_ADVANCED)
+    return helped(param, help_text) if help_text else param
+
+
+def helped(param: QgsProcessingParameterDefinition, help_text: str) -> QgsProcessingParameterDefinition:
+    """A parameter with a short label and its explanation, which the dialog shows as the
+    field's tooltip and the algorithm's help panel lists under Parameters."""
+    param.setHelp(help_text)
     return param
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class JobAlgorithm(QgsProcessingAlgorithm):
@@ -70,7 +81,13 @@ class JobAlgorithm(QgsProcessingAlgorithm):
         return QCoreApplication.translate("LandslideMapper", text)
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.tr(self.HELP)
+        """The algorithm's help, then every parameter's explanation (the help panel)."""
+        text = "".join(f"<p>{_escape(part)}</p>" for part in self.tr(self.HELP).split("\n\n") if part)
+        items = [f"<dt><b>{_escape(d.description())}</b></dt><dd>{_escape(d.help())}</dd>"
+                 for d in self.parameterDefinitions() if d.help()]
+        if items:
+            text += f"<h3>{self.tr('Parameters')}</h3><dl>{''.join(items)}</dl>"
+        return text
 
     def icon(self):
         from ..plugin import plugin_icon
@@ -140,26 +157,30 @@ class JobAlgorithm(QgsProcessingAlgorithm):
     # -- shared parameter helpers ---------------------------------------------------
     def add_output_folder(self, default: Optional[str] = None, description: Optional[str] = None,
                           run_name: bool = True) -> None:
-        self.addParameter(QgsProcessingParameterFolderDestination(
-            "OUTPUT_FOLDER", description or self.tr("Output folder (a new run folder is made inside it)"),
-            defaultValue=default or QgsProcessing.TEMPORARY_OUTPUT))
+        self.addParameter(helped(QgsProcessingParameterFolderDestination(
+            "OUTPUT_FOLDER", description or self.tr("Output folder"),
+            defaultValue=default or QgsProcessing.TEMPORARY_OUTPUT),
+            self.tr("A new run folder is made inside it; nothing in it is overwritten.")))
         if not run_name:
             return
-        self.addParameter(QgsProcessingParameterString(
-            "RUN_NAME", self.tr("Run name (empty: from the date and time; a number is added if taken)"),
-            optional=True))
+        self.addParameter(helped(QgsProcessingParameterString(
+            "RUN_NAME", self.tr("Run name"), optional=True),
+            self.tr("Name of the run folder; empty: from the date and time. A number is added if it is taken.")))
 
     def add_band_parameters(self) -> None:
-        self.addParameter(QgsProcessingParameterEnum(
-            "BANDS", self.tr("Band mapping of the images"), options=BAND_LABELS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(
-            "BANDS_CUSTOM", self.tr("Custom band mapping, overrides the preset (e.g. B=3,G=2,R=1,NIR=4; "
-                                    "one per image separated by ';')"), optional=True))
+        self.addParameter(helped(QgsProcessingParameterEnum(
+            "BANDS", self.tr("Band mapping"), options=BAND_LABELS, defaultValue=0),
+            self.tr("Which band holds blue, green, red and near infrared. Auto reads the band names and "
+                    "otherwise assumes B, G, R, NIR (PlanetScope order).")))
+        self.addParameter(helped(QgsProcessingParameterString(
+            "BANDS_CUSTOM", self.tr("Custom band mapping"), optional=True),
+            self.tr("Overrides the preset, e.g. B=3,G=2,R=1,NIR=4; one for all images, or one per image "
+                    "separated by ';'.")))
 
     def add_years(self, name: str = "YEARS", of: str = "layers") -> None:
-        self.addParameter(QgsProcessingParameterString(
-            name, self.tr(f"Years of the {of}, in their order (empty: read from the layer or file names)"),
-            optional=True))
+        self.addParameter(helped(QgsProcessingParameterString(name, self.tr("Years"), optional=True),
+                                 self.tr(f"The years of the {of}, in their order, e.g. 2016,2017,2018; empty: "
+                                         "read from the layer or file names (scene_2017.tif).")))
 
     def output_dir(self, parameters, context) -> str:
         folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
@@ -227,14 +248,14 @@ class JobAlgorithm(QgsProcessingAlgorithm):
         years = self.years_of(parameters, years_param, layers, context, "inventories")
         return [InventoryLayer(year, *self.vector_source(layer)) for year, layer in zip(years, layers)]
 
-    def vector_source(self, layer: QgsMapLayer) -> tuple[str, Optional[str]]:
+    def vector_source(self, layer: QgsMapLayer, selected: bool = False) -> tuple[str, Optional[str]]:
         """(path, layer name) the worker reads; a snapshot for layers that are not files."""
-        return inputs.vector_source(layer, Path(tempfile.gettempdir()) / "landslide_mapper_inputs")
+        return inputs.vector_source(layer, Path(tempfile.gettempdir()) / "landslide_mapper_inputs", selected)
 
-    def vector_spec(self, layer: Optional[QgsMapLayer]) -> Optional[str]:
+    def vector_spec(self, layer: Optional[QgsMapLayer], selected: bool = False) -> Optional[str]:
         if layer is None:
             return None
-        path, name = self.vector_source(layer)
+        path, name = self.vector_source(layer, selected)
         return f"{path}|layername={name}" if name else path
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutputFolder,
-                       QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsProcessingOutputFile,
+                       QgsProcessingOutputFolder, QgsProcessingOutputHtml, QgsProcessingOutputMultipleLayers,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsProcessingUtils, QgsVectorLayer)
 
 from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
@@ -17,8 +18,8 @@ from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
 from ..ui.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
                              style_uncertainty)
-from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, report_output, \
-    load_on_completion, rows_to_sink
+from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, helped, load_on_completion, \
+    report_output, rows_to_sink
 
 def model_parameter(name: str, description: str, bundled_default: bool = True) -> QgsProcessingParameterFile:
     """A checkpoint (its checkpoint.json, or any file in its folder) or an ONNX model; the
@@ -51,10 +52,7 @@ class MapLandslides(JobAlgorithm):
             "the worker Python) and writes a run folder with a GeoPackage of landslide polygons per "
             "year, the probability rasters and, when the analysis is on, the new and enlarged "
             "landslides of each year against the year before, statistics, frequency-area "
-            "distributions with their power-law fits, and charts.\n\n"
-            "Years are read from the layer or file names (scene_2017.tif) unless given in Years. "
-            "The band mapping says which band holds blue, green, red and near infrared; Auto reads "
-            "band names and otherwise assumes B, G, R, NIR (PlanetScope order).\n\n"
+            "distributions with their power-law fits, charts and an HTML report.\n\n"
             "An existing run folder is never overwritten: a run name that is taken gets a number.")
 
     def name(self):
@@ -70,51 +68,74 @@ class MapLandslides(JobAlgorithm):
         return "mapping"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            "IMAGES", self.tr("Images, one per year"), qgis_compat.SOURCE_RASTER))
+        tr = self.tr
+        self.addParameter(helped(QgsProcessingParameterMultipleLayers(
+            "IMAGES", tr("Images, one per year"), qgis_compat.SOURCE_RASTER),
+            tr("One image layer per year (PlanetScope B, G, R, NIR; RapidEye; or RGB orthophotos), in any CRS: "
+               "every year is mapped in the first year's.")))
         self.add_years(of="images")
         self.add_band_parameters()
-        self.addParameter(model_parameter("MODEL", self.tr(
-            "Checkpoint or ONNX model (empty: automatic, the bundled cascade checkpoint, or the bundled RGB "
-            "checkpoint when an image has no near-infrared band)"), bundled_default=False))
-        self.addParameter(QgsProcessingParameterNumber(
-            "THRESHOLD", self.tr("Probability threshold (empty: the checkpoint's calibrated one)"),
-            qgis_compat.NUMBER_DOUBLE, None, True, 0.01, 0.99))
-        self.addParameter(QgsProcessingParameterNumber(
-            "MIN_AREA", self.tr("Smallest landslide kept (m²)"), qgis_compat.NUMBER_INTEGER,
-            int(InferenceJob.min_area_m2), False, 0))      # whole m²: shown without decimals
+        self.addParameter(helped(model_parameter("MODEL", tr("Model (empty: automatic)"), bundled_default=False),
+                                 tr("A checkpoint (its checkpoint.json) or an ONNX model. Empty: the bundled cascade "
+                                    "checkpoint, or the bundled RGB checkpoint when an image has no near-infrared "
+                                    "band.")))
+        self.addParameter(helped(QgsProcessingParameterFeatureSource(
+            "AREA", tr("Map only inside polygons"), [qgis_compat.SOURCE_POLYGON], None, True),
+            tr("Optional: a polygon layer (a catchment, a study area). Only pixels inside are mapped and "
+               "counted in the mapped area, so densities refer to it. With 'Selected features only' ticked, "
+               "only those.")))
+        self.addParameter(helped(QgsProcessingParameterExtent("EXTENT", tr("Map only inside extent"), None, True),
+                                 tr("Optional: a rectangle, e.g. the map canvas extent. With polygons as well, "
+                                    "only where both overlap.")))
+        self.addParameter(helped(QgsProcessingParameterNumber(
+            "THRESHOLD", tr("Probability threshold"), qgis_compat.NUMBER_DOUBLE, None, True, 0.01, 0.99),
+            tr("Pixels of at least this probability are landslide; empty: the checkpoint's calibrated threshold.")))
+        self.addParameter(helped(QgsProcessingParameterNumber(
+            "MIN_AREA", tr("Smallest landslide (m²)"), qgis_compat.NUMBER_INTEGER,
+            int(InferenceJob.min_area_m2), False, 0),      # whole m²: shown without decimals
+            tr("Polygons smaller than this are dropped.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "NODATA", self.tr("Nodata value of images that declare none"), qgis_compat.NUMBER_DOUBLE, None, True)))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "ANALYSE", self.tr("Subtract consecutive years, statistics and frequency-area charts"), True))
+            "NODATA", tr("Nodata value"), qgis_compat.NUMBER_DOUBLE, None, True),
+            tr("For images that declare none: pixels of this value (e.g. 0 for a black collar) are not mapped.")))
+        self.addParameter(helped(QgsProcessingParameterBoolean("ANALYSE", tr("Change and FAD analysis"), True),
+                                 tr("Subtract consecutive years (new and enlarged landslides), per-year "
+                                    "statistics, frequency-area distributions with power-law fits, and charts.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "TILE_SIZE", self.tr("Tile size in pixels (empty: the model's)"), qgis_compat.NUMBER_INTEGER,
-            None, True, 16, 8192)))
+            "TILE_SIZE", tr("Tile size (px)"), qgis_compat.NUMBER_INTEGER, None, True, 16, 8192),
+            tr("Pixels per tile side; empty: the model's own.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "OVERLAP", self.tr("Tile overlap in pixels"), qgis_compat.NUMBER_INTEGER, 32, False, 0, 1024)))
+            "OVERLAP", tr("Tile overlap (px)"), qgis_compat.NUMBER_INTEGER, 32, False, 0, 1024),
+            tr("Overlap between neighbouring tiles; their edges are discarded.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "BATCH_SIZE", self.tr("Tiles per batch"), qgis_compat.NUMBER_INTEGER, 8, False, 1, 512)))
+            "BATCH_SIZE", tr("Tiles per batch"), qgis_compat.NUMBER_INTEGER, 8, False, 1, 512),
+            tr("Tiles predicted together; larger is faster on a GPU and takes more memory.")))
         self.addParameter(advanced(QgsProcessingParameterEnum(
-            "DEVICE", self.tr("Device"), options=DEVICES, defaultValue=0)))
-        self.addParameter(QgsProcessingParameterBoolean(
-            "UNCERTAINTY", self.tr("Uncertainty rasters and suggested review areas (where to correct next)"), False))
-        self.addParameter(advanced(QgsProcessingParameterBoolean(
-            "TTA", self.tr("Average the four flips of every tile (test-time augmentation, 4× slower)"), False)))
+            "DEVICE", tr("Device"), options=DEVICES, defaultValue=0),
+            tr("Auto: the GPU when ONNX Runtime sees one, else the CPU.")))
+        self.addParameter(helped(QgsProcessingParameterBoolean("UNCERTAINTY", tr("Uncertainty and review areas"),
+                                                               False),
+                                 tr("Per-year uncertainty rasters and suggested review areas: where correcting "
+                                    "the map teaches a fine-tuning most.")))
+        self.addParameter(advanced(QgsProcessingParameterBoolean("TTA", tr("Average four flips (4× slower)"), False),
+                                   tr("Test-time augmentation: every tile is predicted as it is and flipped three "
+                                      "ways, and the probabilities averaged.")))
         self.addParameter(advanced(QgsProcessingParameterEnum(
-            "RESAMPLE", self.tr("Images far from the model's pixel size"),
-            options=[self.tr("resample to it"), self.tr("map as they are (warn)")], defaultValue=0)))
+            "RESAMPLE", tr("Other pixel sizes"),
+            options=[tr("resample to the model's"), tr("map as they are (warn)")], defaultValue=0),
+            tr("Images whose pixel size is far from the one the model was trained on are resampled to it, "
+               "or mapped as they are with a warning.")))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
-            "STATISTICS", self.tr("Statistics per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
+            "STATISTICS", tr("Statistics per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
             True, True))
-        self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", self.tr("Run folder")))
-        self.addOutput(QgsProcessingOutputMultipleLayers("LANDSLIDES", self.tr("Landslides per year")))
-        self.addOutput(QgsProcessingOutputMultipleLayers("CHANGES", self.tr("New and enlarged landslides per year")))
-        self.addOutput(QgsProcessingOutputMultipleLayers("PROBABILITY", self.tr("Landslide probability per year")))
-        self.addOutput(QgsProcessingOutputMultipleLayers("UNCERTAINTY_LAYERS", self.tr("Uncertainty per year")))
-        self.addOutput(QgsProcessingOutputMultipleLayers("REVIEW", self.tr("Suggested review areas per year")))
-        self.addOutput(QgsProcessingOutputFile("GEOPACKAGE", self.tr("GeoPackage of the run")))
-        self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Report")))
+        self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", tr("Run folder")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("LANDSLIDES", tr("Landslides per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("CHANGES", tr("New and enlarged landslides per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("PROBABILITY", tr("Landslide probability per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("UNCERTAINTY_LAYERS", tr("Uncertainty per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("REVIEW", tr("Suggested review areas per year")))
+        self.addOutput(QgsProcessingOutputFile("GEOPACKAGE", tr("GeoPackage of the run")))
+        self.addOutput(QgsProcessingOutputHtml("REPORT", tr("Report")))
 
     def check(self, parameters, context) -> list[str]:
         images = self.layers(parameters, "IMAGES", context)
@@ -122,6 +143,8 @@ class MapLandslides(JobAlgorithm):
             return ["IMAGES: choose at least one image layer."]
         self.years_of(parameters, "YEARS", images, context, "images")
         channels = self.channels(parameters, context, images)
+        self.area_layer(parameters, context)
+        self.bounds(parameters, context)
         problems = []
         for i, (layer, bands) in enumerate(zip(images, self.band_specs(parameters, context, len(images)))):
             problems += [f"IMAGES: {p.message}" for p in inputs.check_raster(
@@ -156,7 +179,46 @@ class MapLandslides(JobAlgorithm):
             analyse=self.parameterAsBool(parameters, "ANALYSE", context),
             uncertainty=self.parameterAsBool(parameters, "UNCERTAINTY", context),
             tta=self.parameterAsBool(parameters, "TTA", context),
-            resample=RESAMPLE_CHOICES[self.parameterAsEnum(parameters, "RESAMPLE", context)])
+            resample=RESAMPLE_CHOICES[self.parameterAsEnum(parameters, "RESAMPLE", context)],
+            area=self.area_spec(parameters, context), **self.bounds(parameters, context))
+
+    def area_layer(self, parameters, context):
+        """(layer, selected features only) of AREA, or (None, False) when unset; a
+        ParameterProblem when it cannot delimit anything."""
+        value = parameters.get("AREA")
+        if value in (None, ""):
+            return None, False
+        definition = isinstance(value, QgsProcessingFeatureSourceDefinition)
+        selected = definition and value.selectedFeaturesOnly
+        ref = value.source.staticValue() if definition else value
+        layer = ref if isinstance(ref, QgsVectorLayer) else QgsProcessingUtils.mapLayerFromString(str(ref), context)
+        if layer is None:
+            raise ParameterProblem(f"AREA: {ref} is not a polygon layer QGIS can open.")
+        if selected and not layer.selectedFeatureCount():
+            raise ParameterProblem(f"AREA: 'Selected features only' is ticked, but no feature of {layer.name()} is "
+                                   "selected; select the area's polygons or untick it.")
+        if not layer.featureCount():
+            raise ParameterProblem(f"AREA: {layer.name()} has no features; choose a layer with the area's polygons.")
+        return layer, selected
+
+    def area_spec(self, parameters, context):
+        """AREA as a source the worker reads: the layer's file, or a snapshot of a layer that
+        is not one, of a filtered layer, or of its selected features."""
+        layer, selected = self.area_layer(parameters, context)
+        return None if layer is None else self.vector_spec(layer, selected)
+
+    def bounds(self, parameters, context) -> dict:
+        """EXTENT as the job's bounds and their CRS (the extent's own, else the project's)."""
+        if parameters.get("EXTENT") in (None, ""):
+            return {}
+        rect = self.parameterAsExtent(parameters, "EXTENT", context)
+        if rect.isNull() or rect.isEmpty():
+            raise ParameterProblem("EXTENT: the extent is empty; draw one on the canvas or leave it unset.")
+        crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+        if not crs.isValid() and context.project() is not None:
+            crs = context.project().crs()
+        return {"bounds": [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()],
+                "bounds_crs": crs.toWkt() if crs.isValid() else None}
 
     def channels(self, parameters, context, images) -> list[str]:
         """The input channels of the chosen model; for automatic, of the bundled model the

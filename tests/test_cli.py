@@ -39,6 +39,18 @@ def test_infer_for_people_prints_a_summary(tmp_path, two_rasters):
     assert [row[:2] for row in rows] == [["2017", "1"], ["2018", "2"]]
 
 
+def test_infer_maps_only_inside_the_bounds(tmp_path, two_rasters):
+    a, b = two_rasters          # 2018's second scar lies in rows 80-110: outside the top 60 rows
+    r = cli("infer", f"2017={a}", f"2018={b}", "--output", tmp_path / "out", "--tile", 64, "--min-area", 100,
+            "--bounds", 300000, 3100000 - 60 * 3, 300000 + 150 * 3, 3100000, "--bounds-crs", "EPSG:32645")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip().startswith(("2017", "2018"))]
+    assert [row[:2] for row in rows] == [["2017", "1"], ["2018", "1"]]
+    r = cli("infer", f"2017={a}", "--output", tmp_path / "out", "--bounds", 0, 0, 1, 1)
+    assert r.returncode != 0 and "does not overlap the area of interest" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_infer_jsonl_emits_progress_and_a_result(tmp_path, two_rasters):
     a, b = two_rasters
     r = cli("infer", f"2017={a}", f"2018={b}", "-o", tmp_path / "out", "--tile", 64, "--jsonl")

@@ -283,3 +283,51 @@ def test_a_nodata_value_from_the_options_reaches_every_year(dock, project, tmp_p
     dock.nodataEdit.setText("black")
     dock.runMapButton.click()
     assert len(jobs) == 2 and "nodata value" in dock.mapStatusLabel.text() and "black" in dock.mapStatusLabel.text()
+
+
+def test_the_area_to_map_reaches_the_job(dock, project, tmp_path, qgis_canvas):
+    """Whole images, the map view's extent (in the canvas CRS), or a polygon layer (a memory
+    layer's selected polygon is copied for the worker); each wrong choice is said under it."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsRectangle
+
+    from landslide_mapper.core.area import area_of_interest, read_polygons
+
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    dock.runMapButton.click()
+    assert (jobs[-1].area, jobs[-1].bounds) == (None, None)                 # whole images by default
+    assert not dock.areaPicker.polygonsRow.isVisibleTo(dock)
+
+    dock.areaPicker.set_mode("extent")                                     # no canvas yet: said so
+    dock.runMapButton.click()
+    assert len(jobs) == 1 and "no map view" in dock.mapAreaProblemLabel.text()
+    dock.map_canvas = qgis_canvas
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32645"))
+    qgis_canvas.setExtent(QgsRectangle(300030, 3099880, 300120, 3099970))
+    dock.runMapButton.click()
+    job = jobs[-1]
+    assert len(jobs) == 2 and not dock.mapAreaProblemLabel.isVisible()
+    aoi = area_of_interest(None, job.bounds, job.bounds_crs, CRS.from_epsg(32645))
+    x0, y0, x1, y1 = aoi.geometry.bounds                  # the canvas may widen to its aspect
+    assert x0 <= 300030 and x1 >= 300120 and y0 <= 3099880 and y1 >= 3099970 and x1 - x0 < 1000
+
+    dock.areaPicker.set_mode("polygons")
+    assert dock.areaPicker.polygonsRow.isVisibleTo(dock)
+    dock.runMapButton.click()
+    assert len(jobs) == 2 and "Choose the polygon layer" in dock.mapAreaProblemLabel.text()
+    area = project(QgsVectorLayer("Polygon?crs=EPSG:32645", "catchment", "memory"))
+    for rect in (QgsRectangle(300000, 3099900, 300090, 3100000), QgsRectangle(300100, 3099850, 300190, 3099950)):
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromRect(rect))
+        area.dataProvider().addFeatures([f])
+    dock.areaPicker.layerCombo.setLayer(area)
+    dock.areaPicker.selectedCheck.setChecked(True)
+    dock.runMapButton.click()
+    assert len(jobs) == 2 and "No feature of catchment is selected" in dock.mapAreaProblemLabel.text()
+    area.selectByIds([f.id() for f in area.getFeatures() if f.geometry().boundingBox().xMinimum() == 300000])
+    dock.runMapButton.click()
+    assert len(jobs) == 3
+    jobs[-1].validate()
+    polygons = read_polygons(jobs[-1].area, None, "area")
+    assert len(polygons) == 1 and polygons[0].bounds == (300000, 3099900, 300090, 3100000)

@@ -311,6 +311,61 @@ def test_bad_parameters_are_refused_with_a_specific_message(plugin, scenes, tmp_
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_mapping_only_selected_polygons_inside_an_extent(plugin, scenes, tmp_path):
+    """AREA (a memory layer, its selected feature only) and EXTENT (Processing's text form,
+    in another CRS): only the top-left quarter of the scene is mapped."""
+    import rasterio
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry, \
+        QgsProcessingFeatureSourceDefinition, QgsRectangle
+
+    scene = scenes[0]
+    image = str(scene.rasters[2017])
+    with rasterio.open(image) as src:
+        (x0, y0, x1, y1), crs = tuple(src.bounds), src.crs.to_string()
+        h, w = src.shape
+        quarter_km2 = (src.dataset_mask()[:h // 2, :w // 2] > 0).sum() * src.res[0] * src.res[1] / 1e6
+    xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+    area = QgsVectorLayer(f"Polygon?crs={crs}", "catchment", "memory")
+    left = QgsFeature()
+    left.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0, xm, y1)))
+    right = QgsFeature()
+    right.setGeometry(QgsGeometry.fromRect(QgsRectangle(xm, y0, x1, y1)))
+    area.dataProvider().addFeatures([left, right])
+    QgsProject.instance().addMapLayer(area)
+    try:
+        area.selectByIds([next(f.id() for f in area.getFeatures() if f.geometry().boundingBox().xMinimum() == x0)])
+        to_geo = QgsCoordinateTransform(QgsCoordinateReferenceSystem(crs), QgsCoordinateReferenceSystem("EPSG:4326"),
+                                        QgsProject.instance())
+        top = to_geo.transformBoundingBox(QgsRectangle(x0, ym, x1, y1))
+        extent = f"{top.xMinimum()},{top.xMaximum()},{top.yMinimum()},{top.yMaximum()} [EPSG:4326]"
+        result = run("map_landslides", {
+            "IMAGES": [image], "BANDS": 1, "ANALYSE": False, "OUTPUT_FOLDER": str(tmp_path / "out"),
+            "AREA": QgsProcessingFeatureSourceDefinition(area.id(), True), "EXTENT": extent})
+        summary = json.loads((Path(result["RUN_FOLDER"]) / "summary.json").read_text())
+        # valid pixels of the top-left quarter (the scene has nodata gaps), give or take the
+        # lon/lat extent's turn
+        assert summary["years"][0]["mapped_area_km2"] == pytest.approx(quarter_km2, rel=0.06)
+        job = json.loads((Path(result["RUN_FOLDER"]) / "job.json").read_text())
+        assert job["area"].endswith("|layername=catchment") and "_selected.gpkg" in job["area"]
+        area.removeSelection()
+        with pytest.raises(QgsProcessingException, match="no feature of catchment is selected"):
+            run("map_landslides", {"IMAGES": [image], "BANDS": 1, "OUTPUT_FOLDER": str(tmp_path / "out2"),
+                                   "AREA": QgsProcessingFeatureSourceDefinition(area.id(), True)})
+    finally:
+        QgsProject.instance().removeMapLayer(area.id())
+
+
+def test_the_mapping_dialog_has_short_labels_and_explains_them_in_its_help(plugin):
+    alg = QgsApplication.processingRegistry().algorithmById(f"{PROVIDER_ID}:map_landslides")
+    long_labels = [d.description() for d in alg.parameterDefinitions() if len(d.description()) > 36]
+    assert long_labels == []
+    help_html = alg.shortHelpString()
+    for d in alg.parameterDefinitions():
+        if d.name() != "STATISTICS":
+            assert d.help(), d.name()
+            assert f"<b>{d.description()}</b>" in help_html.replace("&amp;", "&")
+
+
 def test_automatic_model_maps_a_colour_only_image_with_the_rgb_checkpoint(plugin, scenes, tmp_path):
     import rasterio
 

@@ -29,6 +29,7 @@ from ..core.jobs import (AnalyseJob, AssessJob, InferenceJob, InventoryLayer, Su
 from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from . import inputs
+from .area_picker import AreaPicker
 from .inputs import ERROR, Problem, blocking
 from .worker_banner import WorkerBanner
 from .model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
@@ -38,6 +39,7 @@ PLUGIN_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PLUGIN_DIR / "models"
 SETTINGS = "landslide_mapper"
 NAME_FORBIDDEN = set('/\\:*?"<>|')
+MAP_SCOPE = ("years", "checkpoint", "output", "mapArea")      # the Map tab's fields with problems
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).resolve().parent / "dock.ui"))
 
@@ -137,6 +139,11 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.nodataEdit.setToolTip(self.tr("Pixel value that means 'no data' in images that declare none (e.g. 0 "
                                            "for a black collar); such pixels are not mapped"))
         self.mapOptionsForm.addRow(self.tr("Nodata value"), self.nodataEdit)
+        # where to map: whole images, the map view's extent, or inside polygons (under the years)
+        self.map_canvas = None              # the plugin sets QGIS' map canvas
+        self.areaPicker = AreaPicker(lambda: self.map_canvas, self)
+        self.mapAreaProblemLabel = self.areaPicker.problemLabel
+        self.mapLayout.insertWidget(self.mapLayout.indexOf(self.yearsProblemLabel) + 1, self.areaPicker)
         self.refresh_models()
 
     # ------------------------------------------------------------------ models
@@ -423,7 +430,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             problems.append(Problem("checkpoint", "Choose a checkpoint (or use … to pick one)."))
         elif entry.card_problem and entry.is_checkpoint:
             problems.append(Problem("checkpoint", f"{entry.path}: {entry.card_problem}"))
-        return problems + self._output_problems()
+        return problems + self.areaPicker.problems() + self._output_problems()
 
     def check_train(self) -> list[Problem]:
         problems = []
@@ -486,7 +493,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
     _LABELS = {"years": "yearsProblemLabel", "checkpoint": "checkpointProblemLabel", "output": "outputProblemLabel",
                "base": "baseProblemLabel", "sources": "sourcesProblemLabel", "name": "newNameProblemLabel",
                "inventories": "inventoryProblemLabel", "references": "referenceProblemLabel",
-               "extent": "analyseStatusLabel", "area": "referenceProblemLabel"}
+               "extent": "analyseStatusLabel", "area": "referenceProblemLabel", "mapArea": "mapAreaProblemLabel"}
 
     def show_problems(self, problems: list[Problem], scope: tuple[str, ...]) -> None:
         """Each problem next to its field: in its row's Check cell and under its table or field."""
@@ -535,7 +542,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             return
         tab = self.tabs.currentWidget()
         if tab is self.mapTab:
-            self.show_problems(self.check_map(), ("years", "checkpoint", "output"))
+            self.show_problems(self.check_map(), MAP_SCOPE)
         elif tab is self.trainTab:
             self.show_problems(self.check_train(), ("base", "sources", "name"))
 
@@ -554,7 +561,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
 
     def map_job(self) -> Optional[InferenceJob]:
         """The mapping job of the form, or None when an input is wrong (shown in the form)."""
-        if not self._ready(self.check_map(), ("years", "checkpoint", "output"), self.mapStatusLabel):
+        if not self._ready(self.check_map(), MAP_SCOPE, self.mapStatusLabel):
             return None
         try:
             nodata = self.nodata_value()
@@ -573,7 +580,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             threshold=self.thresholdSpin.value() or None, min_area_m2=self.minAreaSpin.value(),
             device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked(),
             uncertainty=self.uncertaintyCheck.isChecked(), tta=self.ttaCheck.isChecked(),
-            resample="auto" if self.resampleCheck.isChecked() else "off")
+            resample="auto" if self.resampleCheck.isChecked() else "off", **self.areaPicker.job_fields())
 
     def train_job(self) -> Optional[TrainJob]:
         if not self._ready(self.check_train(), ("base", "sources", "name"), self.trainStatusLabel):

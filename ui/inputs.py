@@ -177,13 +177,15 @@ def check_polygons(layer: QgsMapLayer | None, what: str, field: str, required: b
     return []
 
 
-def vector_source(layer: QgsVectorLayer, snapshot_dir: Path | None = None) -> tuple[str, str | None]:
-    """(path, layer name) the worker can open for this layer.
+def vector_source(layer: QgsVectorLayer, snapshot_dir: Path | None = None,
+                  selected: bool = False) -> tuple[str, str | None]:
+    """(path, layer name) the worker can open for this layer (only its ``selected`` features).
 
-    A layer the worker cannot read as is (memory, database, a filter on the layer) is
-    written to a GeoPackage in ``snapshot_dir`` first; this runs on the main thread.
+    A layer the worker cannot read as is (memory, database, a filter on the layer, a
+    selection) is written to a GeoPackage in ``snapshot_dir`` first; this runs on the main
+    thread.
     """
-    if layer.providerType() == "ogr":
+    if layer.providerType() == "ogr" and not selected:
         parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
         path = parts.get("path", "")
         layer_id = parts.get("layerId")
@@ -193,9 +195,10 @@ def vector_source(layer: QgsVectorLayer, snapshot_dir: Path | None = None) -> tu
             return path, name
     snapshot_dir = Path(snapshot_dir or tempfile.mkdtemp(prefix="landslide_mapper_inputs_"))
     snapshot_dir.mkdir(parents=True, exist_ok=True)
-    target = snapshot_dir / f"{_safe(layer.name())}_{layer.id()[-8:]}.gpkg"
+    target = snapshot_dir / f"{_safe(layer.name())}_{layer.id()[-8:]}{'_selected' if selected else ''}.gpkg"
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
+    options.onlySelectedFeatures = selected
     options.layerName = _safe(layer.name())
     result = QgsVectorFileWriter.writeAsVectorFormatV3(layer, str(target), QgsCoordinateTransformContext(),
                                                        options)
