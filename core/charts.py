@@ -37,6 +37,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory, offset_copy
 
 from .errors import InputError, OutputError
+from .fad import FEW_TAIL_AREAS
 from .palette import label_colours
 
 __all__ = ["DPI", "KINDS", "ChartDataError", "draw_fad", "draw_trend", "draw_area_scatter",
@@ -241,6 +242,7 @@ def _validate_fad(check: _Checker, data: dict) -> None:
         check.array(s, "density", path, length=len(x), length_of=f"{path}.bin_centers")
         for key in ("rollover_m2", "x_min_m2", "alpha", "mls"):
             check.number(s, key, path)
+        check.number(s, "n_tail", path, minimum=0)
         for j, fit in enumerate(check.items(s, "fits", path, required=False)):
             fpath = f"{path}.fits[{j}]"
             check.obj(fit, fpath)
@@ -343,13 +345,23 @@ def _no_data_note(ax, text: str) -> None:
             bbox=dict(boxstyle="round,pad=0.6", facecolor="white", edgecolor="#cccccc"))
 
 
+LEGEND_PLACES = (None, "beside", "below")   # None: inside unless it has many entries
+
+
 def _legend(ax, handles: list, labels: list, inside_loc: str = "best", title: str | None = None,
-            force_outside: bool = False):
+            place: str | None = None, below_offset: float = 0.14):
+    """The legend inside the axes (few entries), or outside them: ``place`` "beside" (to the
+    right; also for many entries) or "below" (under the x axis label), never over the data."""
     if not handles:
         return None
+    if place not in LEGEND_PLACES:
+        raise ValueError(f"legend place must be one of {LEGEND_PLACES}, not {place!r}")
     kwargs = dict(fontsize=_LEGEND_SIZE, title=title, title_fontsize=_LEGEND_SIZE,
                   framealpha=0.92, edgecolor="#cccccc", handlelength=2.6)
-    if len(handles) <= _MAX_INSIDE_LEGEND and not force_outside:
+    if place == "below":
+        return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -below_offset),
+                         borderaxespad=0.0, ncol=2 if len(handles) > 3 else 1, **kwargs)
+    if len(handles) <= _MAX_INSIDE_LEGEND and place is None:
         return ax.legend(handles, labels, loc=inside_loc, **kwargs)
     ncol = 1 if len(handles) <= 24 else 2
     legend = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
@@ -424,16 +436,19 @@ def _series_header(s: dict, with_alpha: bool) -> str:
         extras.append(f"α = {s['alpha']:.2f}")
     if _is_finite(s.get("mls")):
         extras.append(f"mLS = {s['mls']:.1f}")
+    if _is_finite(s.get("n_tail")) and _is_finite(s.get("alpha")) and s["n_tail"] < FEW_TAIL_AREAS:
+        extras.append(f"⚠ power law on {int(s['n_tail'])} polygons")
     label = str(s["label"])
     return f"{label} ({', '.join(extras)})" if extras else label
 
 
-def draw_fad(fig: Figure, data: dict, fits: Any = None) -> None:
+def draw_fad(fig: Figure, data: dict, fits: Any = None, legend: str | None = None) -> None:
     """Draw the frequency-area distribution of each year onto ``fig`` (cleared first).
 
     ``fits`` chooses the fitted curves: ``None`` shows all fits for up to three years and one
     fit per year (the power law) beyond, ``"all"`` shows every fit, a name or a list of names
-    (``"power_law"``, ``"dps"``, ``"inverse_gamma"``) shows those.
+    (``"power_law"``, ``"dps"``, ``"inverse_gamma"``) shows those. ``legend``: see _legend.
+    A year whose power law rests on fewer than FEW_TAIL_AREAS polygons says so in the legend.
     """
     data = validate_chart(data, kind="fad")
     _clear(fig)
@@ -524,7 +539,7 @@ def draw_fad(fig: Figure, data: dict, fits: Any = None) -> None:
     ax.set_ylabel(DENSITY_AXIS_LABEL, fontsize=_LABEL_SIZE)
     ax.set_title(data.get("title") or DEFAULT_TITLES["fad"], fontsize=_TITLE_SIZE)
     _legend(ax, handles, labels, inside_loc="lower left",
-            title="other fits hidden" if hidden else None)
+            title="other fits hidden" if hidden else None, place=legend)
     _finish(fig)
 
 
@@ -561,7 +576,7 @@ def _series_colours(j: int) -> tuple:
 _TREND_LINES = ["-", "--", "-.", ":"]
 
 
-def draw_trend(fig: Figure, data: dict) -> None:
+def draw_trend(fig: Figure, data: dict, legend: str | None = None) -> None:
     """Draw landslide counts (bars, left axis) and total area (line, right axis) per year onto
     ``fig`` (cleared first). Years absent from the data or null values show as gaps."""
     data = validate_chart(data, kind="trend")
@@ -671,7 +686,9 @@ def draw_trend(fig: Figure, data: dict) -> None:
         _no_data_note(ax, "No landslide counts to plot.")
     elif max_count == 0 and ax2 is None:
         _no_data_note(ax, "No landslides in any of these years.")
-    if handles:  # on the top axes so the area line never covers it
+    if handles and legend is not None:
+        _legend(ax2 or ax, handles, labels, place=legend, below_offset=0.2 if k > 12 else 0.14)
+    elif handles:  # on the top axes so the area line never covers it
         (ax2 or ax).legend(handles, labels, loc="upper left", ncol=ncol, fontsize=_LEGEND_SIZE,
                            framealpha=0.92, edgecolor="#cccccc", handlelength=2.6)
     _finish(fig)
@@ -681,7 +698,7 @@ def draw_trend(fig: Figure, data: dict) -> None:
 # Area scatter
 # --------------------------------------------------------------------------------------------
 
-def draw_area_scatter(fig: Figure, data: dict) -> None:
+def draw_area_scatter(fig: Figure, data: dict, legend: str | None = None) -> None:
     """Draw predicted against reference area (log-log, 1:1 line) with the residuals against
     reference area in a panel below, one colour per year, onto ``fig`` (cleared first).
 
@@ -780,7 +797,7 @@ def draw_area_scatter(fig: Figure, data: dict) -> None:
     axr.set_ylabel("Residual (m²)", fontsize=_LABEL_SIZE)
     axr.set_xlabel("Reference landslide area (m²)", fontsize=_LABEL_SIZE)
     ax.set_title(data.get("title") or DEFAULT_TITLES["area_scatter"], fontsize=_TITLE_SIZE)
-    _legend(ax, handles, labels, inside_loc="upper left")
+    _legend(ax, handles, labels, inside_loc="upper left", place=None if legend == "below" else legend)
     _finish(fig)
 
 

@@ -70,6 +70,10 @@ MLS_EDGE_RATIO = 1.2
 MLS_N_EDGES = 120
 
 MIN_FIT_COUNT = 10          # fewer valid areas than this: no fit is attempted
+# A power-law exponent estimated from fewer tail areas than this is rough: its standard error
+# (α−1)/√n_tail exceeds 0.14 for α = 2, and the x_min scan itself becomes unstable
+# (Clauset et al. 2009 advise against trusting fits below about 50 tail points).
+FEW_TAIL_AREAS = 50
 CURVE_POINTS = 200          # points per fitted curve in the chart data
 
 
@@ -1124,5 +1128,20 @@ def fad_chart_series(result: FADResult, label) -> dict:
         "rollover_m2": _finite_or_none(result.rollover_m2),
         "x_min_m2": _finite_or_none(pl.x_min) if pl else None,
         "alpha": _finite_or_none(pl.alpha) if pl else None,
+        "n_tail": int(pl.n_tail) if pl else None,
         "mls": _finite_or_none(result.mls.mls) if result.mls else None,
     }
+
+
+def thin_fit_warnings(rows: list[dict]) -> list[str]:
+    """One sentence per year whose power-law fit rests on fewer than FEW_TAIL_AREAS polygons,
+    from statistics rows (``alpha``/``n_tail``, and ``new_alpha``/``new_n_tail``)."""
+    out = []
+    for prefix, what in (("", "landslides"), ("new_", "new and enlarged landslides")):
+        for row in rows:
+            n_tail, alpha = row.get(f"{prefix}n_tail"), row.get(f"{prefix}alpha")
+            if alpha is None or n_tail is None or n_tail >= FEW_TAIL_AREAS:
+                continue
+            out.append(f"{row.get('year')}: the power law of the {what} (α = {alpha:.2f}) rests on only "
+                       f"{int(n_tail)} polygons above x_min (fewer than {FEW_TAIL_AREAS}); treat α as rough.")
+    return out

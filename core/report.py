@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from .errors import OutputError
+from .fad import thin_fit_warnings
 
 REPORT_NAME = "report.html"
 
@@ -54,6 +55,7 @@ def write_report(run_dir: str | Path, title: str, rows: list[dict], charts: list
     images = [_png(run_dir / c) for c in charts if c.endswith(".png") and (run_dir / c).is_file()]
     parts = [f"<h2>{html.escape(title)}</h2>", f"<p>Run folder: <code>{html.escape(str(run_dir))}</code></p>"]
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
+    parts += [f'<p style="color:#b9770e">⚠ {html.escape(w)}</p>' for w in thin_fit_warnings(rows)]
     if rows:
         parts.append(f"<table><tr>{head}</tr>{body}</table>")
     parts += [f"<p>{img}</p>" for img in images]

@@ -6,6 +6,7 @@ Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q tests/test_ch
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -146,7 +147,7 @@ def test_statistics_table_has_a_row_per_year(panel, run_dir):
     panel.show_run(run_dir)
     headers = panel.table_headers()
     for name in ("Year", "Polygons", "Total area m²", "Mean area m²", "Median area m²", "Density per km²",
-                 "Areal density %", "α", "α SE", "α new/enlarged", "α new/enlarged SE"):
+                 "Areal density %", "α", "α SE", "Tail n", "α new", "α new SE"):
         assert name in headers
     rows = panel.table_rows()
     year, count = headers.index("Year"), headers.index("Polygons")
@@ -154,7 +155,7 @@ def test_statistics_table_has_a_row_per_year(panel, run_dir):
     stats = json.loads((panel.run_dir / "statistics.json").read_text())["years"]
     alpha = headers.index("α")
     assert rows[0][alpha] == f"{stats[0]['alpha']:.2f}"
-    assert rows[0][headers.index("α new/enlarged")] == ""                  # nothing before 2016
+    assert rows[0][headers.index("α new")] == ""                  # nothing before 2016
     assert panel.table.editTriggers() == panel.table.NoEditTriggers
     assert panel.table.isSortingEnabled()
     panel.table.sortItems(count, 1)  # Qt.DescendingOrder, numerically: 150, 100, 60
@@ -225,3 +226,88 @@ def test_below_the_map_the_table_sits_beside_the_chart(qgis_app, qgis_parent):
     finally:
         qgis_parent.removeDockWidget(panel)
         panel.deleteLater()
+
+
+def _extents(panel):
+    panel.canvas.draw()
+    renderer = panel.figure.canvas.get_renderer()
+    ax = panel.figure.axes[0]
+    return ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer), panel.figure.bbox
+
+
+@pytest.mark.parametrize("area", ["bottom", "right"])
+def test_docked_anywhere_the_legend_stays_off_the_data_and_the_fit_columns_in_view(qgis_app, qgis_parent,
+                                                                                     run_dir, area):
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QApplication
+
+    panel = ChartPanel(qgis_parent)
+    try:
+        qgis_parent.resize(1366, 768)
+        where = Qt.DockWidgetArea.BottomDockWidgetArea if area == "bottom" else Qt.DockWidgetArea.RightDockWidgetArea
+        qgis_parent.addDockWidget(where, panel)
+        qgis_parent.show()
+        panel.show_run(run_dir)
+        QApplication.processEvents()
+        legend, axes, figure = _extents(panel)
+        if area == "bottom":
+            assert panel.legend_place() == "beside" and legend.x0 >= axes.x1         # right of the data
+        else:
+            assert panel.legend_place() == "below" and legend.y1 <= axes.y0          # under the data
+        assert figure.x0 - 1 <= legend.x0 and legend.x1 <= figure.x1 + 1 and legend.y0 >= figure.y0 - 1
+        header, headers = panel.table.horizontalHeader(), panel.table_headers()
+        for name in ("α", "α SE"):                 # the fit's columns are in view without scrolling
+            c = headers.index(name)
+            assert header.sectionViewportPosition(c) + header.sectionSize(c) <= panel.table.viewport().width()
+    finally:
+        qgis_parent.removeDockWidget(panel)
+        panel.deleteLater()
+
+
+def test_every_fit_can_be_shown(panel, run_dir):
+    panel.show_run(run_dir)
+    panel.set_chart("fad")
+    assert panel.fits_combo.isVisibleTo(panel)
+    panel.set_fits("power_law")
+    texts = " ".join(_legend_texts(panel))
+    assert "power law" in texts and "inverse gamma" not in texts and "DPS" not in texts
+    panel.set_fits("inverse_gamma")
+    texts = " ".join(_legend_texts(panel))
+    assert "inverse gamma" in texts and "power law" not in texts.replace("⚠ power law on", "")
+    panel.set_fits("all")
+    texts = " ".join(_legend_texts(panel))
+    assert all(name in texts for name in ("power law", "inverse gamma", "DPS"))
+    with pytest.raises(ValueError, match="No fit choice"):
+        panel.set_fits("lognormal")
+    panel.set_chart("trend")
+    assert not panel.fits_combo.isVisibleTo(panel)
+
+
+def test_a_fit_on_few_polygons_is_flagged(panel, run_dir):
+    from landslide_mapper.core.fad import FEW_TAIL_AREAS
+
+    panel.show_run(run_dir)
+    stats = {r["year"]: r for r in json.loads((panel.run_dir / "statistics.json").read_text())["years"]}
+    thin = {y for y, r in stats.items() if r.get("alpha") is not None and r["n_tail"] < FEW_TAIL_AREAS}
+    thick = {y for y, r in stats.items() if r.get("alpha") is not None and r["n_tail"] >= FEW_TAIL_AREAS}
+    assert thin and thick                       # 60 polygons in 2016, 150 in 2017
+    warning = panel.warning_text()
+    assert panel.fit_warning.isVisibleTo(panel)
+    assert all(f"{y}: the power law of the landslides" in warning for y in thin)
+    assert not any(f"{y}: the power law of the landslides" in warning for y in thick)
+    headers, rows = panel.table_headers(), {int(r[0]): r for r in panel.table_rows()}
+    alpha = headers.index("α")
+    for y in thin:
+        row = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 0).text() == str(y))
+        assert "only" in panel.table.item(row, alpha).toolTip()
+    panel.set_chart("fad")
+    legend = " ".join(_legend_texts(panel))
+    assert all(f"⚠ power law on {stats[y]['n_tail']} polygons" in legend for y in thin)
+
+
+def test_the_report_flags_a_fit_on_few_polygons_too(run_dir, tmp_path):
+    from landslide_mapper.core.report import write_report
+
+    rows = json.loads((Path(run_dir) / "statistics.json").read_text())["years"]
+    page = write_report(tmp_path, "Statistics", rows, []).read_text()
+    assert "2016: the power law of the landslides" in page and "treat α as rough" in page

@@ -264,7 +264,7 @@ def test_analyse_fad_and_chart_series():
     s = fad.fad_chart_series(res, 2017)
     json.dumps(s)
     assert set(s) == {"label", "n", "bin_centers", "density", "fits", "rollover_m2", "x_min_m2",
-                      "alpha", "mls"}
+                      "alpha", "n_tail", "mls"}
     assert s["label"] == "2017" and s["n"] == 2300
     assert len(s["bin_centers"]) == len(s["density"]) == int(res.binned.nonempty.sum())
     assert all(v > 0 for v in s["density"])

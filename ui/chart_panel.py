@@ -15,6 +15,7 @@ from pathlib import Path
 
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QLabel,
                                  QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSplitter,
                                  QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -27,18 +28,31 @@ from matplotlib.figure import Figure
 
 from ..core.charts import draw_chart, figure_size, load_chart
 from ..core.errors import InputError
+from ..core.fad import FEW_TAIL_AREAS, thin_fit_warnings
+
+WARNING_COLOUR = "#b9770e"
 
 EXPORT_DPI = 200
 CHART_NAMES = {"fad": "Frequency–area distribution", "fad_new": "FAD of new/enlarged landslides",
                "trend": "Trend over years", "area_scatter": "Predicted vs reference areas"}
 KIND_NAMES = {"fad": "Frequency–area distribution", "trend": "Trend over years",
               "area_scatter": "Predicted vs reference areas"}
-# (header, statistics key, decimals); a column whose key no year has is left out.
-COLUMNS = [("Year", "year", 0), ("Polygons", "count", 0), ("New", "new", 0), ("Enlarged", "enlarged", 0),
+# (header, statistics key, decimals); a column whose key no year has is left out. The fit
+# comes first after the count, so that it stays in view in a narrow table.
+COLUMNS = [("Year", "year", 0), ("Polygons", "count", 0), ("α", "alpha", 2), ("α SE", "alpha_se", 2),
+           ("Tail n", "n_tail", 0), ("x_min m²", "x_min_m2", 0), ("New", "new", 0), ("Enlarged", "enlarged", 0),
+           ("α new", "new_alpha", 2), ("α new SE", "new_alpha_se", 2), ("Tail n new", "new_n_tail", 0),
            ("Total area m²", "total_area_m2", 0), ("Mean area m²", "mean_area_m2", 0),
            ("Median area m²", "median_area_m2", 0), ("Density per km²", "density_per_km2", 2),
-           ("Areal density %", "areal_density_pct", 3), ("α", "alpha", 2), ("α SE", "alpha_se", 2),
-           ("α new/enlarged", "new_alpha", 2), ("α new/enlarged SE", "new_alpha_se", 2)]
+           ("Areal density %", "areal_density_pct", 3)]
+COLUMN_TIPS = {"alpha": "Power-law exponent of the frequency-area distribution's tail (above x_min)",
+               "alpha_se": "Standard error of α: (α − 1) / √(tail n)",
+               "n_tail": "Polygons above x_min that the power law was fitted to",
+               "x_min_m2": "Smallest area of the power-law tail",
+               "new_alpha": "α of the new and enlarged landslides of the year"}
+# the FAD chart's fit choices: (label, core.charts.draw_fad's fits argument)
+FIT_CHOICES = [("Fits: automatic", None), ("All fits", "all"), ("Power law", "power_law"),
+               ("Double Pareto", "dps"), ("Inverse gamma", "inverse_gamma")]
 
 
 def _year_of(label) -> int | None:
@@ -107,16 +121,28 @@ class ChartPanel(QgsDockWidget):
         self._shown: dict = {}
 
         self.combo = QComboBox()
+        self.fits_combo = QComboBox()
+        self.fits_combo.setObjectName("fitsCombo")
+        self.fits_combo.setToolTip("Which fitted curves the frequency-area chart shows: automatic shows every "
+                                   "fit for up to three years and the power law beyond")
+        for label, value in FIT_CHOICES:
+            self.fits_combo.addItem(label, value)
+        self._legend_place = "below"           # the panel's shape decides: see _follow_dock_area
         self.png_button = QPushButton("Export PNG…")
         self.svg_button = QPushButton("Export SVG…")
         top = QHBoxLayout()
         top.addWidget(self.combo, 1)
+        top.addWidget(self.fits_combo)
         top.addWidget(self.png_button)
         top.addWidget(self.svg_button)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.hide()
+        self.fit_warning = QLabel()
+        self.fit_warning.setObjectName("fitWarning")
+        self.fit_warning.setWordWrap(True)
+        self.fit_warning.hide()
         self.year_list = QListWidget()
         self.year_list.setToolTip("Untick a year to leave it out of the chart")
         self.year_list.setFixedWidth(90)
@@ -148,21 +174,41 @@ class ChartPanel(QgsDockWidget):
         layout = QVBoxLayout(body)
         layout.addLayout(top)
         layout.addWidget(self.message)
+        layout.addWidget(self.fit_warning)
         layout.addWidget(split, 1)
         self.setWidget(body)
 
         self.combo.currentIndexChanged.connect(self._chart_changed)
+        self.fits_combo.currentIndexChanged.connect(lambda *_: self._redraw())
         self.year_list.itemChanged.connect(self._year_toggled)
         self.png_button.clicked.connect(lambda: self._export_dialog(".png"))
         self.svg_button.clicked.connect(lambda: self._export_dialog(".svg"))
         self._set_enabled(False)
 
     def _follow_dock_area(self, area) -> None:
-        """Below or above the map the panel is wide and low: table beside the chart, not under it."""
+        """Below or above the map the panel is wide and low: table beside the chart, not under
+        it, and the legend beside the axes; at the side, the legend goes under them."""
         wide = area in (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea)
         self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
         total = self.splitter.width() if wide else self.splitter.height()
-        self.splitter.setSizes([int(total * 0.7), int(total * 0.3)])
+        self.splitter.setSizes([int(total * (0.6 if wide else 0.7)), int(total * (0.4 if wide else 0.3))])
+        place = "beside" if wide else "below"
+        if place != self._legend_place:
+            self._legend_place = place
+            self._redraw()
+
+    def legend_place(self) -> str:
+        return self._legend_place
+
+    def set_fits(self, fits) -> None:
+        """Show these fits on the FAD chart: None (automatic), "all", or one fit's name."""
+        index = self.fits_combo.findData(fits)
+        if index < 0:
+            raise ValueError(f"No fit choice {fits!r}; choose one of {[v for _, v in FIT_CHOICES]}.")
+        self.fits_combo.setCurrentIndex(index)
+
+    def warning_text(self) -> str:
+        return self.fit_warning.text()
 
     # ------------------------------------------------------------------ public API
 
@@ -252,7 +298,7 @@ class ChartPanel(QgsDockWidget):
             raise ValueError("No chart is shown, so there is nothing to export.")
         fig = Figure(figsize=figure_size(self._shown))
         FigureCanvasAgg(fig)
-        draw_chart(fig, self._shown)
+        draw_chart(fig, self._shown, **self._options(self._shown))
         with matplotlib.rc_context({"svg.fonttype": "none"}):
             fig.savefig(path, format=fmt, dpi=EXPORT_DPI, bbox_inches="tight",
                         metadata={"Date": None} if fmt == "svg" else None)
@@ -297,15 +343,24 @@ class ChartPanel(QgsDockWidget):
         if entry is not None:
             data = filter_years(entry[1], self._hidden)
             try:
-                draw_chart(self.figure, data)
+                draw_chart(self.figure, data, **self._options(data))
                 self._shown = data
             except Exception as exc:  # noqa: BLE001 — a Qt slot: never raise into QGIS
                 self._blank()
                 self._set_message(f"Cannot draw the chart {entry[0]}: {exc}")
         self._set_enabled(bool(self._shown))
         self.combo.setEnabled(bool(self._charts))
+        self.fits_combo.setVisible(bool(self._shown) and self._shown.get("kind") == "fad")
         self.toolbar.update()  # a new drawing: forget the old zoom/pan history
         self.canvas.draw_idle()
+
+    def _options(self, data: dict) -> dict:
+        """draw_chart's options for what the panel shows: the legend outside the data, and
+        on the FAD chart the chosen fits."""
+        options = {"legend": self._legend_place}
+        if data.get("kind") == "fad":
+            options["fits"] = self.fits_combo.currentData()
+        return options
 
     def _blank(self) -> None:
         # axes out first: clearing axes that share a log x axis resets their limits and warns
@@ -332,6 +387,9 @@ class ChartPanel(QgsDockWidget):
         self.table.setColumnCount(len(columns))
         self.table.setRowCount(len(rows))
         self.table.setHorizontalHeaderLabels([c[0] for c in columns])
+        for c, (_, key, _d) in enumerate(columns):
+            if key in COLUMN_TIPS:
+                self.table.horizontalHeaderItem(c).setToolTip(COLUMN_TIPS[key])
         for r, row in enumerate(rows):
             for c, (_, key, digits) in enumerate(columns):
                 value = row.get(key)
@@ -342,11 +400,21 @@ class ChartPanel(QgsDockWidget):
                     text = str(int(number))
                 else:
                     text = f"{number:,.{digits}f}"
-                self.table.setItem(r, c, _SortItem(text, number))
+                item = _SortItem(text, number)
+                prefix = "new_" if key.startswith("new_") else ""
+                if key in (f"{prefix}alpha", f"{prefix}alpha_se", f"{prefix}n_tail") and value is not None \
+                        and (row.get(f"{prefix}n_tail") or 0) < FEW_TAIL_AREAS:
+                    item.setForeground(QColor(WARNING_COLOUR))
+                    item.setToolTip(f"Fitted to only {row.get(f'{prefix}n_tail')} polygons (fewer than "
+                                    f"{FEW_TAIL_AREAS}): a rough estimate")
+                self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         if columns:
             self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.table.resizeColumnsToContents()
+        warnings = thin_fit_warnings(rows)
+        self.fit_warning.setText("".join(f'<div style="color:{WARNING_COLOUR}">⚠ {w}</div>' for w in warnings))
+        self.fit_warning.setVisible(bool(warnings))
         return [problem] if problem else []
 
     def _export_dialog(self, suffix: str) -> None:
