@@ -131,4 +131,7 @@ def make_controller(dock, message_bar, chart_panel, project=None):
     dock.jobRequested.connect(controller.submit)
     dock.cancelQueuedRequested.connect(controller.cancel_pending)
     controller.queueChanged.connect(dock.set_queue_text)
+    controller.runningChanged.connect(dock.set_running)
+    controller.progressChanged.connect(dock.set_progress)
+    dock.cancelRunningRequested.connect(controller.cancel_running)
     return controller

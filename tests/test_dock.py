@@ -331,3 +331,55 @@ def test_the_area_to_map_reaches_the_job(dock, project, tmp_path, qgis_canvas):
     jobs[-1].validate()
     polygons = read_polygons(jobs[-1].area, None, "area")
     assert len(polygons) == 1 and polygons[0].bounds == (300000, 3099900, 300090, 3100000)
+
+
+def test_the_fine_tune_tab_fits_a_narrow_dock(dock, project, tmp_path):
+    """Image, landslides, reviewed area, region, year, bands and the check all in view in a
+    dock 380 px wide: no sideways scrolling."""
+    from qgis.PyQt.QtWidgets import QApplication
+
+    img = project(raster(tmp_path, "scene_2017"))
+    labels = project(QgsVectorLayer(str(polygons_gpkg(tmp_path / "l.gpkg", [box(300010, 3099900, 300050, 3099950)])),
+                                    "landslides_2017", "ogr"))
+    dock.resize(380, 900)
+    dock.show()
+    dock.tabs.setCurrentWidget(dock.trainTab)
+    dock.add_training_row(img, labels, None, region="Valley", bands="planetscope4")
+    QApplication.processEvents()
+    table = dock.trainingTable
+    header = table.horizontalHeader()
+    assert [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())] == [
+        "Layers", "Region, year, bands", "Check"]
+    right = max(header.sectionViewportPosition(c) + header.sectionSize(c) for c in range(table.columnCount()))
+    assert right <= table.viewport().width() and not table.horizontalScrollBar().isVisible()
+    layers, details = table.cellWidget(0, 0), table.cellWidget(0, 1)
+    for w in (*layers.widgets.values(), *details.widgets.values()):
+        assert w.isVisible() and w.width() >= 60 and w.height() > 10
+    assert table.rowHeight(0) >= layers.sizeHint().height()
+    row = dock.training_rows()[0]
+    assert (row["raster"], row["labels"], row["reviewed"], row["region"], row["year"], row["bands"]) == (
+        img, labels, None, "Valley", 2017, "planetscope4")
+    dock.runTrainButton.click()
+    assert dock.row_check(table, 0) == "OK"
+
+
+def test_the_training_curve_grows_with_each_round(dock):
+    from qgis.PyQt.QtGui import QColor
+
+    dock.resize(380, 900)
+    dock.show()
+    dock.tabs.setCurrentWidget(dock.trainTab)
+    curve = dock.trainingCurve
+    assert curve.isVisible() and curve.values("loss") == []
+    for epoch, (loss, val_loss, f1) in enumerate([(0.9, 0.8, 0.2), (0.6, 0.7, 0.45), (0.4, 0.65, None)], 1):
+        dock.on_train_event({"event": "epoch", "epoch": epoch, "loss": loss, "val_loss": val_loss,
+                             "val_f1": f1, "val_iou": None})
+    assert curve.values("loss") == [0.9, 0.6, 0.4] and curve.values("val_f1") == [0.2, 0.45, None]
+    assert dock.epochTable.rowCount() == 3
+    image = curve.grab().toImage()
+    colours = {image.pixelColor(x, y).name() for x in range(0, image.width(), 2) for y in range(0, image.height(), 2)}
+    assert QColor("#d35400").name() in colours and QColor("#2e86c1").name() in colours   # F1 and loss drawn
+    dock.on_train_event({"event": "progress", "fraction": 0.5, "message": "round 4"})
+    assert len(curve.rounds) == 3                      # only rounds add points
+    curve.clear()
+    assert curve.rounds == []

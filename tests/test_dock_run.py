@@ -168,13 +168,20 @@ def test_jobs_queue_and_cancel_leaves_nothing(setup, tmp_path):
     dock.cancelQueuedButton.click()
     assert not controller.pending and "Waiting:" not in dock.queueLabel.text()
     first = controller.running
+    # the dock shows the running job's progress, with its own Cancel button
+    assert dock.jobProgressRow.isVisibleTo(dock) and dock.cancelRunningButton.isEnabled()
+    assert "mapping 2016–2017" in dock.jobProgressBar.format()
+    seen = []
 
     def cancel_when_started():
-        if first.progress() > 0 and not first.isCanceled():
-            first.cancel()
+        if dock.jobProgressBar.value() > 0 and not first.isCanceled():
+            seen.append(dock.jobProgressBar.value())
+            dock.cancelRunningButton.click()
+            assert not dock.cancelRunningButton.isEnabled()          # once: it is stopping
 
     wait_for(controller, 1, while_running=cancel_when_started)
-    assert first.isCanceled() and first.result is None
+    assert seen and first.isCanceled() and first.result is None
+    assert not dock.jobProgressRow.isVisibleTo(dock)
     assert any("Cancelled; no partial outputs were kept" in t for t in bar_texts(bar))
     runs = tmp_path / "runs"
     assert not runs.exists() or not [p for p in runs.iterdir()]

@@ -25,9 +25,9 @@ from .run_layers import add_assessment_to_project, add_changes_to_project, add_r
 
 
 class _EventRelay(QObject):
-    """Carries worker events from the task thread to the main thread (queued connection)."""
+    """Carries (task, worker event) from the task thread to the main thread (queued connection)."""
 
-    event = pyqtSignal(object)
+    event = pyqtSignal(object, object)
 
 
 class JobController(QObject):
@@ -35,6 +35,8 @@ class JobController(QObject):
 
     queueChanged = pyqtSignal(str)
     jobFinished = pyqtSignal(object)       # the WorkerTask, after its results were handled
+    progressChanged = pyqtSignal(float, str)   # the running job: fraction done (-1: unknown), what it does
+    runningChanged = pyqtSignal(str)           # the running job's title; empty when none runs
 
     def __init__(self, message_bar: QgsMessageBar, worker_python: Callable[[], Optional[str]],
                  project: Optional[QgsProject] = None, chart_panel: Callable[[], object] | None = None,
@@ -46,9 +48,9 @@ class JobController(QObject):
         self.project = project
         self.chart_panel = chart_panel
         self.on_checkpoint = on_checkpoint
+        self.on_train_event = on_train_event
         self._relay = _EventRelay()
-        if on_train_event is not None:
-            self._relay.event.connect(on_train_event)
+        self._relay.event.connect(self._event)
         self.pending: deque[WorkerTask] = deque()
         self.running: Optional[WorkerTask] = None
         self.done: list[WorkerTask] = []
@@ -61,11 +63,30 @@ class JobController(QObject):
             self._push("Landslide Mapper", "No worker Python with TensorFlow and ONNX Runtime was found: "
                        "choose one or create the environment in the dock's Worker tab.", Qgis.MessageLevel.Critical)
             return None
-        relay = self._relay.event.emit if isinstance(job, TrainJob) else None
-        task = WorkerTask(title, job, python=python, on_finished=self._finished, on_event=relay)
+        task = WorkerTask(title, job, python=python, on_finished=self._finished)
+        task.worker.on_event = lambda event, t=task: self._relay.event.emit(t, event)   # task thread
         self.pending.append(task)
         self._start_next()
         return task
+
+    def cancel_running(self) -> bool:
+        """Ask the running job to stop (the worker removes its partial outputs); False when
+        none runs."""
+        if self.running is None:
+            return False
+        self.running.cancel()
+        self.progressChanged.emit(-1.0, "Cancelling…")
+        return True
+
+    def _event(self, task: WorkerTask, event: dict) -> None:
+        """A worker event, now on the main thread: the running job's progress for the dock,
+        and a training job's events for its curve."""
+        if task is not self.running:
+            return
+        if event.get("event") == "progress" and not task.isCanceled():
+            self.progressChanged.emit(float(event.get("fraction", 0.0)), str(event.get("message") or ""))
+        if isinstance(task.job, TrainJob) and self.on_train_event is not None:
+            self.on_train_event(event)
 
     def cancel_pending(self) -> int:
         """Drop the jobs that have not started; returns how many."""
@@ -77,10 +98,12 @@ class JobController(QObject):
     def _start_next(self) -> None:
         if self.running is None and self.pending:
             self.running = self.pending.popleft()
+            self.progressChanged.emit(0.0, "Starting the worker…")
             QgsApplication.taskManager().addTask(self.running)
         self._announce()
 
     def _announce(self) -> None:
+        self.runningChanged.emit("" if self.running is None else self.running.description())
         if self.running is None:
             text = "No job running."
         else:

@@ -17,9 +17,9 @@ from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QHeaderView, QLabel, QLineEdit,
-                                 QPushButton, QSpinBox,
-                                 QTableWidget, QTableWidgetItem, QWidget)
+from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
+                                 QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                                 QTableWidgetItem, QWidget)
 
 from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
@@ -30,6 +30,7 @@ from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from . import inputs
 from .area_picker import AreaPicker
+from .training_curve import TrainingCurve
 from .inputs import ERROR, Problem, blocking
 from .worker_banner import WorkerBanner
 from .model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
@@ -56,6 +57,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
 
     jobRequested = pyqtSignal(object, str)
     cancelQueuedRequested = pyqtSignal()
+    cancelRunningRequested = pyqtSignal()
 
     def __init__(self, models_dir: Union[str, Path, None] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -87,12 +89,12 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             for col in range(table.columnCount()):
                 mode = QHeaderView.ResizeMode.Stretch if col == 1 else QHeaderView.ResizeMode.ResizeToContents
                 header.setSectionResizeMode(col, mode)
-        # seven columns do not fit a dock: usable widths, and the table scrolls sideways
+        # the layers take the room; region/year/bands and the check fit their content
         header = self.trainingTable.horizontalHeader()
-        header.setStretchLastSection(True)
-        for col, width in enumerate((140, 140, 130, 110, 70, 100)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, width)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(1, 120)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.addYearButton.clicked.connect(lambda: self.add_year_row())
         self.addAllRastersButton.clicked.connect(self.add_image_layers)
         self.removeYearButton.clicked.connect(lambda: self._remove_row(self.yearsTable))
@@ -144,6 +146,9 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.areaPicker = AreaPicker(lambda: self.map_canvas, self)
         self.mapAreaProblemLabel = self.areaPicker.problemLabel
         self.mapLayout.insertWidget(self.mapLayout.indexOf(self.yearsProblemLabel) + 1, self.areaPicker)
+        self._add_job_progress()
+        self.trainingCurve = TrainingCurve(self)
+        self.trainLayout.insertWidget(self.trainLayout.indexOf(self.epochTable), self.trainingCurve)
         self.refresh_models()
 
     # ------------------------------------------------------------------ models
@@ -353,18 +358,31 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         region_edit.setPlaceholderText(self.tr("region"))
         if year is None and raster is not None:
             year = inputs.year_from_name(raster.name(), raster.source())
-        return self._append(self.trainingTable, [
-            self._layer_combo(qgis_compat.LAYER_FILTER_RASTER, layer=raster),
-            self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON, layer=labels),
-            self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON, allow_empty=True, layer=reviewed),
-            region_edit, self._year_spin(year), self._bands_combo(bands)])
+        # a dock is narrow: the three layers stacked in one cell, region, year and bands in the next
+        layers = _Stack({"raster": (self.tr("Image"), self._layer_combo(qgis_compat.LAYER_FILTER_RASTER,
+                                                                         layer=raster)),
+                         "labels": (self.tr("Landslides"), self._layer_combo(qgis_compat.LAYER_FILTER_POLYGON,
+                                                                              layer=labels)),
+                         "reviewed": (self.tr("Reviewed"), self._layer_combo(
+                             qgis_compat.LAYER_FILTER_POLYGON, allow_empty=True, layer=reviewed))})
+        layers.widgets["reviewed"].setToolTip(self.tr("Reviewed-area polygons (optional): inside them, everything "
+                                                      "that is not a landslide is a known negative"))
+        details = _Stack({"region": ("", region_edit), "year": ("", self._year_spin(year)),
+                          "bands": ("", self._bands_combo(bands))})
+        details.widgets["year"].setToolTip(self.tr("Year of the image (0: none)"))
+        row = self._append(self.trainingTable, [layers, details])
+        self.trainingTable.setRowHeight(row, max(layers.sizeHint().height(), details.sizeHint().height()) + 4)
+        return row
 
     def training_rows(self) -> list[dict]:
         t = self.trainingTable
-        return [{"raster": t.cellWidget(r, 0).currentLayer(), "labels": t.cellWidget(r, 1).currentLayer(),
-                 "reviewed": t.cellWidget(r, 2).currentLayer(), "region": t.cellWidget(r, 3).text().strip(),
-                 "year": t.cellWidget(r, 4).value() or None, "bands": self._bands_value(t.cellWidget(r, 5))}
-                for r in range(t.rowCount())]
+        rows = []
+        for r in range(t.rowCount()):
+            layers, details = t.cellWidget(r, 0).widgets, t.cellWidget(r, 1).widgets
+            rows.append({"raster": layers["raster"].currentLayer(), "labels": layers["labels"].currentLayer(),
+                         "reviewed": layers["reviewed"].currentLayer(), "region": details["region"].text().strip(),
+                         "year": details["year"].value() or None, "bands": self._bands_value(details["bands"])})
+        return rows
 
     def add_inventory_row(self, year: Optional[int] = None, layer=None) -> int:
         if year is None and layer is not None:
@@ -597,6 +615,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                 region=row["region"] or row["raster"].name(), year=row["year"]))
         loss = self.lossCombo.currentText()
         self.epochTable.setRowCount(0)
+        self.trainingCurve.clear()
         return TrainJob(
             sources=sources, output_dir=str(self.checkpoint_dir), name=self.newNameEdit.text().strip(),
             base_checkpoint=self.baseCheckpointCombo.currentData(), patch_size=int(self.patchSizeCombo.currentText()),
@@ -787,6 +806,43 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                 reason.splitlines()[0]), task.details)
 
     # ------------------------------------------------------------------ feedback from the controller
+    def _add_job_progress(self) -> None:
+        """The running job's progress and its Cancel button, above the queue line (the task
+        manager shows the same; this is where the user looks)."""
+        self.jobProgressBar = QProgressBar()
+        self.jobProgressBar.setObjectName("jobProgressBar")
+        self.jobProgressBar.setRange(0, 100)
+        self.jobProgressBar.setTextVisible(True)
+        self.cancelRunningButton = QPushButton(self.tr("Cancel"))
+        self.cancelRunningButton.setObjectName("cancelRunningButton")
+        self.cancelRunningButton.setToolTip(self.tr("Stop the running job; its partial outputs are removed"))
+        self.cancelRunningButton.clicked.connect(self.cancelRunningRequested)
+        row = QHBoxLayout()
+        row.addWidget(self.jobProgressBar, 1)
+        row.addWidget(self.cancelRunningButton)
+        self.jobProgressRow = QWidget()
+        self.jobProgressRow.setLayout(row)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.bottomLayout.insertWidget(self.bottomLayout.indexOf(self.queueLayout), self.jobProgressRow)
+        self.jobProgressRow.setVisible(False)
+        self.cancelQueuedButton.setToolTip(self.tr("Remove the jobs that have not started yet"))
+
+    def set_running(self, title: str) -> None:
+        """A job started (its title) or none runs (empty)."""
+        self.jobProgressRow.setVisible(bool(title))
+        self.cancelRunningButton.setEnabled(bool(title))
+        self.jobProgressBar.setValue(0)
+        self.jobProgressBar.setFormat(f"{title.replace('Landslide Mapper: ', '')}: %p%" if title else "")
+
+    def set_progress(self, fraction: float, message: str) -> None:
+        """The running job's progress; a negative fraction means it is stopping."""
+        if fraction < 0:
+            self.cancelRunningButton.setEnabled(False)
+            self.jobProgressBar.setFormat(message or self.tr("Cancelling…"))
+            return
+        self.jobProgressBar.setValue(int(round(100 * fraction)))
+        self.jobProgressBar.setToolTip(message)
+
     def set_queue_text(self, text: str) -> None:
         self.queueLabel.setText(text)
         self.cancelQueuedButton.setEnabled("Waiting:" in text)
@@ -804,6 +860,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             text = "–" if value is None else (str(value) if key == "epoch" else f"{value:.4f}")
             self.epochTable.setItem(row, col, QTableWidgetItem(text))
         self.epochTable.scrollToBottom()
+        self.trainingCurve.add_round(event)
         f1 = event.get("val_f1")
         self._status(self.trainStatusLabel, self.tr("Round {}: loss {:.4f}, validation F1 {}").format(
             event.get("epoch"), event.get("loss") or float("nan"), "–" if f1 is None else f"{f1:.3f}"))
@@ -812,6 +869,25 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         """A new checkpoint was written: list it, and select it in both pickers when it is
         ``chosen`` (better than its base)."""
         self.refresh_models(select=path if chosen else None)
+
+
+class _Stack(QWidget):
+    """Widgets stacked in one table cell, each with an optional label before it; ``widgets``
+    holds them by key."""
+
+    def __init__(self, items: dict, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.widgets = {key: widget for key, (_label, widget) in items.items()}
+        form = QFormLayout(self)
+        form.setContentsMargins(2, 1, 2, 1)
+        form.setVerticalSpacing(1)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for label, widget in items.values():
+            widget.setMinimumWidth(60)
+            if label:
+                form.addRow(label, widget)
+            else:
+                form.addRow(widget)
 
 
 def _improved(entry: Optional[ModelEntry]) -> bool:
