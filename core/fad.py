@@ -1133,15 +1133,22 @@ def fad_chart_series(result: FADResult, label) -> dict:
     }
 
 
-def thin_fit_warnings(rows: list[dict]) -> list[str]:
-    """One sentence per year whose power-law fit rests on fewer than FEW_TAIL_AREAS polygons,
-    from statistics rows (``alpha``/``n_tail``, and ``new_alpha``/``new_n_tail``)."""
+def thin_fits(rows: list[dict]) -> list[tuple]:
+    """(year, "" or "new_", α, tail polygons) of every power-law fit in statistics rows
+    (``alpha``/``n_tail``, ``new_alpha``/``new_n_tail``) that rests on fewer than
+    FEW_TAIL_AREAS polygons."""
     out = []
-    for prefix, what in (("", "landslides"), ("new_", "new and enlarged landslides")):
+    for prefix in ("", "new_"):
         for row in rows:
             n_tail, alpha = row.get(f"{prefix}n_tail"), row.get(f"{prefix}alpha")
-            if alpha is None or n_tail is None or n_tail >= FEW_TAIL_AREAS:
-                continue
-            out.append(f"{row.get('year')}: the power law of the {what} (α = {alpha:.2f}) rests on only "
-                       f"{int(n_tail)} polygons above x_min (fewer than {FEW_TAIL_AREAS}); treat α as rough.")
+            if alpha is not None and n_tail is not None and n_tail < FEW_TAIL_AREAS:
+                out.append((row.get("year"), prefix, float(alpha), int(n_tail)))
     return out
+
+
+def thin_fit_warnings(rows: list[dict]) -> list[str]:
+    """One sentence per fit of :func:`thin_fits`."""
+    what = {"": "landslides", "new_": "new and enlarged landslides"}
+    return [f"{year}: the power law of the {what[prefix]} (α = {alpha:.2f}) rests on only {n} polygons "
+            f"above x_min (fewer than {FEW_TAIL_AREAS}); treat α as rough."
+            for year, prefix, alpha, n in thin_fits(rows)]

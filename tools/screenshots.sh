@@ -36,7 +36,7 @@ echo ">> demo scene (512 px, 2016-2019)" >&2
 echo ">> QGIS under Xvfb" >&2
 export LM_SCENE_DIR="$WORK/scene" LM_OUT="$OUT" LM_WORKER_PYTHON="$PY" LM_RUNS="$WORK/runs"
 export QT_QPA_PLATFORM=xcb
-timeout 900 xvfb-run -a -s "-screen 0 1600x1000x24" \
+timeout 1800 xvfb-run -a -s "-screen 0 1600x1000x24" \
   qgis --profiles-path "$WORK/profiles" --profile screens --nologo --noversioncheck \
        --code "$ROOT/tools/screenshots_in_qgis.py" >"$WORK/qgis.log" 2>&1 || true
 if [ ! -f "$OUT/done.json" ]; then

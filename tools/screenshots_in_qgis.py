@@ -122,7 +122,8 @@ def result_shots():
     p = plugin()
     iface.mainWindow().resizeDocks([p.chart_panel], [380], Qt.Vertical)
     later(1500, lambda: (shot(iface.mainWindow(), "map_with_results_and_charts"),
-                         shot(p.dock, "dock_map_tab_after_run")))
+                         p.dock.areaPicker.set_mode("polygons"), shot(p.dock, "dock_map_tab_after_run"),
+                         p.dock.areaPicker.set_mode("whole")))
     later(2000, float_panel)
 
 
@@ -141,14 +142,43 @@ def chart_shots(panel):
 
 
 def tab_shots():
+    """The Fine-tune tab, then a short real fine-tune on the mapped 2017 landslides: the dock's
+    progress and Cancel, and the loss/F1 curve growing round by round."""
     dock = plugin().dock
     dock.tabs.setCurrentWidget(dock.trainTab)
     scene = QgsProject.instance().mapLayersByName("scene_2017")[0]
     landslides = QgsProject.instance().mapLayersByName("landslides 2017")
     dock.add_training_row(scene, landslides[0] if landslides else None, None, region="Demo valley")
     dock.newNameEdit.setText("cascade_demo_valley")
+    dock.epochsSpin.setValue(4)
+    dock.patchSizeCombo.setCurrentText("64")
+    dock.trainBatchSpin.setValue(4)
     later(300, lambda: shot(dock, "dock_finetune_tab"))
-    later(600, lambda: (dock.tabs.setCurrentWidget(dock.analyseTab), dock.add_inventory_layers()))
+    later(600, lambda: (dock.runTrainButton.click(), later(1000, wait_for_training)))
+
+
+def wait_for_training():
+    dock, controller = plugin().dock, plugin().controller
+    if len(dock.trainingCurve.rounds) >= 2 and "finetune_running" not in state:
+        state["finetune_running"] = True
+        dock.trainTabScroll.ensureWidgetVisible(dock.trainingCurve)
+        shot(dock, "dock_finetune_running")
+    if len(controller.done) < 2:
+        if time.monotonic() - state["started"] > 1500:
+            raise TimeoutError("the fine-tune did not finish in time")
+        later(1000, wait_for_training)
+        return
+    task = controller.done[1]
+    if task.result is None:
+        raise RuntimeError(f"fine-tuning failed: {task.error_message}\n{task.details}")
+    dock.trainTabScroll.ensureWidgetVisible(dock.trainingCurve)
+    later(1500, lambda: (shot(dock, "dock_finetune_done"), shot(iface.mainWindow(), "finetune_done_message"),
+                         other_tabs()))
+
+
+def other_tabs():
+    dock = plugin().dock
+    later(300, lambda: (dock.tabs.setCurrentWidget(dock.analyseTab), dock.add_inventory_layers()))
     later(900, lambda: shot(dock, "dock_analyse_tab"))
     later(1200, lambda: (dock.tabs.setCurrentWidget(dock.workerTab), dock.check_worker()))
     later(6000, lambda: (shot(dock, "dock_worker_tab"), processing_shots()))

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from ..core.charts import draw_chart, figure_size, load_chart
 from ..core.errors import InputError
-from ..core.fad import FEW_TAIL_AREAS, thin_fit_warnings
+from ..core.fad import FEW_TAIL_AREAS, thin_fit_warnings, thin_fits
 
 WARNING_COLOUR = "#b9770e"
 
@@ -208,7 +208,8 @@ class ChartPanel(QgsDockWidget):
         self.fits_combo.setCurrentIndex(index)
 
     def warning_text(self) -> str:
-        return self.fit_warning.text()
+        """The fits on few polygons: the line shown and, after it, each fit's sentence."""
+        return f"{self.fit_warning.text()}\n{self.fit_warning.toolTip()}"
 
     # ------------------------------------------------------------------ public API
 
@@ -412,9 +413,13 @@ class ChartPanel(QgsDockWidget):
         if columns:
             self.table.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.table.resizeColumnsToContents()
-        warnings = thin_fit_warnings(rows)
-        self.fit_warning.setText("".join(f'<div style="color:{WARNING_COLOUR}">⚠ {w}</div>' for w in warnings))
-        self.fit_warning.setVisible(bool(warnings))
+        # one line, so that the chart keeps its height; each fit's sentence in the tooltip
+        thin = thin_fits(rows)
+        short = ", ".join(f"{year}{' new' if prefix else ''} ({n})" for year, prefix, _a, n in thin)
+        self.fit_warning.setText(f'<span style="color:{WARNING_COLOUR}">⚠ Power laws on fewer than '
+                                 f'{FEW_TAIL_AREAS} polygons, α rough: {short}</span>' if thin else "")
+        self.fit_warning.setToolTip("\n".join(thin_fit_warnings(rows)))
+        self.fit_warning.setVisible(bool(thin))
         return [problem] if problem else []
 
     def _export_dialog(self, suffix: str) -> None:

@@ -93,7 +93,8 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         header = self.trainingTable.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
-        header.resizeSection(1, 120)
+        title = self.trainingTable.horizontalHeaderItem(1).text()
+        header.resizeSection(1, max(120, header.fontMetrics().horizontalAdvance(title) + 16))   # its title in full
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.addYearButton.clicked.connect(lambda: self.add_year_row())
         self.addAllRastersButton.clicked.connect(self.add_image_layers)
