@@ -428,7 +428,10 @@ def _shown_fits(series: list, fits: Any) -> list[list[dict]]:
     return [[f for f in (s.get("fits") or []) if f["name"] in wanted] for s in series]
 
 
-def _series_header(s: dict, with_alpha: bool) -> str:
+def _series_header(s: dict, with_alpha: bool, brief: bool = False) -> str:
+    thin = _is_finite(s.get("n_tail")) and _is_finite(s.get("alpha")) and s["n_tail"] < FEW_TAIL_AREAS
+    if brief:
+        return f"{s['label']}{' ⚠' if thin else ''}"
     extras = []
     if _is_finite(s.get("n")):
         extras.append(f"n = {int(s['n']):,}")
@@ -436,18 +439,21 @@ def _series_header(s: dict, with_alpha: bool) -> str:
         extras.append(f"α = {s['alpha']:.2f}")
     if _is_finite(s.get("mls")):
         extras.append(f"mLS = {s['mls']:.1f}")
-    if _is_finite(s.get("n_tail")) and _is_finite(s.get("alpha")) and s["n_tail"] < FEW_TAIL_AREAS:
+    if thin:
         extras.append(f"⚠ power law on {int(s['n_tail'])} polygons")
     label = str(s["label"])
     return f"{label} ({', '.join(extras)})" if extras else label
 
 
-def draw_fad(fig: Figure, data: dict, fits: Any = None, legend: str | None = None) -> None:
+def draw_fad(fig: Figure, data: dict, fits: Any = None, legend: str | None = None,
+             brief_legend: bool = False) -> None:
     """Draw the frequency-area distribution of each year onto ``fig`` (cleared first).
 
     ``fits`` chooses the fitted curves: ``None`` shows all fits for up to three years and one
     fit per year (the power law) beyond, ``"all"`` shows every fit, a name or a list of names
-    (``"power_law"``, ``"dps"``, ``"inverse_gamma"``) shows those. ``legend``: see _legend.
+    (``"power_law"``, ``"dps"``, ``"inverse_gamma"``) shows those. ``legend``: see _legend;
+    ``brief_legend`` names the years and fits without their parameters (for a small panel
+    whose table lists them).
     A year whose power law rests on fewer than FEW_TAIL_AREAS polygons says so in the legend.
     """
     data = validate_chart(data, kind="fad")
@@ -493,8 +499,8 @@ def draw_fad(fig: Figure, data: dict, fits: Any = None, legend: str | None = Non
             if fok.any():
                 ax.plot(fx[fok], fy[fok], color=colour, linestyle=style, linewidth=width, zorder=2)
             fit_entries.append((Line2D([], [], color=colour, linestyle=style, linewidth=width),
-                                _fit_label(fit)))
-        header = _series_header(s, with_alpha=not shown)
+                                FIT_NAMES.get(fit["name"], fit["name"]) if brief_legend else _fit_label(fit)))
+        header = _series_header(s, with_alpha=not shown, brief=brief_legend)
         if not ok.any():
             header += " — no positive values to plot"
         if len(fit_entries) == 1:  # one line per year: marker and fit line in one entry

@@ -229,10 +229,11 @@ def test_below_the_map_the_table_sits_beside_the_chart(qgis_app, qgis_parent):
 
 
 def _extents(panel):
+    """The legend's, the (first) axes' and the figure's boxes as drawn."""
     panel.canvas.draw()
     renderer = panel.figure.canvas.get_renderer()
-    ax = panel.figure.axes[0]
-    return ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer), panel.figure.bbox
+    legend = next(ax.get_legend() for ax in panel.figure.axes if ax.get_legend() is not None)
+    return legend.get_window_extent(renderer), panel.figure.axes[0].get_window_extent(renderer), panel.figure.bbox
 
 
 @pytest.mark.parametrize("area", ["bottom", "right"])
@@ -249,12 +250,19 @@ def test_docked_anywhere_the_legend_stays_off_the_data_and_the_fit_columns_in_vi
         qgis_parent.show()
         panel.show_run(run_dir)
         QApplication.processEvents()
+        assert panel.legend_place() == ("beside" if area == "bottom" else "below")
+        for chart in ("fad", "trend", "fad_new"):
+            panel.set_chart(chart)
+            legend, axes, figure = _extents(panel)
+            if panel.legend_note.isVisibleTo(panel):          # fits nowhere: hidden, and said so
+                assert not any(ax.get_legend().get_visible() for ax in panel.figure.axes if ax.get_legend())
+                continue
+            assert legend.x0 >= axes.x1 - 1 or legend.y1 <= axes.y0 + 1             # beside or under the data
+            assert figure.x0 - 1 <= legend.x0 and legend.x1 <= figure.x1 + 1 and legend.y0 >= figure.y0 - 1
+        panel.set_chart("fad")
         legend, axes, figure = _extents(panel)
-        if area == "bottom":
-            assert panel.legend_place() == "beside" and legend.x0 >= axes.x1         # right of the data
-        else:
-            assert panel.legend_place() == "below" and legend.y1 <= axes.y0          # under the data
-        assert figure.x0 - 1 <= legend.x0 and legend.x1 <= figure.x1 + 1 and legend.y0 >= figure.y0 - 1
+        if area == "bottom":                                  # a wide panel: the legend beside the data
+            assert legend.x0 >= axes.x1 - 1 and not panel.legend_note.isVisibleTo(panel)
         header, headers = panel.table.horizontalHeader(), panel.table_headers()
         for name in ("α", "α SE"):                 # the fit's columns are in view without scrolling
             c = headers.index(name)
@@ -270,13 +278,13 @@ def test_every_fit_can_be_shown(panel, run_dir):
     assert panel.fits_combo.isVisibleTo(panel)
     panel.set_fits("power_law")
     texts = " ".join(_legend_texts(panel))
-    assert "power law" in texts and "inverse gamma" not in texts and "DPS" not in texts
+    assert "power law" in texts and "inverse gamma" not in texts and "double Pareto" not in texts
     panel.set_fits("inverse_gamma")
     texts = " ".join(_legend_texts(panel))
-    assert "inverse gamma" in texts and "power law" not in texts.replace("⚠ power law on", "")
+    assert "inverse gamma" in texts and "power law" not in texts
     panel.set_fits("all")
     texts = " ".join(_legend_texts(panel))
-    assert all(name in texts for name in ("power law", "inverse gamma", "DPS"))
+    assert all(name in texts for name in ("power law", "inverse gamma", "double Pareto"))
     with pytest.raises(ValueError, match="No fit choice"):
         panel.set_fits("lognormal")
     panel.set_chart("trend")
@@ -302,7 +310,9 @@ def test_a_fit_on_few_polygons_is_flagged(panel, run_dir):
         assert "only" in panel.table.item(row, alpha).toolTip()
     panel.set_chart("fad")
     legend = " ".join(_legend_texts(panel))
-    assert all(f"⚠ power law on {stats[y]['n_tail']} polygons" in legend for y in thin)
+    assert all(f"{y} ⚠" in legend for y in thin) and not any(f"{y} ⚠" in legend for y in thick)
+    page = panel.export(Path(run_dir).parent / "fad_shown.svg").read_text()    # the full legend in a file
+    assert all(f"⚠ power law on {stats[y]['n_tail']} polygons" in page for y in thin)
 
 
 def test_the_report_flags_a_fit_on_few_polygons_too(run_dir, tmp_path):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QLabel,
                                  QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSplitter,
                                  QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -29,6 +30,7 @@ from matplotlib.figure import Figure
 from ..core.charts import draw_chart, figure_size, load_chart
 from ..core.errors import InputError
 from ..core.fad import FEW_TAIL_AREAS, thin_fit_warnings, thin_fits
+from ..core.palette import year_colour
 
 WARNING_COLOUR = "#b9770e"
 
@@ -143,6 +145,11 @@ class ChartPanel(QgsDockWidget):
         self.fit_warning.setObjectName("fitWarning")
         self.fit_warning.setWordWrap(True)
         self.fit_warning.hide()
+        self.legend_note = QLabel("The legend does not fit this panel: enlarge it or export the chart. "
+                                  "The years' colours are in the list on the left.")
+        self.legend_note.setObjectName("legendNote")
+        self.legend_note.setWordWrap(True)
+        self.legend_note.hide()
         self.year_list = QListWidget()
         self.year_list.setToolTip("Untick a year to leave it out of the chart")
         self.year_list.setFixedWidth(90)
@@ -156,6 +163,7 @@ class ChartPanel(QgsDockWidget):
         self.toolbar = NavigationToolbar2QT(self.canvas, None)
         plot = QVBoxLayout()
         plot.addWidget(self.toolbar)
+        plot.addWidget(self.legend_note)
         plot.addWidget(self.canvas, 1)
         chart_area = QWidget()
         row = QHBoxLayout(chart_area)
@@ -299,7 +307,9 @@ class ChartPanel(QgsDockWidget):
             raise ValueError("No chart is shown, so there is nothing to export.")
         fig = Figure(figsize=figure_size(self._shown))
         FigureCanvasAgg(fig)
-        draw_chart(fig, self._shown, **self._options(self._shown))
+        # the run's own chart layout and full legend, with the years and fits shown here
+        draw_chart(fig, self._shown, **({"fits": self.fits_combo.currentData()}
+                                        if self._shown.get("kind") == "fad" else {}))
         with matplotlib.rc_context({"svg.fonttype": "none"}):
             fig.savefig(path, format=fmt, dpi=EXPORT_DPI, bbox_inches="tight",
                         metadata={"Date": None} if fmt == "svg" else None)
@@ -321,6 +331,9 @@ class ChartPanel(QgsDockWidget):
         self.year_list.clear()
         for year in chart_years(entry[1]) if entry else []:
             item = QListWidgetItem(str(year))
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(year_colour(year)))          # the year's colour on the map and the chart
+            item.setIcon(QIcon(swatch))
             item.setData(Qt.ItemDataRole.UserRole, year)
             item.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled)
             item.setCheckState(Qt.CheckState.Unchecked if year in self._hidden else Qt.CheckState.Checked)
@@ -344,7 +357,7 @@ class ChartPanel(QgsDockWidget):
         if entry is not None:
             data = filter_years(entry[1], self._hidden)
             try:
-                draw_chart(self.figure, data, **self._options(data))
+                self._draw_with_legend(data)
                 self._shown = data
             except Exception as exc:  # noqa: BLE001 — a Qt slot: never raise into QGIS
                 self._blank()
@@ -355,12 +368,42 @@ class ChartPanel(QgsDockWidget):
         self.toolbar.update()  # a new drawing: forget the old zoom/pan history
         self.canvas.draw_idle()
 
-    def _options(self, data: dict) -> dict:
+    def _draw_with_legend(self, data: dict) -> None:
+        """Draw with the legend where the panel's shape wants it; where it does not fit
+        (a long legend in a small panel), in the other place outside the axes; where neither
+        fits, without it, saying so (the year list carries the years' colours)."""
+        other = "below" if self._legend_place == "beside" else "beside"
+        for place in (self._legend_place, other):
+            draw_chart(self.figure, data, **self._options(data, place))
+            if self._legend_fits():
+                self.legend_note.hide()
+                return
+        for ax in self.figure.axes:
+            if ax.get_legend() is not None:
+                ax.get_legend().set_visible(False)
+        self.legend_note.show()
+
+    def _legend_fits(self) -> bool:
+        """The legend lies inside the figure and leaves the axes a usable size."""
+        legends = [ax.get_legend() for ax in self.figure.axes if ax.get_legend() is not None]
+        if not legends:
+            return True
+        with warnings.catch_warnings():     # a legend too wide for tight layout: judged below
+            warnings.simplefilter("ignore", UserWarning)
+            self.canvas.draw()               # lays the figure out
+        renderer = self.canvas.get_renderer()
+        fig = self.figure.bbox
+        box = legends[0].get_window_extent(renderer)
+        axes = self.figure.axes[0].get_window_extent(renderer)
+        inside = box.x0 >= fig.x0 - 1 and box.x1 <= fig.x1 + 1 and box.y0 >= fig.y0 - 1 and box.y1 <= fig.y1 + 1
+        return inside and axes.width >= 0.35 * fig.width and axes.height >= 0.35 * fig.height
+
+    def _options(self, data: dict, place: str | None = None) -> dict:
         """draw_chart's options for what the panel shows: the legend outside the data, and
         on the FAD chart the chosen fits."""
-        options = {"legend": self._legend_place}
-        if data.get("kind") == "fad":
-            options["fits"] = self.fits_combo.currentData()
+        options = {"legend": place or self._legend_place}
+        if data.get("kind") == "fad":         # the fits' parameters are in the table beside
+            options.update(fits=self.fits_combo.currentData(), brief_legend=True)
         return options
 
     def _blank(self) -> None:
