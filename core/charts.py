@@ -539,7 +539,7 @@ def draw_fad(fig: Figure, data: dict, fits: Any = None, legend: str | None = Non
             _no_data_note(ax, "No landslides to plot\n(no positive, finite densities).")
     if any_xmin:
         handles.append(Line2D([], [], color="#555555", linestyle=_XMIN_STYLE, linewidth=1.0))
-        labels.append("x_min of the power-law tail")
+        labels.append("x_min" if brief_legend else "x_min of the power-law tail")
 
     ax.set_xlabel(AREA_AXIS_LABEL, fontsize=_LABEL_SIZE)
     ax.set_ylabel(DENSITY_AXIS_LABEL, fontsize=_LABEL_SIZE)

@@ -120,7 +120,7 @@ def wait_for_run():
 
 def result_shots():
     p = plugin()
-    iface.mainWindow().resizeDocks([p.chart_panel], [380], Qt.Vertical)
+    iface.mainWindow().resizeDocks([p.chart_panel], [440], Qt.Vertical)
     later(1500, lambda: (shot(iface.mainWindow(), "map_with_results_and_charts"),
                          p.dock.areaPicker.set_mode("polygons"), shot(p.dock, "dock_map_tab_after_run"),
                          p.dock.areaPicker.set_mode("whole")))

@@ -199,7 +199,7 @@ class ChartPanel(QgsDockWidget):
         wide = area in (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea)
         self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
         total = self.splitter.width() if wide else self.splitter.height()
-        self.splitter.setSizes([int(total * (0.6 if wide else 0.7)), int(total * (0.4 if wide else 0.3))])
+        self.splitter.setSizes([int(total * 0.7), int(total * 0.3)])
         place = "beside" if wide else "below"
         if place != self._legend_place:
             self._legend_place = place
@@ -375,6 +375,8 @@ class ChartPanel(QgsDockWidget):
         other = "below" if self._legend_place == "beside" else "beside"
         for place in (self._legend_place, other):
             draw_chart(self.figure, data, **self._options(data, place))
+            for ax in self.figure.axes:          # the chart picker above names it: room for the data
+                ax.set_title("")
             if self._legend_fits():
                 self.legend_note.hide()
                 return
@@ -396,7 +398,9 @@ class ChartPanel(QgsDockWidget):
         box = legends[0].get_window_extent(renderer)
         axes = self.figure.axes[0].get_window_extent(renderer)
         inside = box.x0 >= fig.x0 - 1 and box.x1 <= fig.x1 + 1 and box.y0 >= fig.y0 - 1 and box.y1 <= fig.y1 + 1
-        return inside and axes.width >= 0.35 * fig.width and axes.height >= 0.35 * fig.height
+        beside = box.x0 >= axes.x1 - 1
+        # the legend may take up to 60 % of the side it sits on
+        return inside and (axes.width >= 0.4 * fig.width if beside else axes.height >= 0.4 * fig.height)
 
     def _options(self, data: dict, place: str | None = None) -> dict:
         """draw_chart's options for what the panel shows: the legend outside the data, and
