@@ -269,6 +269,7 @@ def test_docked_anywhere_the_legend_stays_off_the_data_and_the_fit_columns_in_vi
             assert header.sectionViewportPosition(c) + header.sectionSize(c) <= panel.table.viewport().width()
     finally:
         qgis_parent.removeDockWidget(panel)
+        qgis_parent.hide()                  # as the other tests expect the shared main window
         panel.deleteLater()
 
 
