@@ -172,8 +172,8 @@ def run_analyse(job: AnalyseJob, reporter: Reporter | None = None) -> AnalysisRe
     series = read_series(list(job.years), reporter.log)
     _filter_small(series, job.min_area_m2, reporter.log)
     mapped, source = _extent_km2(job, series, reporter.log)
-    with RunFolder(job.output_dir, job.run_name or time.strftime("analysis_%Y%m%d_%H%M%S")) as run:
-        run.path("job.json").write_text(job_to_json(job) + "\n")
+    with RunFolder(job.output_dir, job.run_name or time.strftime("analysis_%Y%m%d_%H%M%S"), reporter.log) as run:
+        run.path("job.json").write_text(job_to_json(job, absolute=True) + "\n")
         result = analyse_series(series, run, reporter.sub(0.0, 0.99), mapped, source,
                                 bootstrap=job.bootstrap, true_exponent=job.true_exponent)
         result.crs = _crs_name(series)
@@ -198,8 +198,8 @@ def run_subtract(job: SubtractJob, reporter: Reporter | None = None) -> Analysis
     settings = SubtractionSettings.for_pixel_size(job.pixel_size_m, job.sliver_px, job.min_remnant_px)
     reporter.log(f"Sliver buffer {settings.sliver_buffer_m:g} m, minimum remnant "
                  f"{settings.min_remnant_m2:g} m².")
-    with RunFolder(job.output_dir, job.run_name or time.strftime("subtraction_%Y%m%d_%H%M%S")) as run:
-        run.path("job.json").write_text(job_to_json(job) + "\n")
+    with RunFolder(job.output_dir, job.run_name or time.strftime("subtraction_%Y%m%d_%H%M%S"), reporter.log) as run:
+        run.path("job.json").write_text(job_to_json(job, absolute=True) + "\n")
         changes = subtract_series(series, settings, reporter.sub(0.0, 0.5))
         crs = series[0].crs
         write_geopackage(run.path(CHANGES_GPKG), change_layers(changes, crs.to_wkt() if crs else None))
@@ -259,8 +259,8 @@ def run_assess(job, reporter: Reporter | None = None) -> AssessResult:
         reporter.log(f"{y}: only a {'predicted' if y in predicted else 'reference'} inventory; "
                      "not assessed.")
     assessments, layers = [], {}
-    with RunFolder(job.output_dir, job.run_name or time.strftime("assessment_%Y%m%d_%H%M%S")) as run:
-        run.path("job.json").write_text(job_to_json(job) + "\n")
+    with RunFolder(job.output_dir, job.run_name or time.strftime("assessment_%Y%m%d_%H%M%S"), reporter.log) as run:
+        run.path("job.json").write_text(job_to_json(job, absolute=True) + "\n")
         for i, y in enumerate(years):
             part = reporter.sub(i / len(years), (i + 1) / len(years) * 0.95)
             a = assess_year(predicted[y].geometries, reference[y].geometries, y, grids.get(y),

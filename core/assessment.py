@@ -527,6 +527,14 @@ def assess_year(predicted, reference, year: int, grid_raster: str | os.PathLike 
     raster_grid = None
     if grid_raster is not None:
         raster_grid = _open_grid(grid_raster, the_crs, year)
+        present = _present(np.concatenate([np.asarray(pred_geoms, dtype=object), np.asarray(ref_geoms, dtype=object)]))
+        if len(present):
+            gx0, gy0, gx1, gy1 = raster_grid.bounds
+            px0, py0, px1, py1 = shapely.total_bounds(present)
+            if not (gx0 < px1 and px0 < gx1 and gy0 < py1 and py0 < gy1):
+                raise InputError(f"Accuracy assessment {year}: the grid raster {grid_raster} does not overlap the "
+                                 "year's inventories, so no pixel could be scored; give the image these "
+                                 "inventories were mapped on (or no grid raster).")
     elif not _positive(pixel_size):
         raise InputError(f"Accuracy assessment {year}: the pixel size must be a positive number "
                          f"of metres, not {pixel_size!r}.")

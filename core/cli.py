@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .bundled import AUTO, BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
+from . import faults
 from .events import JsonlEmitter, watch_control
 from .jobs import (DEFAULT_LOSS, RESAMPLE_CHOICES, InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json,
                    split_layer)
@@ -65,8 +66,11 @@ def _install_cancel_handlers(reporter: Reporter) -> None:
         signal.signal(sig, handler)
 
 
-def _execute(job_fn, jsonl: bool, quiet: bool = False):
-    """Run ``job_fn(reporter)`` with the chosen output; returns (exit code, result)."""
+def _execute(job_fn, jsonl: bool, quiet: bool = False, output=None):
+    """Run ``job_fn(reporter)`` with the chosen output; returns (exit code, result).
+
+    ``output``: the output folder (or a callable giving it once known), where a crash
+    report is written and whose disk is checked when writing fails."""
     out = JsonlEmitter() if jsonl else HumanOutput(quiet)
     reporter = Reporter(out.progress, out.log, on_event=out.emit if jsonl else None)
     _install_cancel_handlers(reporter)
@@ -81,11 +85,21 @@ def _execute(job_fn, jsonl: bool, quiet: bool = False):
             out.close()
             print(f"error: {exc}", file=sys.stderr)
         return (EXIT_CANCELLED if isinstance(exc, Cancelled) else EXIT_USER_ERROR), None
-    except Exception as exc:  # a bug: still report it in the protocol, then re-raise
+    except Exception as exc:  # noqa: BLE001 — a known cause (a full disk), else a bug: never a traceback
+        folder = output() if callable(output) else output
+        known = faults.explain(exc, folder)
+        if known is not None:
+            message, code, report = str(known), EXIT_USER_ERROR, None
+        else:
+            report = faults.write_crash_report(exc, [folder and Path(folder).absolute().parent, folder])
+            message, code = faults.crash_message(exc, report), EXIT_FAILED
         if jsonl:
-            out.error(exc)
-            return EXIT_FAILED, None
-        raise
+            out.emit("error", type=type(exc).__name__, message=message, cancelled=False,
+                     user_error=known is not None, crash_report=str(report) if report else None)
+        else:
+            out.close()
+            print(f"error: {message}", file=sys.stderr)
+        return code, None
     if jsonl:
         out.emit("result", result=result.to_dict() if hasattr(result, "to_dict") else result)
     else:
@@ -151,10 +165,11 @@ def cmd_infer(args) -> int:
             tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
             threshold=args.threshold, min_area_m2=args.min_area, device=args.device, tta=args.tta,
             uncertainty=args.uncertainty, review_areas=args.review_areas, resample=args.resample,
-            area=args.area, bounds=args.bounds, bounds_crs=args.bounds_crs)
+            area=args.area, bounds=args.bounds, bounds_crs=args.bounds_crs,
+            max_pixels=None if args.yes else args.max_pixels)
         return run_inference(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}")
         print(f"Polygons:   {result.geopackage}")
@@ -224,7 +239,7 @@ def cmd_train(args) -> int:
 
     base = getattr(args, "checkpoint", None)
     code, result = _execute(lambda reporter: run_training(_train_job(args, base), reporter),
-                            args.jsonl, args.quiet)
+                            args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"{'round':>5} {'loss':>8} {'val loss':>9} {'precision':>10} {'recall':>7} {'F1':>6} {'IoU':>6}")
         for h in result.history:
@@ -245,6 +260,8 @@ def cmd_train(args) -> int:
 def cmd_run_job(args) -> int:
     from .runner import run_job
 
+    spec = {}
+
     def job_fn(reporter):
         try:
             if args.control:            # the job on one line, then stdin carries control lines
@@ -254,11 +271,12 @@ def cmd_run_job(args) -> int:
         except OSError as exc:
             raise InputError(f"Cannot read the job specification {args.spec}: {exc.strerror or exc}.") from None
         job = job_from_json(text)
+        spec["output"] = getattr(job, "output_dir", None)
         if args.control:
             watch_control(sys.stdin, reporter.cancel)
         return run_job(job, reporter)
 
-    return _execute(job_fn, jsonl=True)[0]
+    return _execute(job_fn, jsonl=True, output=lambda: spec.get("output"))[0]
 
 
 # -- scene / demo ---------------------------------------------------------------------
@@ -278,7 +296,7 @@ def cmd_scene(args) -> int:
     def job_fn(reporter):
         return load_or_generate(args.output, _scene_spec(args), progress=reporter.progress)
 
-    code, manifest = _execute(job_fn, args.jsonl, args.quiet)
+    code, manifest = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if manifest is not None and not args.jsonl:
         for year, path in sorted(manifest.rasters.items()):
             print(f"{year}: {path}")
@@ -312,7 +330,7 @@ def cmd_demo(args) -> int:
         return result
 
     t0 = time.time()
-    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None:
         (Path(result.run_dir) / "accuracy.json").write_text(json.dumps(
             {str(y): s.to_dict() for y, s in scores.items()}, indent=2) + "\n")
@@ -371,7 +389,7 @@ def cmd_build_pretrained(args) -> int:
         return [str(compact_checkpoint(cascade, args.output, REAL_NAME, CASCADE_DESCRIPTION)),
                 str(compact_checkpoint(rgb, args.output, RGB_NAME))]
 
-    code, result = _execute(job, args.jsonl, args.quiet)
+    code, result = _execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Bundled checkpoints: {', '.join(result)}")
     return code
@@ -386,7 +404,7 @@ def cmd_compact_checkpoint(args) -> int:
         reporter.progress(1.0, "Done")
         return str(folder)
 
-    code, result = _execute(job, args.jsonl, args.quiet)
+    code, result = _execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Compact checkpoint: {result}")
     return code
@@ -427,7 +445,7 @@ def cmd_subtract(args) -> int:
                           min_remnant_px=args.min_remnant_px)
         return run_subtract(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}")
         print(f"New and enlarged polygons: {result.geopackage}")
@@ -445,7 +463,7 @@ def cmd_fad(args) -> int:
                          extent=args.extent, bootstrap=args.bootstrap)
         return run_analyse(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}  (statistics.csv, statistics.json, charts/)")
         _print_statistics(result)
@@ -468,16 +486,20 @@ def cmd_assess(args) -> int:
                         pixel_size_m=args.pixel_size)
         return run_assess(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet)
+    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}  (accuracy.json, accuracy.csv, assessment.gpkg, charts/)")
         print(f"{'year':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'MCC':>6} {'IoU':>6} "
               f"{'ref n':>6} {'pred n':>6} {'ref km²':>8} {'pred km²':>8}")
+        def num(value, width: int, digits: int = 3, scale: float = 1.0) -> str:
+            """A score, or a dash where there is none (e.g. no pixel to count)."""
+            return f"{value / scale:>{width}.{digits}f}" if isinstance(value, (int, float)) else f"{'–':>{width}}"
+
         for row in result.rows:
-            print(f"{row['year']:>6} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "
-                  f"{row['mcc']:>6.3f} {row['iou']:>6.3f} {row['reference_count']:>6} "
-                  f"{row['predicted_count']:>6} {row['reference_area_m2'] / 1e6:>8.3f} "
-                  f"{row['predicted_area_m2'] / 1e6:>8.3f}")
+            print(f"{row['year']:>6} {num(row['precision'], 9)} {num(row['recall'], 7)} {num(row['f1'], 6)} "
+                  f"{num(row['mcc'], 6)} {num(row['iou'], 6)} {row['reference_count']:>6} "
+                  f"{row['predicted_count']:>6} {num(row['reference_area_m2'], 8, scale=1e6)} "
+                  f"{num(row['predicted_area_m2'], 8, scale=1e6)}")
     return code
 
 
@@ -511,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bounds", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
                    help="map only inside this rectangle (with --area: where both overlap)")
     p.add_argument("--bounds-crs", metavar="CRS", help="CRS of --bounds, e.g. EPSG:4326 (default: the first year's)")
+    p.add_argument("--max-pixels", type=int, default=InferenceJob.max_pixels, metavar="N",
+                   help=f"refuse a job of more pixels, all years together (default {InferenceJob.max_pixels:,})")
+    p.add_argument("--yes", action="store_true", help="map however large the job is (no --max-pixels limit)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--batch", type=int, default=8, help="tiles per inference batch (default 8)")

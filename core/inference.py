@@ -10,6 +10,7 @@ import math
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +93,14 @@ class _Strip:
         self.prob = np.full((row1 - row0, width), PROB_NODATA, np.float32)
         self.unc = np.full((row1 - row0, width), UNC_NODATA, np.uint8) if uncertainty else None
         self.remaining = n_tiles
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def predict_tta(model: OnnxModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +225,7 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     pending: list[tuple[_Strip, Tile, _Chunk]] = []
     strips: list[_Strip] = []
     done_tiles = valid_pixels = 0
+    started, estimated = time.monotonic(), False
 
     unc_ds = None
     with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds:
@@ -229,7 +239,7 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
             unc_writer = _BlockRowWriter(unc_ds, width, None, np.uint8)
 
         def flush() -> None:
-            nonlocal done_tiles, valid_pixels
+            nonlocal done_tiles, valid_pixels, estimated
             if not pending:
                 return
             if tta:
@@ -250,6 +260,11 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                 strip.remaining -= 1
             done_tiles += len(pending)
             pending.clear()
+            if not estimated and done_tiles >= 2 * batch_size and len(grid) >= 4 * done_tiles:
+                estimated = True         # from the first batches' pace: what the user is in for
+                left = (time.monotonic() - started) / done_tiles * (len(grid) - done_tiles)
+                reporter.log(f"{done_tiles} of {len(grid):,} tiles in {time.monotonic() - started:.1f} s: about "
+                             f"{_duration(left)} left for this image.")
             while strips and strips[0].remaining == 0:
                 done = strips.pop(0)
                 writer.add(done.prob)

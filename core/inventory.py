@@ -137,7 +137,7 @@ def metric_crs(crs: CRS, geoms: np.ndarray, name: str, log: Log = _quiet) -> CRS
         raise InputError(f"{name} is {crs_rules.describe(crs)}, {problem}, and has no polygons to "
                          "choose a UTM zone from.")
     bounds = shapely.total_bounds(geoms)
-    utm = crs_rules.utm_for_bounds(crs, bounds)
+    utm = crs_rules.utm_for_bounds(crs, bounds, name)
     log(f"{name} is {crs_rules.describe(crs)}, {problem}: areas are computed after reprojecting "
         f"to {crs_rules.describe(utm)}.")
     return utm

@@ -7,13 +7,51 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from .errors import InputError
 
 
 RESAMPLE_CHOICES = ("auto", "off")
+# A mapping job of more pixels (all years together) than this is refused unless confirmed
+# (the CLI's --yes, the dock's question): about 30 PlanetScope scenes, hours on a CPU.
+LARGE_JOB_PIXELS = 10**9
+
+
+def pixels_text(pixels: float) -> str:
+    """A pixel count for people: 8,192 pixels, 1,250 million pixels."""
+    return f"{pixels / 1e6:,.0f} million pixels" if pixels >= 1e7 else f"{pixels:,.0f} pixels"
+# Upper bounds, far beyond any real use, that keep a typo from asking for terabytes
+MAX_PIXELS = 65536                     # tile sizes, overlaps, batch sizes, patch sizes
+MAX_AREA_M2 = 1e10                     # 10,000 km²: larger than any landslide
+
+
+def _at_most(obj, limits: dict) -> None:
+    for name, limit in limits.items():
+        value = getattr(obj, name)
+        if value is not None and value > limit:
+            raise InputError(f"{type(obj).__name__}.{name} is {value:g}, more than the {limit:g} any real use "
+                             "needs; check the value.")
+
+
+_NOT_IN_NAMES = set('/\\:*?"<>|')
+
+
+def check_run_name(name) -> None:
+    """A run (or checkpoint) name is one folder name, the same on every platform."""
+    if name is None:
+        return
+    what = f"The run name {name!r}"
+    if not name.strip() or name.strip() in (".", ".."):
+        raise InputError(f"{what} is empty; give a name, or none to use the date and time.")
+    bad = sorted(_NOT_IN_NAMES & set(name)) + (["a control character"] if any(ord(c) < 32 for c in name) else [])
+    if bad:
+        raise InputError(f"{what} contains {', '.join(bad)}: a run name is one folder name inside the output "
+                         "folder, not a path (choose the folder with the output option).")
+    if len(name) > 120:
+        raise InputError(f"{what[:40]}…' is {len(name)} characters long; use at most 120.")
 
 
 def check_bounds(bounds, name: str = "The extent") -> None:
@@ -62,10 +100,13 @@ class InferenceJob:
     area: str | None = None                  # PATH[|LAYER] of polygons: map only inside them
     bounds: list[float] | None = None        # [xmin, ymin, xmax, ymax]: map only inside (e.g. the map view)
     bounds_crs: str | None = None            # CRS of bounds (EPSG:… or WKT); None: the first year's
+    max_pixels: int | None = LARGE_JOB_PIXELS  # refuse larger jobs (all years); None: no limit (confirmed)
 
     def validate(self) -> None:
         _check_types(self, {"area": (str, type(None)), "bounds": (list, tuple, type(None)),
-                            "bounds_crs": (str, type(None))})
+                            "bounds_crs": (str, type(None)), "max_pixels": (int, type(None))})
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise InputError(f"max_pixels must be at least 1 (or null for no limit), got {self.max_pixels}.")
         check_bounds(self.bounds)
         _check_types(self, {"analyse": bool, "reference_exponent": (int, float, type(None)), "tta": bool,
                             "uncertainty": bool, "review_areas": int, "resample": str})
@@ -76,6 +117,7 @@ class InferenceJob:
         _check_types(self, {"overlap": int, "batch_size": int, "min_area_m2": (int, float), "device": str,
                             "model": str, "output_dir": str, "tile_size": (int, type(None)),
                             "threshold": (int, float, type(None)), "run_name": (str, type(None))})
+        check_run_name(self.run_name)
         for y in self.years:
             _check_types(y, {"year": int, "path": str, "bands": str,
                              "reflectance_scale": (int, float, type(None)), "nodata": (int, float, type(None))})
@@ -98,6 +140,12 @@ class InferenceJob:
             raise InputError(f"Minimum area must not be negative, got {self.min_area_m2}.")
         if self.device.lower() not in ("auto", "cpu", "gpu", "cuda"):
             raise InputError(f"Device must be auto, cpu or gpu, not {self.device!r}.")
+        _at_most(self, {"tile_size": MAX_PIXELS, "overlap": MAX_PIXELS, "batch_size": MAX_PIXELS,
+                        "min_area_m2": MAX_AREA_M2, "review_areas": 10000})
+        for y in self.years:
+            if y.reflectance_scale is not None and not y.reflectance_scale > 0:
+                raise InputError(f"Year {y.year}: the reflectance scale must be positive (the value of reflectance "
+                                 f"1.0, e.g. 10000), got {y.reflectance_scale}; leave it out to use the file's type.")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -106,10 +154,7 @@ class InferenceJob:
     def from_dict(cls, data: dict[str, Any]) -> "InferenceJob":
         data = {k: v for k, v in data.items() if k != "kind"}
         _check_keys(cls, data)
-        years = []
-        for y in data.pop("years", []):
-            _check_keys(YearInput, y)
-            years.append(YearInput(**y))
+        years = [YearInput(**y) for y in _items(data, "years", YearInput, cls.__name__)]
         return cls(years=years, **data)
 
 
@@ -204,7 +249,7 @@ class TrainJob:
                                  f"not {s.split!r}.")
         if not self.sources:
             raise InputError("No training data given: add at least one raster with its label polygons.")
-        if not self.name.strip() or any(c in self.name for c in '/\\:*?"<>|'):
+        if not self.name.strip() or any(c in self.name for c in _NOT_IN_NAMES):
             raise InputError(f"Checkpoint name {self.name!r} is empty or contains a character not "
                              "allowed in a folder name.")
         if self.patch_size < 16 or self.patch_size % 16:
@@ -238,6 +283,9 @@ class TrainJob:
             raise InputError("The channel list is empty.")
         if self.base_filters < 2:
             raise InputError(f"Base filters must be at least 2, got {self.base_filters}.")
+        _at_most(self, {"patch_size": 4096, "stride": MAX_PIXELS, "batch_size": MAX_PIXELS, "epochs": 100000,
+                        "patience": 100000, "steps": 10**8, "max_steps_per_epoch": 10**8, "base_filters": 512,
+                        "learning_rate": 1.0, "hard_negative_weight": 1000})
         if self.device.lower() not in ("auto", "cpu", "gpu", "cuda"):
             raise InputError(f"Device must be auto, cpu or gpu, not {self.device!r}.")
 
@@ -256,10 +304,7 @@ class TrainJob:
     def from_dict(cls, data: dict[str, Any]) -> "TrainJob":
         data = {k: v for k, v in data.items() if k != "kind"}
         _check_keys(cls, data)
-        sources = []
-        for s in data.pop("sources", []):
-            _check_keys(TrainingSource, s)
-            sources.append(TrainingSource(**s))
+        sources = [TrainingSource(**s) for s in _items(data, "sources", TrainingSource, cls.__name__)]
         return cls(sources=sources, **data)
 
 
@@ -284,11 +329,13 @@ class InventoryLayer:
         return f"layer {self.layer!r} of {self.path}" if self.layer else str(self.path)
 
 
-def _layers_from(items: list, what: str) -> list[InventoryLayer]:
+def _layers_from(items, what: str) -> list[InventoryLayer]:
+    if not isinstance(items, list):
+        raise InputError(f"The {what} must be a list of objects with year, path and layer; got {items!r}.")
     out = []
     for item in items:
         if not isinstance(item, dict):
-            raise InputError(f"Each of the {what} must be an object with year, path and layer.")
+            raise InputError(f"Each of the {what} must be an object with year, path and layer; got {item!r}.")
         _check_keys(InventoryLayer, item)
         out.append(InventoryLayer(**item))
     return out
@@ -322,6 +369,7 @@ class SubtractJob:
         _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
                             "pixel_size_m": (int, float), "sliver_px": (int, float),
                             "min_remnant_px": (int, float)})
+        check_run_name(self.run_name)
         if self.pixel_size_m <= 0:
             raise InputError(f"Pixel size must be positive, got {self.pixel_size_m}.")
         if self.sliver_px < 0 or self.min_remnant_px < 0:
@@ -357,6 +405,7 @@ class AnalyseJob:
                             "min_area_m2": (int, float), "mapped_area_km2": (int, float, type(None)),
                             "extent": (str, type(None)), "bootstrap": int,
                             "true_exponent": (int, float, type(None))})
+        check_run_name(self.run_name)
         if self.min_area_m2 < 0:
             raise InputError(f"Minimum area must not be negative, got {self.min_area_m2}.")
         if self.mapped_area_km2 is not None and self.mapped_area_km2 <= 0:
@@ -400,6 +449,7 @@ class AssessJob:
         _validate_layers(self.reference, "reference inventories")
         _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
                             "area": (str, type(None)), "pixel_size_m": (int, float)})
+        check_run_name(self.run_name)
         for g in self.grids:
             _check_types(g, {"year": int, "path": str})
         if self.pixel_size_m <= 0:
@@ -418,10 +468,7 @@ class AssessJob:
     def from_dict(cls, data: dict[str, Any]) -> "AssessJob":
         data = {k: v for k, v in data.items() if k != "kind"}
         _check_keys(cls, data)
-        grids = []
-        for g in data.pop("grids", []):
-            _check_keys(GridRaster, g)
-            grids.append(GridRaster(**g))
+        grids = [GridRaster(**g) for g in _items(data, "grids", GridRaster, cls.__name__)]
         return cls(predicted=_layers_from(data.pop("predicted", []), "predicted inventories"),
                    reference=_layers_from(data.pop("reference", []), "reference inventories"),
                    grids=grids, **data)
@@ -432,17 +479,56 @@ JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob, TrainJob.kind: Tr
                               AssessJob.kind: AssessJob}
 
 
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
+               list: "a list", tuple: "a list", type(None): "null"}
+
+
+def _type_text(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = []
+    for k in kinds:
+        name = _TYPE_NAMES.get(k, k.__name__)
+        if name not in names:
+            names.append(name)
+    return " or ".join(names)
+
+
 def _check_types(obj, types: dict) -> None:
+    """Each field has one of its types (a bool is no number) and every number is finite;
+    the message names the field, what it must be and the value received."""
     for name, kind in types.items():
         value = getattr(obj, name)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise InputError(f"{type(obj).__name__}.{name} has the wrong type: {value!r}.")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wrong = not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds)
+        if wrong:
+            raise InputError(f"{type(obj).__name__}.{name} must be {_type_text(kind)}; got {value!r} "
+                             f"({_TYPE_NAMES.get(type(value), type(value).__name__)}).")
+        if isinstance(value, float) and not math.isfinite(value) and not (name == "nodata" and math.isnan(value)):
+            raise InputError(f"{type(obj).__name__}.{name} must be a finite number; got {value!r}.")
+        if isinstance(value, (list, tuple)):
+            bad = [v for v in value if isinstance(v, float) and not math.isfinite(v)]
+            if bad:
+                raise InputError(f"{type(obj).__name__}.{name} must hold finite numbers; got {bad[0]!r}.")
 
 
-def _check_keys(cls, data: dict) -> None:
+def _check_keys(cls, data) -> None:
+    if not isinstance(data, dict):
+        raise InputError(f"Each {cls.__name__} must be an object with the fields "
+                         f"{', '.join(f.name for f in fields(cls))}; got {data!r}.")
     unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
-        raise InputError(f"Unknown field(s) in {cls.__name__}: {', '.join(sorted(unknown))}.")
+        raise InputError(f"Unknown field(s) in {cls.__name__}: {', '.join(sorted(map(str, unknown)))}; "
+                         f"it has {', '.join(f.name for f in fields(cls))}.")
+
+
+def _items(data: dict, key: str, cls, owner: str) -> list:
+    """The list ``data[key]`` of objects for ``cls``; a message naming the field otherwise."""
+    value = data.pop(key, [])
+    if not isinstance(value, list):
+        raise InputError(f"{owner}.{key} must be a list of {cls.__name__} objects; got {value!r}.")
+    for item in value:
+        _check_keys(cls, item)
+    return value
 
 
 def job_from_json(text: str):
@@ -450,14 +536,41 @@ def job_from_json(text: str):
         data = json.loads(text)
     except ValueError as exc:
         raise InputError(f"The job specification is not valid JSON: {exc}.") from None
-    if not isinstance(data, dict) or data.get("kind") not in JOB_TYPES:
-        raise InputError(f"The job specification needs a 'kind' among {', '.join(JOB_TYPES)}.")
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or data["kind"] not in JOB_TYPES:
+        got = repr(data.get("kind")) if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise InputError(f"The job specification must be a JSON object whose 'kind' is one of "
+                         f"{', '.join(JOB_TYPES)}; got {got}.")
+    cls = JOB_TYPES[data["kind"]]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise InputError(f"The {data['kind']} job specification lacks the field(s) {', '.join(missing)}.")
     try:
-        return JOB_TYPES[data["kind"]].from_dict(data)
-    except TypeError as exc:
+        job = cls.from_dict(data)
+    except TypeError as exc:                 # a nested object without a required field
         raise InputError(f"Incomplete job specification: {exc}.") from None
+    job.validate()
+    return job
 
 
-def job_to_json(job, indent: int | None = 2) -> str:
-    """The job spec as JSON; ``indent=None`` gives one line (the worker's control protocol)."""
-    return json.dumps(job.to_dict(), indent=indent)
+# fields that hold a file or folder (a vector source may end in |layername=…)
+PATH_FIELDS = {"path", "model", "output_dir", "area", "extent", "raster", "labels", "reviewed", "base_checkpoint"}
+
+
+def _absolute(value: Any, key: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _absolute(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_absolute(v, key if not isinstance(v, (dict, list)) else None) for v in value]
+    if key in PATH_FIELDS and isinstance(value, str) and value.strip() and value.strip().lower() != "auto":
+        path, sep, layer = value.partition("|")
+        return str(Path(path).absolute()) + sep + layer
+    return value
+
+
+def job_to_json(job, indent: int | None = 2, absolute: bool = False) -> str:
+    """The job spec as JSON; ``indent=None`` gives one line (the worker's control protocol);
+    ``absolute`` makes every path absolute, so that a run's job.json reproduces it from
+    any folder."""
+    data = job.to_dict()
+    return json.dumps(_absolute(data) if absolute else data, indent=indent)

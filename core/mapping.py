@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import rasterio
@@ -19,14 +20,15 @@ from .area import area_of_interest
 from .bundled import pick_model
 from .errors import InputError
 from .inference import predict_raster
-from .jobs import InferenceJob, job_to_json
+from .jobs import InferenceJob, job_to_json, pixels_text
 from .model import OnnxModel
-from .progress import Reporter
+from .progress import WARNING_PREFIX, Reporter
 from .raster import YearRaster, target_crs_for
 from .inventory import from_layer
 from .review import suggest_review_areas
 from .run_folder import RunFolder
 from .subtraction import SubtractionSettings, subtract_series
+from .tiling import TileGrid
 from .vector_io import write_geopackage
 from .vectorize import landslide_polygons
 
@@ -110,7 +112,7 @@ def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[flo
                 log(f"Year {y.year}: {px:.3g} m pixels resampled to {to:g} m, the pixel size the model was "
                     f"trained on ({_trained_text(trained_px)}); set resample to 'off' to map them as they are.")
             elif to is not None:
-                log(f"Warning: year {y.year} has {px:.3g} m pixels, more than {RESAMPLE_TOLERANCE:g} times "
+                log(f"{WARNING_PREFIX}year {y.year} has {px:.3g} m pixels, more than {RESAMPLE_TOLERANCE:g} times "
                     f"off the pixel size the model was trained on ({_trained_text(trained_px)}), and resampling "
                     "is off: expect fewer and worse delineated landslides.")
             opened.append(r)
@@ -119,15 +121,108 @@ def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[flo
             if aoi is not None:
                 r.clip(aoi)
             r.source_indexes(spectral)
+            for text in r.inspect(spectral):
+                log(f"{WARNING_PREFIX}{text}")
             if not r.has_valid_pixels(spectral):
                 where = " inside the area of interest" if aoi is not None else ""
                 raise InputError(f"Year {y.year}: {y.path} contains no valid pixels{where} (everything is "
                                  "nodata or masked); nothing can be mapped.")
+        _check_overlap(opened, job.analyse, log)
     except BaseException:
         for r in opened:
             r.close()
         raise
     return opened
+
+
+def _bounds(r: YearRaster) -> tuple[float, float, float, float]:
+    t = r.transform
+    xs, ys = zip(*(t * (c, rw) for c in (0, r.width) for rw in (0, r.height)))
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _check_overlap(rasters: list[YearRaster], analyse: bool, log) -> None:
+    """Every year must cover ground of the year before: subtracting disjoint years would call
+    every landslide new. Refused when the analysis is on, a warning otherwise."""
+    for before, after in zip(rasters, rasters[1:]):
+        a, b = _bounds(before), _bounds(after)
+        if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+            continue
+        gap = math.hypot(max(0.0, b[0] - a[2], a[0] - b[2]), max(0.0, b[1] - a[3], a[1] - b[3]))
+        text = (f"Year {after.year} ({after.path}) does not overlap year {before.year} ({before.path}): they are "
+                f"{gap / 1000:,.1f} km apart")
+        if analyse:
+            raise InputError(f"{text}, so subtracting them would call every landslide new. Check that the files "
+                             "show the same area, or map them in separate runs (or with the analysis off).")
+        log(f"{WARNING_PREFIX}{text}; they are mapped, but are they the same area?")
+
+
+# Memory one tile in flight takes, per pixel of the tile: the input batch and ONNX Runtime's
+# activations. Measured with the bundled cascade on the CPU at 256-1024 px tiles: 480-580
+# bytes (peak resident size over a batch of two).
+BYTES_PER_TILE_PIXEL = 600
+DEFAULT_MEMORY_BUDGET = 4 * 2**30          # when the free memory cannot be read
+
+
+def memory_budget() -> int:
+    """Half the memory free now (the rest for GDAL, the writers and the system)."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):        # Windows, macOS: no such sysconf names
+        try:
+            import psutil
+
+            free = psutil.virtual_memory().available
+        except ImportError:
+            return DEFAULT_MEMORY_BUDGET
+    return max(256 * 2**20, free // 2)
+
+
+def plan_tiles(tile: int, overlap: int, batch: int, model: OnnxModel, rasters: list[YearRaster], log,
+               budget: int | None = None) -> tuple[int, int, int]:
+    """Tile size, overlap and batch size that fit the images and the memory: a tile larger
+    than the largest image shrinks to it, a tile or batch that would not fit the memory
+    budget shrinks to what does, a batch larger than the tiles that exist shrinks to them;
+    each change is logged with its reason."""
+    budget = memory_budget() if budget is None else budget
+    multiple = max(1, model.metadata.size_multiple)
+    if model.fixed_size is None:
+        largest = max(max(r.height, r.width) for r in rasters)
+        fit = max(multiple, math.ceil(largest / multiple) * multiple)
+        if tile > fit:
+            log(f"Tile size {tile} is larger than the largest image ({largest} px): using {fit}.")
+            tile = fit
+        most = int(math.sqrt(budget / BYTES_PER_TILE_PIXEL)) // multiple * multiple
+        if tile > most >= multiple:
+            log(f"Tile size {tile} would need {tile * tile * BYTES_PER_TILE_PIXEL / 2**30:.1f} GiB of memory for "
+                f"one tile, more than the {budget / 2**30:.1f} GiB budget (half the free memory): using {most}.")
+            tile = most
+    if overlap >= tile:
+        log(f"Overlap {overlap} is not smaller than the tile size {tile}: using {tile // 4}.")
+        overlap = tile // 4
+    tiles = max(len(TileGrid(r.height, r.width, tile, overlap)) for r in rasters)
+    if batch > tiles:
+        log(f"Batch size {batch} is more than the {tiles} tile(s) of the largest image: using {tiles}.")
+        batch = tiles
+    fits = max(1, budget // (tile * tile * BYTES_PER_TILE_PIXEL))
+    if batch > fits:
+        need = batch * tile * tile * BYTES_PER_TILE_PIXEL / 2**30
+        log(f"A batch of {batch} tiles of {tile} px would need {need:.1f} GiB of memory, more than the "
+            f"{budget / 2**30:.1f} GiB budget: using batches of {fits}.")
+        batch = fits
+    return tile, overlap, batch
+
+
+def _check_size(job: InferenceJob, rasters: list[YearRaster], tile: int, log) -> None:
+    """Say how large the job is; refuse one above ``job.max_pixels`` unless confirmed."""
+    pixels = sum(r.width * r.height for r in rasters)
+    tiles = sum(len(TileGrid(r.height, r.width, tile, job.overlap)) for r in rasters)
+    log(f"This job maps {pixels_text(pixels)} in {tiles:,} tile(s) of {tile} px ({len(rasters)} year(s)).")
+    if job.max_pixels is not None and pixels > job.max_pixels:
+        raise InputError(f"This job would map {pixels_text(pixels)} in {tiles:,} tile(s), more than the "
+                         f"{pixels_text(job.max_pixels)} allowed without confirmation: that can take many "
+                         "hours. Map an area of interest (area or bounds), or confirm that you want it all "
+                         "(--yes on the command line, max_pixels null in a job file, Yes in the dock).")
 
 
 def _trained_text(px) -> str:
@@ -145,11 +240,14 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
         raise InputError(f"The model {model.path.name} takes fixed {model.fixed_size}×{model.fixed_size} "
                          f"tiles; tile size {tile} cannot be used.")
     threshold = job.threshold if job.threshold is not None else meta.threshold
-    if not 0 <= job.overlap < tile:
+    if not 0 <= job.overlap < tile and job.tile_size is not None:
         raise InputError(f"Overlap {job.overlap} must be smaller than the tile size ({tile}).")
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         rasters = open_years(job, meta.channels, reporter.log, meta.pixel_size)
         try:
+            tile, overlap, batch = plan_tiles(tile, job.overlap, job.batch_size, model, rasters, reporter.log)
+            job = replace(job, overlap=overlap, batch_size=batch)
+            _check_size(job, rasters, tile, reporter.log)
             return _map_years(job, model, rasters, tile, threshold, reporter)
         finally:
             for r in rasters:
@@ -160,8 +258,8 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
     crs = rasters[0].crs
     result_years: list[YearResult] = []
     layers = {}
-    with RunFolder(job.output_dir, job.run_name) as run:
-        (run.path("job.json")).write_text(job_to_json(job) + "\n")
+    with RunFolder(job.output_dir, job.run_name, reporter.log) as run:
+        (run.path("job.json")).write_text(job_to_json(job, absolute=True) + "\n")
         n = len(rasters)
         mapping_share = 0.95 if job.analyse else 1.0
         for i, raster in enumerate(rasters):

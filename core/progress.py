@@ -13,6 +13,7 @@ from .errors import Cancelled
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
 EventFn = Callable[..., None]
+WARNING_PREFIX = "Warning: "        # log lines that are warnings (code that has only a log callable uses it)
 
 
 class Reporter:
@@ -40,8 +41,16 @@ class Reporter:
             self._on_progress(self._start + f * self._span, message)
 
     def log(self, message: str) -> None:
+        """A log line; one that starts with WARNING_PREFIX is also a ``warning`` event, which
+        the dock and Processing show apart from the log."""
         if self._on_log is not None:
             self._on_log(message)
+        if message.startswith(WARNING_PREFIX):
+            self.event("warning", message=message[len(WARNING_PREFIX):])
+
+    def warn(self, message: str) -> None:
+        """Suspicious but valid input: logged, and sent as a ``warning`` event."""
+        self.log(WARNING_PREFIX + message)
 
     def event(self, name: str, **payload) -> None:
         """A structured event (e.g. per-epoch training metrics) for displays that plot it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
@@ -26,6 +27,8 @@ from .bundled import RGB_ADVICE
 from .errors import InputError
 
 Log = Callable[[str], None]
+CHANNEL_WORDS = {"NIR": "a near-infrared band (NIR)", "RE": "a red-edge band (RE)", "R": "a red band (R)",
+                 "G": "a green band (G)", "B": "a blue band (B)"}
 
 
 def _default_scale(src, path: str, log: Log) -> float:
@@ -54,16 +57,19 @@ class YearRaster:
                  log: Log | None = None, resolution: float | None = None, nodata: float | None = None):
         self.path = str(path)
         self.year = int(year)
+        self.who = f"Year {self.year}: " if self.year else ""      # training images may have no year
         self.nodata = None if nodata is None else float(nodata)     # the user's, besides the file's own
         log = log or (lambda _msg: None)
         if not Path(self.path).exists():
-            raise InputError(f"Year {year}: the raster file {self.path} does not exist.")
+            raise InputError(f"{self.who}the raster file {self.path} does not exist.")
         if Path(self.path).is_dir():
-            raise InputError(f"Year {year}: {self.path} is a folder, not a raster file.")
+            raise InputError(f"{self.who}{self.path} is a folder, not a raster file.")
         try:
-            self.src = rasterio.open(self.path)
+            with warnings.catch_warnings():            # an image without georeferencing is said below
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.src = rasterio.open(self.path)
         except RasterioIOError as exc:
-            raise InputError(f"Year {year}: {self.path} is not a raster GDAL can read ({exc}).") from None
+            raise InputError(f"{self.who}{self.path} is not a raster GDAL can read ({exc}).") from None
         try:
             self._setup(bands, reflectance_scale, target_crs, log, resolution)
         except BaseException:
@@ -72,9 +78,14 @@ class YearRaster:
 
     def _setup(self, bands, reflectance_scale, target_crs, log: Log, resolution: float | None = None) -> None:
         src = self.src
+        if src.crs is None and src.transform.is_identity and not src.gcps[0]:
+            raise InputError(
+                f"{self.who}{self.path} is a {src.driver} image without any georeferencing (no coordinate "
+                "reference system, no position on the ground): it is not a map. Use the georeferenced image "
+                "(e.g. the satellite product's GeoTIFF), or georeference it first (QGIS: Raster > Georeferencer).")
         if src.crs is None:
             raise InputError(
-                f"Year {self.year}: {self.path} has no coordinate reference system; assign one "
+                f"{self.who}{self.path} has no coordinate reference system; assign one "
                 "(QGIS: Layer Properties > Source, or gdal_edit.py -a_srs) so areas can be measured.")
         interps = [ci.name for ci in src.colorinterp]
         if str(bands).lower() == "auto":
@@ -85,19 +96,19 @@ class YearRaster:
         for channel, idx in self.mapping.bands:
             if idx > src.count:
                 raise InputError(
-                    f"Year {self.year}: {self.path} has {src.count} band(s), but the band mapping "
+                    f"{self.who}{self.path} has {src.count} band(s), but the band mapping "
                     f"{self.mapping.describe()} needs band {idx} for {channel}."
                     + (f" {RGB_ADVICE}" if channel == "NIR" and src.count <= 3 else ""))
             if src.colorinterp[idx - 1] == ColorInterp.alpha:
                 raise InputError(
-                    f"Year {self.year}: band {idx} of {self.path} is an alpha (transparency) band, "
+                    f"{self.who}band {idx} of {self.path} is an alpha (transparency) band, "
                     f"not {channel}; the file has only {src.count - 1} spectral band(s).")
-        self.scale = float(reflectance_scale) if reflectance_scale else _default_scale(src, self.path, log)
+        self.scale = float(reflectance_scale) if reflectance_scale is not None else _default_scale(src, self.path, log)
         if self.nodata is not None and src.nodata is not None and src.nodata != self.nodata:
-            log(f"Year {self.year}: {self.path} declares nodata {src.nodata:g}; pixels of {self.nodata:g} "
+            log(f"{self.who}{self.path} declares nodata {src.nodata:g}; pixels of {self.nodata:g} "
                 "are left out as well.")
         if self.scale <= 0:
-            raise InputError(f"Year {self.year}: reflectance scale must be positive, got {self.scale}.")
+            raise InputError(f"{self.who}reflectance scale must be positive, got {self.scale}.")
         self.dataset = src
         self._window: Window | None = None      # the part read when clipped to an area of interest
         self._aoi = None
@@ -141,7 +152,7 @@ class YearRaster:
         invalid."""
         window = aoi.window(self.dataset.transform, self.dataset.width, self.dataset.height)
         if window is None:
-            raise InputError(f"Year {self.year}: {self.path} does not overlap {what} ({aoi.description}); "
+            raise InputError(f"{self.who}{self.path} does not overlap {what} ({aoi.description}); "
                              "choose an area inside the image, or map the whole image.")
         self._window, self._aoi = window, aoi
 
@@ -184,7 +195,7 @@ class YearRaster:
         missing = [ch for ch in spectral if ch not in mapping]
         if missing:
             raise InputError(
-                f"Year {self.year}: the model needs channel(s) {', '.join(missing)}, but the band "
+                f"{self.who}the model needs {', '.join(CHANNEL_WORDS.get(c, c) for c in missing)}, but the band "
                 f"mapping for {self.path} ({self.mapping.describe()}) has none. Choose a mapping "
                 "that includes them." + (f" {RGB_ADVICE}" if "NIR" in missing else ""))
         return [mapping[ch] for ch in spectral]
@@ -198,7 +209,7 @@ class YearRaster:
             data = self.dataset.read(unique, window=window)
             valid = self._valid(data, unique, window)
         except RasterioIOError as exc:
-            raise InputError(f"Year {self.year}: reading {self.path} failed; the file may be truncated "
+            raise InputError(f"{self.who}reading {self.path} failed; the file may be truncated "
                              f"or corrupt ({exc}).") from None
         values = data.astype(np.float32)
         if values.dtype.kind == "f":
@@ -240,6 +251,60 @@ class YearRaster:
                 valid &= inside
         return valid
 
+    def inspect(self, spectral: Sequence[str]) -> list[str]:
+        """Warnings about suspicious but valid content, from a sample of up to 16 windows of
+        256 px spread over the image: mostly nodata, values far beyond the reflectance
+        scale, and large areas of exact zeros or of one constant value in an image that
+        declares no nodata (padding, probably)."""
+        step, size = 256, 256
+        cols = np.linspace(0, max(0, self.width - size), 4).astype(int)
+        rows = np.linspace(0, max(0, self.height - size), 4).astype(int)
+        values, valids = [], []
+        for r in sorted(set(rows)):
+            for c in sorted(set(cols)):
+                win = Window(int(c), int(r), min(step, self.width - int(c)), min(step, self.height - int(r)))
+                channels, valid = self.read(win, spectral)
+                values.append(np.stack([channels[ch] for ch in spectral]).reshape(len(spectral), -1))
+                valids.append(valid.reshape(-1))
+        if not values:
+            return []
+        x, valid = np.concatenate(values, axis=1), np.concatenate(valids)
+        out = []
+        name = f"{self.who}{self.path}"
+        if valid.mean() < 0.5:
+            out.append(f"{name}: about {100 * (1 - valid.mean()):.0f} % of the image holds no data (nodata or "
+                       "masked); only the rest is mapped.")
+        x = x[:, valid]
+        if not x.shape[1]:
+            return out
+        high = float(np.percentile(x, 99.5))
+        if high > 1.5:
+            out.append(f"{name}: values up to about {high * self.scale:,.0f} are read as reflectance {high:.1f} "
+                       f"(reflectance 1.0 = {self.scale:g}); is the reflectance scale right (option "
+                       "reflectance scale), and is this surface reflectance at all?")
+        declares = (self.nodata is not None or self._alpha is not None or any(
+            MaskFlags.all_valid not in f for f in self.dataset.mask_flag_enums))
+        if not declares:
+            zeros = float(np.mean(np.all(x == 0, axis=0)))
+            if zeros >= 0.05:
+                out.append(f"{name}: {100 * zeros:.0f} % of the pixels are exactly 0 in every band and the image "
+                           "declares no nodata: probably padding around the data, which would be mapped as ground. "
+                           "Set the nodata value to 0 (option nodata).")
+            else:
+                sample = x[:, :: max(1, x.shape[1] // 50000)]
+                uniq, counts = np.unique(sample, axis=1, return_counts=True)
+                top = int(np.argmax(counts))
+                if counts[top] / sample.shape[1] >= 0.1:
+                    raw = ", ".join(f"{v * self.scale:g}" for v in uniq[:, top])
+                    out.append(f"{name}: {100 * counts[top] / sample.shape[1]:.0f} % of the pixels have the same "
+                               f"value ({raw}) in every band and the image declares no nodata: probably a fill. "
+                               "Set it as the nodata value (option nodata) if it is not ground.")
+        px = math.sqrt(self.pixel_area)
+        if not 0.05 <= px <= 100:
+            out.append(f"{name}: pixels of {px:.3g} m are implausible for landslide mapping (the models are trained "
+                       "on 0.8-5 m); check the image's CRS and geotransform.")
+        return out
+
     def has_valid_pixels(self, spectral: Sequence[str]) -> bool:
         """Whether any pixel is valid: the centre window first, then the rest, stopping early.
 
@@ -265,7 +330,7 @@ class YearRaster:
         self.close()
 
 
-def target_crs_for(path: str, log: Log | None = None) -> CRS:
+def target_crs_for(path: str, log: Log | None = None) -> CRS | None:
     """The CRS every year is mapped in: the first year's, unless its areas would be wrong."""
     log = log or (lambda _msg: None)
     try:
@@ -273,14 +338,12 @@ def target_crs_for(path: str, log: Log | None = None) -> CRS:
             crs, bounds = src.crs, src.bounds
     except RasterioIOError as exc:
         raise InputError(f"{path} is not a raster GDAL can read ({exc}).") from None
-    if crs is None:
-        raise InputError(
-            f"{path} has no coordinate reference system; assign one (QGIS: Layer Properties > "
-            "Source, or gdal_edit.py -a_srs) so areas can be measured.")
+    if crs is None:          # YearRaster says what is wrong with it
+        return None
     problem = crs_rules.metric_problem(crs)
     if problem is None:
         return crs
-    utm = crs_rules.utm_for_bounds(crs, bounds)
+    utm = crs_rules.utm_for_bounds(crs, bounds, path)
     log(f"{path} is {crs_rules.describe(crs)}, {problem}: mapping in {crs_rules.describe(utm)} "
         "so that areas in m² are right.")
     return utm

@@ -32,6 +32,7 @@ from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.errors import InputError
 from ..core.jobs import InventoryLayer
+from ..core.progress import WARNING_PREFIX
 from ..core.report import run_report
 from ..tasks.worker_process import WorkerRun, default_worker_python
 from ..ui import inputs
@@ -137,7 +138,12 @@ class JobAlgorithm(QgsProcessingAlgorithm):
                 last_message[0] = message
                 feedback.setProgressText(message)
 
-        worker = WorkerRun(self._job, default_worker_python(), on_progress=progress, on_log=feedback.pushInfo)
+        def warning(event: dict) -> None:
+            if event.get("event") == "warning":
+                feedback.pushWarning(f"Warning: {event.get('message', '')}")
+
+        worker = WorkerRun(self._job, default_worker_python(), on_progress=progress, on_event=warning,
+                           on_log=lambda line: None if line.startswith(WARNING_PREFIX) else feedback.pushInfo(line))
         feedback.pushInfo(f"Worker Python: {worker.python}")
         ok = worker.run(feedback.isCanceled)
         if worker.cancelled or feedback.isCanceled():

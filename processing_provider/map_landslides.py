@@ -13,7 +13,7 @@ from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsP
 from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
 from ..core.checkpoint import model_name
-from ..core.jobs import RESAMPLE_CHOICES, InferenceJob, YearInput
+from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..ui import inputs
 from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
 from ..ui.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
@@ -124,6 +124,9 @@ class MapLandslides(JobAlgorithm):
             options=[tr("resample to the model's"), tr("map as they are (warn)")], defaultValue=0),
             tr("Images whose pixel size is far from the one the model was trained on are resampled to it, "
                "or mapped as they are with a warning.")))
+        self.addParameter(advanced(QgsProcessingParameterBoolean("ALLOW_LARGE", tr("Allow very large jobs"), False),
+                                   tr(f"Without it a job of more than {LARGE_JOB_PIXELS / 1e6:,.0f} million pixels "
+                                      "(all years together, within the area) is refused: it can take many hours.")))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
             "STATISTICS", tr("Statistics per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
@@ -180,7 +183,8 @@ class MapLandslides(JobAlgorithm):
             uncertainty=self.parameterAsBool(parameters, "UNCERTAINTY", context),
             tta=self.parameterAsBool(parameters, "TTA", context),
             resample=RESAMPLE_CHOICES[self.parameterAsEnum(parameters, "RESAMPLE", context)],
-            area=self.area_spec(parameters, context), **self.bounds(parameters, context))
+            area=self.area_spec(parameters, context), **self.bounds(parameters, context),
+            max_pixels=None if self.parameterAsBool(parameters, "ALLOW_LARGE", context) else LARGE_JOB_PIXELS)
 
     def area_layer(self, parameters, context):
         """(layer, selected features only) of AREA, or (None, False) when unset; a

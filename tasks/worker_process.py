@@ -90,6 +90,7 @@ class WorkerRun:
         self.result: Optional[dict] = None
         self.error: Optional[dict] = None    # the worker's error event, or our own
         self.log_lines: list[str] = []
+        self.warnings: list[str] = []         # suspicious but valid input, to show apart from the log
         self.stderr_tail = ""
         self.returncode: Optional[int] = None
         self.cancelled = False
@@ -153,6 +154,8 @@ class WorkerRun:
                 self.on_progress(float(event.get("fraction", 0.0)), str(event.get("message") or ""))
         elif kind == "log":
             self._log(str(event.get("message", "")))
+        elif kind == "warning":
+            self.warnings.append(str(event.get("message", "")))
         elif kind == "result":
             self.result = event.get("result")
         elif kind == "error":

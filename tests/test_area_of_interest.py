@@ -123,7 +123,7 @@ def test_the_area_travels_in_the_job_spec_and_is_checked():
     back = job_from_json(job_to_json(job))
     assert (back.area, back.bounds, back.bounds_crs) == ("area.gpkg|layername=a", [1.0, 2.0, 3.0, 4.0], "EPSG:4326")
     for bad in ([1, 2, 3], [3, 2, 1, 4], [0, 0, float("nan"), 1], ["a", 0, 1, 1]):
-        with pytest.raises(InputError, match="extent"):
+        with pytest.raises(InputError, match="extent|bounds"):
             InferenceJob(years=[YearInput(2017, "a.tif")], model="m", output_dir="o", bounds=bad).validate()
 
 

@@ -383,3 +383,45 @@ def test_the_training_curve_grows_with_each_round(dock):
     assert len(curve.rounds) == 3                      # only rounds add points
     curve.clear()
     assert curve.rounds == []
+
+
+def test_a_very_large_job_asks_first(dock, project, tmp_path, monkeypatch):
+    """Above the pixel limit the dock asks; No keeps the job back, Yes sends it without the
+    limit; an Area that shrinks the job below the limit needs no question."""
+    from qgis.PyQt.QtCore import QTimer
+    from qgis.PyQt.QtWidgets import QApplication, QMessageBox
+
+    from landslide_mapper.ui import dock as dock_module
+
+    monkeypatch.setattr(dock_module, "LARGE_JOB_PIXELS", 5000)       # the two 64 × 64 images: 8,192 px
+    jobs, asked = [], []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    dock.add_year_row(2018, project(raster(tmp_path, "scene_2018")))
+    assert dock.pixels_to_map() == 2 * 64 * 64
+
+    def answer(button):
+        def click():
+            box = QApplication.activeModalWidget()
+            asked.append(box.text())
+            box.button(button).click()
+        QTimer.singleShot(200, click)
+
+    answer(QMessageBox.StandardButton.No)
+    dock.runMapButton.click()
+    assert jobs == [] and "8,192" in asked[0] and "very large job" in dock.mapStatusLabel.text()
+    answer(QMessageBox.StandardButton.Yes)
+    dock.runMapButton.click()
+    assert len(jobs) == 1 and jobs[0].max_pixels is None
+    area = project(QgsVectorLayer("Polygon?crs=EPSG:32645", "corner", "memory"))
+    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle
+
+    f = QgsFeature()
+    f.setGeometry(QgsGeometry.fromRect(QgsRectangle(300000, 3099904, 300096, 3100000)))      # 32 × 32 px
+    area.dataProvider().addFeatures([f])
+    area.updateExtents()
+    dock.areaPicker.set_mode("polygons")
+    dock.areaPicker.layerCombo.setLayer(area)
+    assert dock.pixels_to_map() == pytest.approx(2 * 32 * 32)
+    dock.runMapButton.click()
+    assert len(jobs) == 2 and len(asked) == 2 and jobs[1].max_pixels == 5000

@@ -117,7 +117,7 @@ def test_model_needing_a_band_the_mapping_lacks(tmp_path):
     model = conv_model(tmp_path / "re.onnx", n_in=6,
                        meta=metadata(channels=("B", "G", "R", "RE", "NIR", "NDVI")))
     src = write_raster(tmp_path / "ps.tif", forest_with_scars(40, 40))
-    with pytest.raises(InputError, match=r"needs channel\(s\) RE, but the band mapping for .*ps\.tif"):
+    with pytest.raises(InputError, match=r"needs a red-edge band \(RE\), but the band mapping for .*ps\.tif"):
         run_inference(job_for(tmp_path, [YearInput(2017, str(src), "planetscope4")], model))
 
 
@@ -239,7 +239,7 @@ def test_naip_years_keep_their_own_grids(tmp_path, baseline_model):
 
 @pytest.mark.parametrize("name,bands,error", [
     ("all-nodata.tif", "auto", r"all-nodata\.tif contains no valid pixels"),
-    ("RGB.byte.tif", "auto", r"needs channel\(s\) NIR, but the band mapping for .*RGB\.byte\.tif"),
+    ("RGB.byte.tif", "auto", r"needs a near-infrared band \(NIR\), but the band mapping for .*RGB\.byte\.tif"),
     ("RGB.byte.tif", "planetscope4", r"RGB\.byte\.tif has 3 band\(s\)"),
     ("RGBA.uint16.tif", "planetscope4", r"band 4 of .*RGBA\.uint16\.tif is an alpha"),
     ("alpha.tif", "rgbnir", r"band 4 of .*alpha\.tif is an alpha"),
@@ -290,7 +290,7 @@ def test_models_with_fixed_input_sizes(tmp_path):
 
 
 def test_job_fields_of_the_wrong_type():
-    with pytest.raises(InputError, match=r"InferenceJob.overlap has the wrong type: None"):
+    with pytest.raises(InputError, match=r"InferenceJob.overlap must be a whole number; got None"):
         job_from_json('{"kind": "infer", "years": [{"year": 2017, "path": "a.tif"}], "model": "m", '
                       '"output_dir": "o", "overlap": null}').validate()
 

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.core import QgsVectorLayer
+from qgis.core import QgsCoordinateTransform, QgsCsException, QgsProject, QgsRectangle, QgsVectorLayer
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -96,6 +96,24 @@ class AreaPicker(QWidget):
             problems.append(Problem(FIELD, f"No feature of {layer.name()} is selected: select the area's polygons, "
                                            "or untick 'Selected features only'."))
         return problems
+
+    def extent_in(self, crs) -> Optional[QgsRectangle]:
+        """The chosen area's bounding rectangle in ``crs`` (None: the whole images)."""
+        if self.mode == EXTENT and self._canvas() is not None:
+            canvas = self._canvas()
+            source, rect = canvas.mapSettings().destinationCrs(), canvas.extent()
+        elif self.mode == POLYGONS and self.layerCombo.currentLayer() is not None:
+            layer = self.layerCombo.currentLayer()
+            source = layer.crs()
+            rect = layer.boundingBoxOfSelected() if self.selectedCheck.isChecked() else layer.extent()
+        else:
+            return None
+        if source.isValid() and crs.isValid() and source != crs:
+            try:
+                rect = QgsCoordinateTransform(source, crs, QgsProject.instance()).transformBoundingBox(rect)
+            except QgsCsException:
+                return None
+        return rect
 
     def job_fields(self, snapshot_dir: Optional[Path] = None) -> dict:
         """The InferenceJob's area fields for the current choice (call after ``problems``)."""

@@ -173,6 +173,8 @@ class JobController(QObject):
             panel.show()
         report = run_report(result, report_kind) if report_kind and run_dir else None
         self._push_success(task.description(), text, run_dir, report)
+        if task.worker.warnings:               # suspicious input: said apart from the log, and kept
+            self._push(task.description(), "Warning: " + " ".join(task.worker.warnings), Qgis.MessageLevel.Warning)
 
     def _push_success(self, title: str, text: str, run_dir: Optional[str], report) -> None:
         """The success message, with buttons that open the run folder and its HTML report

@@ -18,14 +18,14 @@ from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
-                                 QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                                 QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
                                  QTableWidgetItem, QWidget)
 
 from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.bundled import AUTO, auto_model
-from ..core.jobs import (AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob, TrainingSource,
-                         TrainJob, YearInput)
+from ..core.jobs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob,
+                         TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from . import inputs
@@ -578,6 +578,29 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         text = self.nodataEdit.text().strip().replace(",", ".")
         return float(text) if text else None
 
+    def pixels_to_map(self) -> float:
+        """About how many pixels the mapping job reads, all years together, within the Area."""
+        total = 0.0
+        for _year, layer, _bands in self.year_rows():
+            if layer is None:
+                continue
+            share, area = 1.0, self.areaPicker.extent_in(layer.crs())
+            if area is not None and not layer.extent().isEmpty():
+                overlap = area.intersect(layer.extent())
+                share = 0.0 if overlap.isEmpty() else overlap.area() / layer.extent().area()
+            total += share * layer.width() * layer.height()
+        return total
+
+    def confirm_large_job(self, pixels: float) -> bool:
+        """Ask before a job of more than LARGE_JOB_PIXELS pixels starts."""
+        answer = QMessageBox.question(
+            self, self.tr("A very large mapping job"),
+            self.tr("These images hold about {} (the limit without asking is {}): mapping them can take many "
+                    "hours. Map them all? (No: choose an Area to map part of them.)"
+                    ).format(pixels_text(pixels), pixels_text(LARGE_JOB_PIXELS)),
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def map_job(self) -> Optional[InferenceJob]:
         """The mapping job of the form, or None when an input is wrong (shown in the form)."""
         if not self._ready(self.check_map(), MAP_SCOPE, self.mapStatusLabel):
@@ -591,7 +614,13 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             return None
         years = [YearInput(year, inputs.raster_path(layer), bands, nodata=nodata)
                  for year, layer, bands in self.year_rows()]
-        return InferenceJob(
+        pixels = self.pixels_to_map()
+        confirmed = pixels > LARGE_JOB_PIXELS and self.confirm_large_job(pixels)
+        if pixels > LARGE_JOB_PIXELS and not confirmed:
+            self._status(self.mapStatusLabel, self.tr("Not started: {} is a very large job; choose an Area to "
+                                                      "map part of the images.").format(pixels_text(pixels)), True)
+            return None
+        return InferenceJob(max_pixels=None if confirmed else LARGE_JOB_PIXELS,
             years=years, model=AUTO if self.model_is_automatic() else str(self.selected_model().path),
             output_dir=self.outputFolderWidget.filePath(),
             run_name=self.runNameEdit.text().strip() or None, tile_size=self.tileSizeSpin.value() or None,
