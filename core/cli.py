@@ -716,3 +716,12 @@ def main(argv: list[str] | None = None) -> int:
     except LandslideMapperError as exc:  # raised before a job started (argument parsing)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 — outside a job (e.g. printing its result): still no traceback
+        folder = getattr(args, "output", None)
+        known = faults.explain(exc, folder)
+        if known is not None:
+            print(f"error: {known}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        report = faults.write_crash_report(exc, [folder and Path(folder).absolute().parent, folder])
+        print(f"error: {faults.crash_message(exc, report)}", file=sys.stderr)
+        return EXIT_FAILED

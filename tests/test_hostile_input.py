@@ -385,3 +385,16 @@ def test_an_unforeseen_error_writes_a_crash_report_not_a_traceback(tmp_path, mon
     assert len(reports) == 1 and str(reports[0]) in said
     assert "Traceback" in reports[0].read_text() and "ZeroDivisionError" in reports[0].read_text()
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_bug_after_the_job_is_caught_too(tmp_path, monkeypatch):
+    """A failure outside the job itself (here: printing its summary) also ends in one line
+    and a crash report, not a traceback."""
+    def broken(_result):
+        raise KeyError("precision")
+
+    monkeypatch.setattr(cli, "_print_inference_table", broken)
+    img = write_raster(tmp_path / "a_2017.tif", forest_with_scars(64, 64))
+    code, said = run_cli(["infer", f"2017={img}", "--model", BASELINE, "--output", tmp_path / "runs"], tmp_path)
+    assert code == 1 and "Traceback" not in said and "KeyError" in said
+    assert len(list(tmp_path.glob("landslide_mapper_crash_*.log"))) == 1
