@@ -7,6 +7,7 @@ staged under a hidden name and committed only when complete.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +20,10 @@ from .area import read_polygons
 from .assessment import assess_year, scatter_chart_data
 from .charts import write_chart
 from .crs import describe
+from .errors import InputError
 from .inventory import YearInventory, read_series
 from .jobs import AnalyseJob, SubtractJob, job_to_json
-from .progress import Reporter
+from .progress import WARNING_PREFIX, Reporter
 from .run_folder import RunFolder
 from .subtraction import SubtractionSettings, YearChange, subtract_series
 from .vector_io import VectorLayer, write_geopackage
@@ -187,6 +189,26 @@ def _crs_name(series: list[YearInventory]) -> str | None:
     return describe(series[0].crs) if series and series[0].crs is not None else None
 
 
+FAR_APART_M = 50_000        # inventories of consecutive years this far apart are not the same area
+
+
+def _check_apart(series: list[YearInventory], log) -> None:
+    """Consecutive years whose landslides lie far apart cannot be subtracted (everything would
+    be new): refused; years whose extents merely do not touch get a warning."""
+    for before, after in zip(series, series[1:]):
+        if not len(before) or not len(after):
+            continue
+        a, b = shapely.total_bounds(before.geometries), shapely.total_bounds(after.geometries)
+        gap = math.hypot(max(0.0, b[0] - a[2], a[0] - b[2]), max(0.0, b[1] - a[3], a[1] - b[3]))
+        if gap > FAR_APART_M:
+            raise InputError(f"The landslides of {after.year} ({after.name}) lie {gap / 1000:,.0f} km from those of "
+                             f"{before.year} ({before.name}): they are not inventories of the same area, and "
+                             "subtracting them would call every landslide new. Check the layers and their CRS.")
+        if gap > 0:
+            log(f"{WARNING_PREFIX}the landslides of {after.year} and {before.year} do not share any extent "
+                f"({gap / 1000:,.1f} km apart): every landslide of {after.year} will be new.")
+
+
 def change_layers(changes: list[YearChange], crs_wkt: str | None) -> dict:
     return {f"new_{c.year}": c.to_layer(crs_wkt) for c in changes}
 
@@ -195,6 +217,7 @@ def run_subtract(job: SubtractJob, reporter: Reporter | None = None) -> Analysis
     reporter = reporter or Reporter()
     job.validate()
     series = read_series(list(job.years), reporter.log, keep_fields=("mean_prob",))
+    _check_apart(series, reporter.log)
     settings = SubtractionSettings.for_pixel_size(job.pixel_size_m, job.sliver_px, job.min_remnant_px)
     reporter.log(f"Sliver buffer {settings.sliver_buffer_m:g} m, minimum remnant "
                  f"{settings.min_remnant_m2:g} m².")

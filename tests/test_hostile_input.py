@@ -69,6 +69,8 @@ def corpus(tmp_path_factory) -> Path:
     boxes = [shapely.box(300000 + i * 30, 3099700, 300000 + i * 30 + 20, 3099720) for i in range(12)]
     write_geopackage(d / "inv.gpkg", {f"ls_{y}": VectorLayer(np.array(boxes, dtype=object), {}, UTM)
                                       for y in (2017, 2018)})
+    far = [shapely.box(900000 + i * 30, 3099700, 900000 + i * 30 + 20, 3099720) for i in range(12)]
+    write_geopackage(d / "far_inv.gpkg", {"ls_2018": VectorLayer(np.array(far, dtype=object), {}, UTM)})
     write_geopackage(d / "points.gpkg", {"p": VectorLayer(np.array([shapely.Point(300000, 3099900)], dtype=object),
                                                           {}, UTM)})
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(d / "eng.gpkg"))
@@ -166,6 +168,8 @@ CASES = [
     ("subtract points", ["subtract", "2017=points.gpkg", "2018=inv.gpkg|ls_2018"], 2, "points.gpkg"),
     ("subtract zip garbage", ["subtract", "2017=notzip.zip", "2018=inv.gpkg|ls_2018"], 2, "notzip.zip"),
     ("subtract bad layer", ["subtract", "2017=inv.gpkg|nope", "2018=inv.gpkg|ls_2018"], 2, "has no layer 'nope'"),
+    ("subtract years far apart", ["subtract", "2017=inv.gpkg|ls_2017", "2018=far_inv.gpkg|ls_2018"], 2,
+     "lie 600 km from those of 2017"),
     ("subtract pixel 0", ["subtract", "2017=inv.gpkg|ls_2017", "2018=inv.gpkg|ls_2018", "--pixel-size", 0], 2,
      "Pixel size must be positive"),
     ("subtract pixel inf", ["subtract", "2017=inv.gpkg|ls_2017", "2018=inv.gpkg|ls_2018", "--pixel-size", "inf"], 2,
