@@ -16,6 +16,7 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.features import geometry_mask
+from rasterio.transform import array_bounds
 from rasterio.windows import Window, from_bounds
 
 from . import crs as crs_rules
@@ -87,9 +88,7 @@ class AreaOfInterest:
         if self.rectangular:
             return None
         h, w = shape
-        west, north = transform * (0, 0)
-        east, south = transform * (w, h)
-        cell = shapely.box(min(west, east), min(south, north), max(west, east), max(south, north))
+        cell = shapely.box(*array_bounds(h, w, transform))
         if self.geometry.contains(cell):
             return None
         if not self.geometry.intersects(cell):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import rasterio
+from rasterio.transform import array_bounds
 
 from . import crs as crs_rules
 from .bands import required_spectral
@@ -136,9 +137,7 @@ def open_years(job: InferenceJob, channels: list[str], log, trained_px: list[flo
 
 
 def _bounds(r: YearRaster) -> tuple[float, float, float, float]:
-    t = r.transform
-    xs, ys = zip(*(t * (c, rw) for c in (0, r.width) for rw in (0, r.height)))
-    return min(xs), min(ys), max(xs), max(ys)
+    return array_bounds(r.height, r.width, r.transform)
 
 
 def _check_overlap(rasters: list[YearRaster], analyse: bool, log) -> None:
