@@ -259,6 +259,8 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         raise InputError(f"The training raster {src.raster} does not exist or is not a file.")
     with YearRaster(src.raster, src.year or 0, src.bands, src.reflectance_scale, log=log) as raster:
         raster_bounds = _raster_bounds(raster)
+        for text in raster.inspect(spectral):      # the same suspicions as for mapping
+            reporter.warn(text)
         problem = crs_rules.metric_problem(raster.crs)
         if problem:
             log(f"{src.raster} is {crs_rules.describe(raster.crs)}, {problem}: patches are cut on its "
