@@ -13,6 +13,9 @@ import numpy as np
 from .errors import InputError
 
 SPECTRAL_CHANNELS = ("B", "G", "R", "RE", "NIR")
+# each channel in words, for messages about a band a model needs
+CHANNEL_WORDS = {"NIR": "a near-infrared band (NIR)", "RE": "a red-edge band (RE)", "R": "a red band (R)",
+                 "G": "a green band (G)", "B": "a blue band (B)"}
 DERIVED_CHANNELS = {"NDVI": ("R", "NIR")}
 
 PRESETS: dict[str, dict[str, int]] = {

@@ -86,16 +86,11 @@ def _execute(job_fn, jsonl: bool, quiet: bool = False, output=None):
             print(f"error: {exc}", file=sys.stderr)
         return (EXIT_CANCELLED if isinstance(exc, Cancelled) else EXIT_USER_ERROR), None
     except Exception as exc:  # noqa: BLE001 — a known cause (a full disk), else a bug: never a traceback
-        folder = output() if callable(output) else output
-        known = faults.explain(exc, folder)
-        if known is not None:
-            message, code, report = str(known), EXIT_USER_ERROR, None
-        else:
-            report = faults.write_crash_report(exc, [folder and Path(folder).absolute().parent, folder])
-            message, code = faults.crash_message(exc, report), EXIT_FAILED
+        message, known, report = faults.failure(exc, output() if callable(output) else output)
+        code = EXIT_USER_ERROR if known else EXIT_FAILED
         if jsonl:
             out.emit("error", type=type(exc).__name__, message=message, cancelled=False,
-                     user_error=known is not None, crash_report=str(report) if report else None)
+                     user_error=known, crash_report=str(report) if report else None)
         else:
             out.close()
             print(f"error: {message}", file=sys.stderr)
@@ -717,11 +712,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as exc:  # noqa: BLE001 — outside a job (e.g. printing its result): still no traceback
-        folder = getattr(args, "output", None)
-        known = faults.explain(exc, folder)
-        if known is not None:
-            print(f"error: {known}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        report = faults.write_crash_report(exc, [folder and Path(folder).absolute().parent, folder])
-        print(f"error: {faults.crash_message(exc, report)}", file=sys.stderr)
-        return EXIT_FAILED
+        message, known, _report = faults.failure(exc, getattr(args, "output", None))
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR if known else EXIT_FAILED

@@ -75,6 +75,16 @@ def explain(exc: BaseException, output_dir: str | os.PathLike | None) -> Landsli
     return None
 
 
+def failure(exc: Exception, output_dir: str | os.PathLike | None) -> tuple[str, bool, Path | None]:
+    """What to tell the user about ``exc``: (message, whether the cause is known — the input
+    or the machine —, the crash report written for a bug, else None)."""
+    known = explain(exc, output_dir)
+    if known is not None:
+        return str(known), True, None
+    report = write_crash_report(exc, [output_dir and Path(output_dir).absolute().parent, output_dir])
+    return crash_message(exc, report), False, report
+
+
 def write_crash_report(exc: BaseException, folders: Iterable[str | os.PathLike | None], command: str = ""
                        ) -> Path | None:
     """The traceback and the versions that matter, in the first writable folder (else the

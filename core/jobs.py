@@ -36,7 +36,7 @@ def _at_most(obj, limits: dict) -> None:
                              "needs; check the value.")
 
 
-_NOT_IN_NAMES = set('/\\:*?"<>|')
+FOLDER_NAME_FORBIDDEN = set('/\\:*?"<>|')      # in no folder name, on any platform
 
 
 def check_run_name(name) -> None:
@@ -46,7 +46,9 @@ def check_run_name(name) -> None:
     what = f"The run name {name!r}"
     if not name.strip() or name.strip() in (".", ".."):
         raise InputError(f"{what} is empty; give a name, or none to use the date and time.")
-    bad = sorted(_NOT_IN_NAMES & set(name)) + (["a control character"] if any(ord(c) < 32 for c in name) else [])
+    bad = sorted(FOLDER_NAME_FORBIDDEN & set(name))
+    if any(ord(c) < 32 for c in name):
+        bad.append("a control character")
     if bad:
         raise InputError(f"{what} contains {', '.join(bad)}: a run name is one folder name inside the output "
                          "folder, not a path (choose the folder with the output option).")
@@ -120,7 +122,8 @@ class InferenceJob:
         check_run_name(self.run_name)
         for y in self.years:
             _check_types(y, {"year": int, "path": str, "bands": str,
-                             "reflectance_scale": (int, float, type(None)), "nodata": (int, float, type(None))})
+                             "reflectance_scale": (int, float, type(None)), "nodata": (int, float, type(None))},
+                         nan_ok=("nodata",))             # NaN is a legitimate nodata value
         if not self.years:
             raise InputError("No years given: add at least one YEAR=RASTER pair.")
         seen: dict[int, str] = {}
@@ -249,7 +252,7 @@ class TrainJob:
                                  f"not {s.split!r}.")
         if not self.sources:
             raise InputError("No training data given: add at least one raster with its label polygons.")
-        if not self.name.strip() or any(c in self.name for c in _NOT_IN_NAMES):
+        if not self.name.strip() or any(c in self.name for c in FOLDER_NAME_FORBIDDEN):
             raise InputError(f"Checkpoint name {self.name!r} is empty or contains a character not "
                              "allowed in a folder name.")
         if self.patch_size < 16 or self.patch_size % 16:
@@ -493,7 +496,7 @@ def _type_text(kind) -> str:
     return " or ".join(names)
 
 
-def _check_types(obj, types: dict) -> None:
+def _check_types(obj, types: dict, nan_ok: tuple[str, ...] = ()) -> None:
     """Each field has one of its types (a bool is no number) and every number is finite;
     the message names the field, what it must be and the value received."""
     for name, kind in types.items():
@@ -503,7 +506,7 @@ def _check_types(obj, types: dict) -> None:
         if wrong:
             raise InputError(f"{type(obj).__name__}.{name} must be {_type_text(kind)}; got {value!r} "
                              f"({_TYPE_NAMES.get(type(value), type(value).__name__)}).")
-        if isinstance(value, float) and not math.isfinite(value) and not (name == "nodata" and math.isnan(value)):
+        if isinstance(value, float) and not math.isfinite(value) and not (name in nan_ok and math.isnan(value)):
             raise InputError(f"{type(obj).__name__}.{name} must be a finite number; got {value!r}.")
         if isinstance(value, (list, tuple)):
             bad = [v for v in value if isinstance(v, float) and not math.isfinite(v)]

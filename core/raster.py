@@ -22,13 +22,11 @@ from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
 from . import crs as crs_rules
-from .bands import BandMapping, guess_mapping
+from .bands import CHANNEL_WORDS, BandMapping, guess_mapping
 from .bundled import RGB_ADVICE
 from .errors import InputError
 
 Log = Callable[[str], None]
-CHANNEL_WORDS = {"NIR": "a near-infrared band (NIR)", "RE": "a red-edge band (RE)", "R": "a red band (R)",
-                 "G": "a green band (G)", "B": "a blue band (B)"}
 
 
 def _default_scale(src, path: str, log: Log) -> float:

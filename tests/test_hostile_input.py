@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -353,7 +354,7 @@ def test_a_killed_run_leaves_a_partial_that_the_next_run_removes(tmp_path):
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     live = out / ".other.12345.partial"                     # a live run's staging folder stays
     live.mkdir()
-    (live / ".owner.json").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+    (live / ".owner.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                   "started": time.time()}))
     assert run_cli(["infer", f"2017={small}", "--model", BASELINE, "--output", out], tmp_path)[0] == 0
     assert live.is_dir()

@@ -51,7 +51,7 @@ def start():
     dock = plugin().dock
     dock.show()
     dock.raise_()
-    window.resizeDocks([dock], [470], Qt.Horizontal)       # a user widens the dock to work in it
+    window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)       # a user widens the dock to work in it
     dock.workerPythonWidget.setFilePath("/usr/bin/python3")  # Debian's: no ONNX Runtime, no TensorFlow
     dock.check_worker()
     later(5000, first_run_shots)
@@ -80,7 +80,7 @@ def mapping_start():
         QgsProject.instance().addMapLayer(layer)
     iface.mapCanvas().setExtent(next(iter(QgsProject.instance().mapLayers().values())).extent())
     dock = p.dock
-    window.resizeDocks([dock], [470], Qt.Horizontal)
+    window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)
     dock.outputFolderWidget.setFilePath(RUNS)
     dock.checkpointFolderWidget.setFilePath(str(Path(RUNS) / "checkpoints"))
     dock.add_image_layers()
@@ -104,12 +104,20 @@ def running_shot():
     later(500, wait_for_run)
 
 
+def waiting(done, retry, what: str, limit_s: float, since: str = "started") -> bool:
+    """True (and ``retry`` scheduled in a second) while ``done()`` is not; a timeout past
+    ``limit_s`` seconds from ``state[since]`` stops the script with ``what``."""
+    if done():
+        return False
+    if time.monotonic() - state[since] > limit_s:
+        raise TimeoutError(f"{what} did not finish in time")
+    later(1000, retry)
+    return True
+
+
 def wait_for_run():
     controller = plugin().controller
-    if not controller.done:
-        if time.monotonic() - state["started"] > 800:
-            raise TimeoutError("the mapping run did not finish in time")
-        later(1000, wait_for_run)
+    if waiting(lambda: controller.done, wait_for_run, "the mapping run", 800):
         return
     task = controller.done[0]
     if task.result is None:
@@ -120,7 +128,7 @@ def wait_for_run():
 
 def result_shots():
     p = plugin()
-    iface.mainWindow().resizeDocks([p.chart_panel], [440], Qt.Vertical)
+    iface.mainWindow().resizeDocks([p.chart_panel], [440], Qt.Orientation.Vertical)
     later(1500, lambda: (shot(iface.mainWindow(), "map_with_results_and_charts"),
                          p.dock.areaPicker.set_mode("polygons"), shot(p.dock, "dock_map_tab_after_run"),
                          p.dock.areaPicker.set_mode("whole")))
@@ -163,10 +171,7 @@ def wait_for_training():
         state["finetune_running"] = True
         dock.trainTabScroll.ensureWidgetVisible(dock.trainingCurve)
         shot(dock, "dock_finetune_running")
-    if len(controller.done) < 2:
-        if time.monotonic() - state["started"] > 1500:
-            raise TimeoutError("the fine-tune did not finish in time")
-        later(1000, wait_for_training)
+    if waiting(lambda: len(controller.done) >= 2, wait_for_training, "the fine-tune", 1500):
         return
     task = controller.done[1]
     if task.result is None:
@@ -202,10 +207,7 @@ def processing_shots():
 
 def wait_for_dialog():
     dialog = state["dialog"]
-    if not dialog.results():
-        if time.monotonic() - state["toolbox_started"] > 300:
-            raise TimeoutError("the Processing run did not finish in time")
-        later(1000, wait_for_dialog)
+    if waiting(dialog.results, wait_for_dialog, "the Processing run", 300, since="toolbox_started"):
         return
     loaded = [lay.name() for lay in QgsProject.instance().mapLayers().values()]
     if loaded.count("landslides 2017") < 2:     # one from the dock's run, one from Processing

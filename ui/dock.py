@@ -24,8 +24,8 @@ from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayo
 from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.bundled import AUTO, auto_model
-from ..core.jobs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob,
-                         TrainingSource, TrainJob, YearInput, pixels_text)
+from ..core.jobs import (FOLDER_NAME_FORBIDDEN, LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob,
+                         InventoryLayer, SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from . import inputs
@@ -39,7 +39,6 @@ from .model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, ca
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PLUGIN_DIR / "models"
 SETTINGS = "landslide_mapper"
-NAME_FORBIDDEN = set('/\\:*?"<>|')
 MAP_SCOPE = ("years", "checkpoint", "output", "mapArea")      # the Map tab's fields with problems
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).resolve().parent / "dock.ui"))
@@ -471,7 +470,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         name = self.newNameEdit.text().strip()
         if not name:
             problems.append(Problem("name", "Give the new checkpoint a name."))
-        elif NAME_FORBIDDEN & set(name):
+        elif FOLDER_NAME_FORBIDDEN & set(name):
             problems.append(Problem("name", f"The name {name!r} contains a character not allowed in a folder "
                                             "name (/ \\ : * ? \" < > |)."))
         elif (self.checkpoint_dir / name).exists():
