@@ -23,6 +23,7 @@ import rasterio
 import rasterio.features
 import shapely
 
+from landslide_mapper.core import probability
 from landslide_mapper.core.bundled import default_model
 from landslide_mapper.core.demo_scene import SceneSpec, load_or_generate
 from landslide_mapper.core.jobs import InferenceJob, TrainingSource, TrainJob, YearInput
@@ -34,7 +35,7 @@ from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopa
 
 def scores(prob_path: Path, predicted, truth, cols: slice) -> dict:
     with rasterio.open(prob_path) as ds:
-        valid = ds.read(1) >= 0
+        valid = ds.read(1) != probability.nodata_of(ds)
         shape, t = (ds.height, ds.width), ds.transform
     burn = lambda g: rasterio.features.rasterize(((x, 1) for x in g if not x.is_empty), out_shape=shape,
                                                  transform=t, dtype="uint8").astype(bool) if len(g) else \

@@ -14,6 +14,7 @@ import rasterio
 import rasterio.features
 import shapely
 
+from landslide_mapper.core import probability
 from landslide_mapper.core.fad import fit_power_law
 from landslide_mapper.core.jobs import InferenceJob, YearInput
 from landslide_mapper.core.mapping import run_inference
@@ -35,7 +36,7 @@ def pixel_scores(prob_path, predicted, truth, x_range=None) -> dict:
     """Precision, recall, F1 and predicted/true area ratio on the valid pixels whose map x
     lies in ``x_range`` (None: all)."""
     with rasterio.open(prob_path) as ds:
-        valid = ds.read(1) >= 0
+        valid = ds.read(1) != probability.nodata_of(ds)
         shape, t = (ds.height, ds.width), ds.transform
     if x_range is not None:
         xs = t.c + (np.arange(shape[1]) + 0.5) * t.a

@@ -17,6 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from . import probability
 from .bands import build_channels, required_spectral
 from .errors import InputError
 from .model import OnnxModel
@@ -24,17 +25,29 @@ from .progress import Reporter
 from .raster import YearRaster
 from .tiling import Tile, TileGrid
 
-PROB_NODATA = -1.0
+PROB_NODATA = probability.NODATA
 UNC_NODATA = 255          # uncertainty rasters: uint8, 0-254 for 0-1
 BLOCK = 256
 
 
-def geotiff_profile(raster: YearRaster, dtype: str, nodata) -> dict:
+def geotiff_profile(raster: YearRaster, dtype: str, nodata, rows: tuple[int, int] | None = None,
+                    threads: int | str = "ALL_CPUS") -> dict:
+    """A tiled, compressed single-band GeoTIFF on the raster's grid, or on rows [r0, r1) of it."""
+    r0, r1 = rows if rows is not None else (0, raster.height)
+    transform = raster.transform if r0 == 0 else raster.transform * raster.transform.translation(0, r0)
     return dict(
-        driver="GTiff", width=raster.width, height=raster.height, count=1, dtype=dtype,
-        crs=raster.crs, transform=raster.transform, nodata=nodata, tiled=True,
-        blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", zlevel=1,
-        predictor=3 if dtype.startswith("float") else 2, BIGTIFF="IF_SAFER")
+        driver="GTiff", width=raster.width, height=r1 - r0, count=1, dtype=dtype,
+        crs=raster.crs, transform=transform, nodata=nodata, tiled=True,
+        blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER", **probability.creation_options(dtype, threads))
+
+
+def open_probability(path, raster: YearRaster, model_name: str, rows: tuple[int, int] | None = None,
+                     threads: int | str = "ALL_CPUS"):
+    """A new probability raster (8-bit codes, see core.probability) opened for writing."""
+    ds = rasterio.open(path, "w", **geotiff_profile(raster, probability.DTYPE, probability.NODATA, rows, threads))
+    ds.scales, ds.offsets = (1.0 / probability.SCALE,), (0.0,)
+    ds.set_band_description(1, f"landslide probability ({model_name})")
+    return ds
 
 
 @dataclass
@@ -51,7 +64,7 @@ class _BlockRowWriter:
     start on a block boundary are written straight from the strip. ``threshold`` (None:
     no count) counts the landslide pixels written."""
 
-    def __init__(self, prob_ds, width: int, threshold: float | None, dtype=np.float32):
+    def __init__(self, prob_ds, width: int, threshold: float | None, dtype=np.uint8):
         self.prob_ds, self.width, self.threshold = prob_ds, width, threshold
         self.row = 0                                       # first row not yet written
         self.buffer = np.empty((BLOCK, width), dtype)
@@ -80,7 +93,8 @@ class _BlockRowWriter:
 
     def _write(self, prob: np.ndarray) -> None:
         if self.threshold is not None:
-            self.landslide_pixels += int(np.count_nonzero(prob >= self.threshold))
+            self.landslide_pixels += int(np.count_nonzero(probability.landslide(prob, self.threshold,
+                                                                                 self.prob_ds.nodata)))
         self.prob_ds.write(prob, 1, window=Window(0, self.row, self.width, len(prob)))
         self.row += len(prob)
 
@@ -90,7 +104,7 @@ class _Strip:
 
     def __init__(self, row0: int, row1: int, width: int, n_tiles: int, uncertainty: bool = False):
         self.row0 = row0
-        self.prob = np.full((row1 - row0, width), PROB_NODATA, np.float32)
+        self.prob = np.full((row1 - row0, width), PROB_NODATA, np.uint8)
         self.unc = np.full((row1 - row0, width), UNC_NODATA, np.uint8) if uncertainty else None
         self.remaining = n_tiles
 
@@ -143,11 +157,12 @@ class _Chunk:
     valid: np.ndarray      # (rows, cols)
 
 
-def _read_chunks(raster: YearRaster, model: OnnxModel, grid: TileGrid, per_chunk: int):
+def _read_chunks(raster: YearRaster, model: OnnxModel, grid: TileGrid, per_chunk: int,
+                 tile_rows: tuple[int, int] | None = None):
     """Read, build channels and normalise, one chunk of up to ``per_chunk`` tiles at a time."""
     channels = model.metadata.channels
     spectral = required_spectral(channels)
-    for row_index, row_tiles in grid.tile_rows():
+    for row_index, row_tiles in grid.tile_rows(*(tile_rows or ())):
         r0, r1 = row_tiles[0].row, min(row_tiles[0].row + grid.tile, raster.height)
         for start in range(0, len(row_tiles), per_chunk):
             chunk = row_tiles[start:start + per_chunk]
@@ -206,11 +221,14 @@ class _Prefetcher:
 def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.PathLike,
                    tile: int, overlap: int, batch_size: int, threshold: float,
                    reporter: Reporter | None = None, tta: bool = False,
-                   uncertainty_path: str | os.PathLike | None = None) -> PredictionStats:
+                   uncertainty_path: str | os.PathLike | None = None,
+                   tile_rows: tuple[int, int] | None = None, threads: int | str = "ALL_CPUS") -> PredictionStats:
     """Write the probability GeoTIFF of ``raster``; ``threshold`` counts landslide pixels and
     centres the uncertainty. ``tta``: average the four flips of every tile (4× the network
     time). ``uncertainty_path``: also write the per-pixel uncertainty (uint8, 0-254 for 0-1,
-    255 nodata; see :func:`uncertainty`)."""
+    255 nodata; see :func:`uncertainty`). ``tile_rows`` (first, stop): only those tile rows
+    (a block of a distributed run), written to files covering just the rows they keep.
+    ``threads``: how many threads compress the output."""
     reporter = reporter or Reporter()
     meta = model.metadata
     if tile % meta.size_multiple:
@@ -220,6 +238,9 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
         raise InputError(f"Batch size must be at least 1, got {batch_size}.")
     raster.source_indexes(required_spectral(meta.channels))
     grid = TileGrid(raster.height, raster.width, tile, overlap)
+    first, stop = tile_rows or (0, len(grid.rows))
+    rows = grid.kept_rows(first, stop)
+    total = (stop - first) * len(grid.cols)
     width = raster.width
     batch = np.zeros((batch_size, len(meta.channels), tile, tile), np.float32)
     pending: list[tuple[_Strip, Tile, _Chunk]] = []
@@ -228,12 +249,12 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     started, estimated = time.monotonic(), False
 
     unc_ds = None
-    with rasterio.open(prob_path, "w", **geotiff_profile(raster, "float32", PROB_NODATA)) as prob_ds:
-        prob_ds.set_band_description(1, f"landslide probability ({model.path.name})")
+    with open_probability(prob_path, raster, model.path.name, rows, threads) as prob_ds:
         writer = _BlockRowWriter(prob_ds, width, threshold)
         unc_writer = None
         if uncertainty_path is not None:
-            unc_ds = rasterio.open(uncertainty_path, "w", **geotiff_profile(raster, "uint8", UNC_NODATA))
+            unc_ds = rasterio.open(uncertainty_path, "w", **geotiff_profile(raster, "uint8", UNC_NODATA, rows,
+                                                                            threads))
             unc_ds.set_band_description(1, "uncertainty × 254 (near the threshold" +
                                         (", or flips disagree)" if tta else ")"))
             unc_writer = _BlockRowWriter(unc_ds, width, None, np.uint8)
@@ -253,26 +274,26 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                 out_rows = slice(t.keep_row0 - strip.row0, t.keep_row1 - strip.row0)
                 tile_cols = slice(t.keep_col0 - t.col, t.keep_col1 - t.col)
                 p = probs[k, rows, tile_cols]
-                strip.prob[out_rows, cols] = np.where(valid, p, PROB_NODATA)
+                strip.prob[out_rows, cols] = probability.encode(p, valid)
                 if strip.unc is not None:
                     u = uncertainty(p, threshold, None if disagree is None else disagree[k, rows, tile_cols])
                     strip.unc[out_rows, cols] = np.where(valid, np.round(u * 254), UNC_NODATA).astype(np.uint8)
                 strip.remaining -= 1
             done_tiles += len(pending)
             pending.clear()
-            if not estimated and done_tiles >= 2 * batch_size and len(grid) >= 4 * done_tiles:
+            if not estimated and done_tiles >= 2 * batch_size and total >= 4 * done_tiles and tile_rows is None:
                 estimated = True         # from the first batches' pace: what the user is in for
-                left = (time.monotonic() - started) / done_tiles * (len(grid) - done_tiles)
-                reporter.log(f"{done_tiles} of {len(grid):,} tiles in {time.monotonic() - started:.1f} s: about "
+                left = (time.monotonic() - started) / done_tiles * (total - done_tiles)
+                reporter.log(f"{done_tiles} of {total:,} tiles in {time.monotonic() - started:.1f} s: about "
                              f"{_duration(left)} left for this image.")
             while strips and strips[0].remaining == 0:
                 done = strips.pop(0)
                 writer.add(done.prob)
                 if unc_writer is not None:
                     unc_writer.add(done.unc)
-            reporter.progress(done_tiles / len(grid), f"{done_tiles}/{len(grid)} tiles")
+            reporter.progress(done_tiles / total, f"{done_tiles}/{total} tiles")
 
-        chunks = _Prefetcher(_read_chunks(raster, model, grid, batch_size))
+        chunks = _Prefetcher(_read_chunks(raster, model, grid, batch_size, tile_rows))
         try:
             current_row = -1
             for chunk in chunks:
@@ -296,4 +317,4 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
             chunks.close()
             if unc_ds is not None:
                 unc_ds.close()
-    return PredictionStats(valid_pixels, writer.landslide_pixels, len(grid))
+    return PredictionStats(valid_pixels, writer.landslide_pixels, total)

@@ -169,5 +169,5 @@ class OnnxModel:
                              f"{str(exc).strip()[:300]}") from None
         if out.ndim == 4:
             out = out[:, 0] if self.metadata.layout == "NCHW" else out[..., 0]
-        # a probability outside [0, 1] would collide with the nodata value (-1)
+        # a probability outside [0, 1] has no code in the 8-bit probability raster (core.probability)
         return np.clip(out.astype(np.float32, copy=False), 0.0, 1.0)

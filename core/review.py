@@ -17,15 +17,16 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
-from .inference import PROB_NODATA, UNC_NODATA
+from . import probability
 from .vector_io import VectorLayer
 
 MIN_VALID = 0.5        # a window needs this share of valid pixels to be suggested
 
 
-def _window_sums(path, window: int, fn, nodata) -> tuple[np.ndarray, np.ndarray]:
-    """Per window: the sum of ``fn(values)`` over valid pixels, and the valid count."""
+def _window_sums(path, window: int, fn) -> tuple[np.ndarray, np.ndarray]:
+    """Per window: the sum of ``fn(values, nodata)`` over valid pixels, and the valid count."""
     with rasterio.open(path) as ds:
+        nodata = probability.nodata_of(ds)
         rows, cols = -(-ds.height // window), -(-ds.width // window)
         sums = np.zeros((rows, cols))
         counts = np.zeros((rows, cols))
@@ -33,7 +34,7 @@ def _window_sums(path, window: int, fn, nodata) -> tuple[np.ndarray, np.ndarray]
             h = min(window, ds.height - i * window)
             strip = ds.read(1, window=Window(0, i * window, ds.width, h))
             ok = strip != nodata
-            vals = np.where(ok, fn(strip), 0.0)
+            vals = np.where(ok, fn(strip, nodata), 0.0)
             pad = cols * window - ds.width
             vals = np.pad(vals, ((0, 0), (0, pad)))
             ok = np.pad(ok, ((0, 0), (0, pad)))
@@ -48,9 +49,9 @@ def suggest_review_areas(uncertainty_path: str | os.PathLike, probability_path: 
     """Up to ``count`` windows of ``window`` px with the highest mean uncertainty, no two
     touching; fields ``rank`` (1 = review first), ``year``, ``uncertainty`` (mean, 0-1),
     ``landslide_share`` (share of the window mapped as landslide), ``valid_share``."""
-    unc_sum, valid = _window_sums(uncertainty_path, window, lambda v: v.astype(np.float64) / 254.0, UNC_NODATA)
-    slide_sum, _ = _window_sums(probability_path, window, lambda v: (v >= threshold).astype(np.float64),
-                                PROB_NODATA)
+    unc_sum, valid = _window_sums(uncertainty_path, window, lambda v, _nd: v.astype(np.float64) / 254.0)
+    slide_sum, _ = _window_sums(probability_path, window,
+                                lambda v, nd: probability.landslide(v, threshold, nd).astype(np.float64))
     full = float(window * window)
     with rasterio.open(uncertainty_path) as ds:
         transform, height, width = ds.transform, ds.height, ds.width

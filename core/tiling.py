@@ -53,7 +53,19 @@ class TileGrid:
     def __len__(self) -> int:
         return len(self.rows) * len(self.cols)
 
-    def tile_rows(self) -> Iterator[tuple[int, list[Tile]]]:
-        """Tiles grouped by tile row, top to bottom; each group left to right."""
-        for i, (r, r0, r1) in enumerate(self.rows):
+    def tile_rows(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, list[Tile]]]:
+        """Tiles grouped by tile row, top to bottom; each group left to right. ``first`` and
+        ``stop``: only tile rows [first, stop) (a block of them)."""
+        stop = len(self.rows) if stop is None else stop
+        for i in range(first, stop):
+            r, r0, r1 = self.rows[i]
             yield i, [Tile(r, c, r0, r1, c0, c1) for c, c0, c1 in self.cols]
+
+    def kept_rows(self, first: int, stop: int) -> tuple[int, int]:
+        """Raster rows [r0, r1) that tile rows [first, stop) write."""
+        return self.rows[first][1], self.rows[stop - 1][2]
+
+    def row_blocks(self, rows_per_block: int) -> list[tuple[int, int]]:
+        """Tile rows in consecutive blocks of ``rows_per_block``: [(first, stop), ...]."""
+        n = len(self.rows)
+        return [(i, min(n, i + rows_per_block)) for i in range(0, n, max(1, rows_per_block))]

@@ -1,12 +1,15 @@
 """Landslide polygons from the probability raster, with their attributes.
 
-The raster is read in strips: each strip is thresholded and labelled (4-connected);
-regions that continue across strip edges are stitched by a connected-components pass
+The raster (or one block of its rows, in a distributed run) is read in strips: each
+strip is thresholded and labelled (4-connected); regions that continue across strip edges are stitched by a connected-components pass
 over the labels touching at those edges. Holes below the minimum area are filled as
 each strip is read (with a halo of rows that makes this exact), and every region gets
 its pixel count, so regions below the minimum area are dropped before any polygon is
 built. A scratch raster of region ids then goes through GDAL's polygoniser, which
-streams line by line, one polygon per region. Memory holds one strip at a time.
+streams line by line, one polygon per region, in pixel coordinates. Memory holds one
+strip at a time. Blocks of rows can be vectorised apart (on several Dask workers):
+:func:`merge_blocks` joins the pieces of a region that crosses a block seam into one
+polygon with the region's exact area.
 """
 from __future__ import annotations
 
@@ -17,12 +20,13 @@ import numpy as np
 import rasterio
 import rasterio.features
 import shapely
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .inference import PROB_NODATA
+from . import probability
 from .progress import Reporter
 from .vector_io import VectorLayer
 
@@ -31,16 +35,12 @@ MAX_HALO = 256  # rows read above and below a strip to decide its holes
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
-def _strips(height: int):
-    for row in range(0, height, STRIP):
-        yield row, min(STRIP, height - row)
+def _strips(row0: int, row1: int):
+    for row in range(row0, row1, STRIP):
+        yield row, min(STRIP, row1 - row)
 
 
-def _landslide_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
-    return (prob >= threshold) & (prob != PROB_NODATA)
-
-
-def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> np.ndarray:
+def _strip_mask(ds, row: int, h: int, threshold: float, nodata: float, min_pixels: int) -> np.ndarray:
     """Landslide mask of rows [row, row+h), holes below ``min_pixels`` filled.
 
     A hole is a 4-connected patch of valid non-landslide pixels that touches neither the
@@ -52,9 +52,9 @@ def _strip_mask(ds, row: int, h: int, threshold: float, min_pixels: int) -> np.n
     halo = min(min_pixels, MAX_HALO) if min_pixels > 1 else 0
     top, bottom = max(0, row - halo), min(ds.height, row + h + halo)
     prob = ds.read(1, window=Window(0, top, ds.width, bottom - top))
-    mask = _landslide_mask(prob, threshold)
+    mask = probability.landslide(prob, threshold, nodata)
     if halo:
-        valid = prob != PROB_NODATA
+        valid = prob != nodata
         background, n = ndimage.label(valid & ~mask, FOUR_CONNECTED)
         size = np.bincount(background.ravel(), minlength=n + 1)
         open_ = np.zeros(n + 1, bool)   # reaches the window or raster edge, or nodata
@@ -81,16 +81,20 @@ class _StripLabels:
         return lut
 
 
-def _stitch(ds, threshold: float, min_pixels: int, mask_ds, reporter: Reporter):
-    """Pass 1: candidate regions per strip, stitched across strip edges.
+def _stitch(ds, rows: tuple[int, int], threshold: float, nodata: float, min_pixels: int, mask_ds,
+            reporter: Reporter):
+    """Pass 1: candidate regions per strip of ``rows``, stitched across strip edges; also
+    the final region ids of the first and last row.
 
     A region lying inside one strip (touching neither its first nor its last row) is
     complete there: when it is below ``min_pixels`` it is dropped at once, so the global
     arrays grow with the number of real regions, not with speckle."""
     strips, total, pairs, prev_last, counts = [], 0, [], None, [np.zeros(1, np.int64)]
-    for row, h in _strips(ds.height):
-        mask = _strip_mask(ds, row, h, threshold, min_pixels)
-        mask_ds.write(mask.astype(np.uint8), 1, window=Window(0, row, ds.width, h))  # kept for pass 2
+    first_row = None
+    row0, row1 = rows
+    for row, h in _strips(row0, row1):
+        mask = _strip_mask(ds, row, h, threshold, nodata, min_pixels)
+        mask_ds.write(mask.astype(np.uint8), 1, window=Window(0, row - row0, ds.width, h))  # kept for pass 2
         labels, n = ndimage.label(mask, FOUR_CONNECTED)
         size = np.bincount(labels.ravel(), minlength=n + 1)
         on_edge = np.zeros(n + 1, bool)
@@ -102,58 +106,91 @@ def _stitch(ds, threshold: float, min_pixels: int, mask_ds, reporter: Reporter):
         counts.append(size[entry.local])
         total += len(entry.local)
         lut = entry.lookup(n)
+        if first_row is None:
+            first_row = lut[labels[0]]
         if prev_last is not None:
             first = lut[labels[0]]
             touching = (prev_last > 0) & (first > 0)
             pairs.append(np.stack([prev_last[touching], first[touching]]))
         prev_last = lut[labels[-1]]
-        reporter.progress(0.4 * (row + h) / ds.height, "labelling landslide regions")
+        reporter.progress(0.4 * (row + h - row0) / (row1 - row0), "labelling landslide regions")
     edges = np.concatenate(pairs, axis=1) if pairs else np.empty((2, 0), np.int64)
     graph = coo_matrix((np.ones(edges.shape[1]), (edges[0] - 1, edges[1] - 1)), shape=(total, total))
     n_regions, component = connected_components(graph, directed=False)
     final = np.zeros(total + 1, np.int32)
     final[1:] = component + 1
     pixels = np.bincount(final, weights=np.concatenate(counts), minlength=n_regions + 1).astype(np.int64)
-    return final, strips, pixels
+    return final, strips, pixels, final[first_row], final[prev_last]
 
 
-def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
-            reporter: Reporter | None = None):
-    """Landslide regions of at least ``min_pixels``: polygons (map coordinates), pixel
-    counts and mean probabilities.
+@dataclass
+class BlockRegions:
+    """Regions of the raster rows [row0, row1), polygons in pixel coordinates (x = column,
+    y = row, exact integers) so that pieces of one region from neighbouring blocks join
+    exactly; ``first_row``/``last_row``: the index into ``geoms`` of each pixel of the
+    block's first and last row (−1: none), which says which pieces touch across a seam."""
+
+    row0: int
+    row1: int
+    geoms: np.ndarray
+    pixels: np.ndarray
+    sums: np.ndarray          # sum of probabilities over each region's pixels
+    first_row: np.ndarray
+    last_row: np.ndarray
+
+
+def block_rows(height: int, blocks: int) -> list[tuple[int, int]]:
+    """Rows of up to ``blocks`` vectorising blocks, each a whole number of strips (so that
+    every strip, and with it every filled hole, is the same as in a single pass)."""
+    strips = -(-height // STRIP)
+    per = -(-strips // max(1, blocks))
+    return [(s * STRIP, min(height, (s + per) * STRIP)) for s in range(0, strips, per)]
+
+
+def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
+                    rows: tuple[int, int] | None = None, reporter: Reporter | None = None) -> BlockRegions:
+    """Landslide regions of rows ``rows`` (default: all) of a probability raster.
 
     Holes below ``min_pixels`` are filled and regions below it dropped before any
     polygon is built: speckle inside a large region would otherwise become thousands of
-    holes, costing time and memory, and neither is a mapping unit."""
+    holes, costing time and memory, and neither is a mapping unit. Regions touching a
+    block edge inside the raster are kept whatever their size: their other part lies in
+    the next block (:func:`merge_blocks` decides)."""
     reporter = reporter or Reporter()
     min_pixels = max(1, int(min_pixels))
     prob_path = str(prob_path)
-    label_path, mask_path = prob_path + ".labels.tif", prob_path + ".regions.tif"
+    tag = "" if rows is None else f".{rows[0]}"
+    label_path, mask_path = f"{prob_path}{tag}.labels.tif", f"{prob_path}{tag}.regions.tif"
     try:
         with rasterio.open(prob_path) as ds:
-            # Uncompressed scratch rasters: GDAL's polygoniser reads them line by line.
-            scratch = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
-                           transform=ds.transform, crs=ds.crs, BIGTIFF="IF_SAFER")
+            row0, row1 = rows or (0, ds.height)
+            # Uncompressed scratch rasters in pixel coordinates: GDAL's polygoniser reads them line by line.
+            scratch = dict(driver="GTiff", width=ds.width, height=row1 - row0, count=1,
+                           transform=Affine.translation(0, row0), BIGTIFF="IF_SAFER")
+            nodata = probability.nodata_of(ds)
             with rasterio.open(mask_path, "w+", dtype="uint8", **scratch) as mask_ds:
-                final, strip_labels, pixels = _stitch(ds, threshold, min_pixels, mask_ds, reporter)
+                final, strip_labels, pixels, first_row, last_row = _stitch(
+                    ds, (row0, row1), threshold, nodata, min_pixels, mask_ds, reporter)
                 keep = pixels >= min_pixels
+                keep[first_row] |= row0 > 0              # continues in the block above
+                keep[last_row] |= row1 < ds.height       # continues in the block below
                 keep[0] = False
+                sums = np.zeros(len(pixels))
+                with rasterio.open(label_path, "w", dtype="int32", **scratch) as lab_ds:
+                    for (row, h), entry in zip(_strips(row0, row1), strip_labels):
+                        win = Window(0, row - row0, ds.width, h)
+                        labels, n = ndimage.label(mask_ds.read(1, window=win), FOUR_CONNECTED)
+                        labels = final[entry.lookup(n)[labels]]
+                        labels[~keep[labels]] = 0
+                        values = probability.as_probability(ds.read(1, window=Window(0, row, ds.width, h)))
+                        sums += np.bincount(labels.ravel(), weights=values.ravel(), minlength=len(pixels))
+                        lab_ds.write(labels, 1, window=win)
+                        mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)  # now: kept regions
+                        reporter.progress(0.4 + 0.3 * (row + h - row0) / (row1 - row0), "labelling landslide regions")
                 if len(pixels) > 1 and pixels[1:].max() > max(10**6, 0.5 * ds.width * ds.height):
                     reporter.log(f"{prob_path}: one connected region holds {pixels[1:].max():,} pixels, over "
                                  "half the raster. Check the band mapping, reflectance scale and threshold: "
                                  "polygonising such a region is slow and memory-hungry.")
-                sums = np.zeros(len(pixels))
-                with rasterio.open(label_path, "w", dtype="int32", **scratch) as lab_ds:
-                    for (row, h), entry in zip(_strips(ds.height), strip_labels):
-                        win = Window(0, row, ds.width, h)
-                        labels, n = ndimage.label(mask_ds.read(1, window=win), FOUR_CONNECTED)
-                        labels = final[entry.lookup(n)[labels]]
-                        labels[~keep[labels]] = 0
-                        sums += np.bincount(labels.ravel(), weights=ds.read(1, window=win).ravel(),
-                                            minlength=len(pixels))
-                        lab_ds.write(labels, 1, window=win)
-                        mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)  # now: kept regions
-                        reporter.progress(0.4 + 0.3 * (row + h) / ds.height, "labelling landslide regions")
         rings, ring_ends, poly_ends, ids = [], [0], [0], []
         with rasterio.open(label_path) as lab_ds, rasterio.open(mask_path) as mask_ds:
             for geom, value in rasterio.features.shapes(rasterio.band(lab_ds, 1), mask=rasterio.band(mask_ds, 1)):
@@ -169,9 +206,60 @@ def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
         for path in (label_path, mask_path):
             if os.path.exists(path):
                 os.unlink(path)
-    geoms = _polygons(rings, ring_ends, poly_ends)
     ids = np.array(ids, dtype=np.int64)
-    return geoms, pixels[ids], sums[ids] / np.maximum(pixels[ids], 1)
+    index = np.full(len(pixels), -1, np.int64)     # region id → its polygon
+    index[ids] = np.arange(len(ids))
+    return BlockRegions(row0, row1, _polygons(rings, ring_ends, poly_ends), pixels[ids], sums[ids],
+                        index[first_row], index[last_row])
+
+
+def merge_blocks(blocks: list[BlockRegions], transform, min_pixels: int = 1):
+    """One region per landslide from the blocks of a raster: pieces that touch across a
+    seam (4-connected, as within a block) are joined, their pixels and sums added; regions
+    below ``min_pixels`` dropped; polygons put on the map by ``transform``. Returns
+    polygons, pixel counts and mean probabilities, as :func:`regions`."""
+    blocks = sorted(blocks, key=lambda b: b.row0)
+    offsets = np.cumsum([0] + [len(b.geoms) for b in blocks])
+    total = int(offsets[-1])
+    pairs = []
+    for k in range(len(blocks) - 1):
+        above, below = blocks[k].last_row, blocks[k + 1].first_row
+        touching = (above >= 0) & (below >= 0)
+        pairs.append(np.stack([above[touching] + offsets[k], below[touching] + offsets[k + 1]]))
+    geoms = np.concatenate([b.geoms for b in blocks]) if blocks else np.empty(0, object)
+    pixels = np.concatenate([b.pixels for b in blocks]) if blocks else np.empty(0, np.int64)
+    sums = np.concatenate([b.sums for b in blocks]) if blocks else np.empty(0)
+    edges = np.concatenate(pairs, axis=1) if pairs else np.empty((2, 0), np.int64)
+    if edges.shape[1]:
+        graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(total, total))
+        n, component = connected_components(graph, directed=False)
+        pixels = np.bincount(component, weights=pixels, minlength=n).astype(np.int64)
+        sums = np.bincount(component, weights=sums, minlength=n)
+        order = np.argsort(component, kind="stable")
+        starts = np.searchsorted(component[order], np.arange(n))
+        counts = np.bincount(component, minlength=n)
+        joined = np.empty(n, object)
+        single = counts == 1
+        joined[single] = geoms[order[starts[single]]]
+        for c in np.flatnonzero(~single):     # only regions crossing a seam
+            joined[c] = shapely.coverage_union_all(geoms[order[starts[c]:starts[c] + counts[c]]])
+        geoms = joined
+    keep = pixels >= max(1, int(min_pixels))
+    geoms, pixels, sums = geoms[keep], pixels[keep], sums[keep]
+    if len(geoms):
+        a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+        geoms = shapely.transform(geoms, lambda xy: np.column_stack(
+            [c + a * xy[:, 0] + b * xy[:, 1], f + d * xy[:, 0] + e * xy[:, 1]]))
+    return geoms, pixels, sums / np.maximum(pixels, 1)
+
+
+def regions(prob_path: str | os.PathLike, threshold: float, min_pixels: int = 1,
+            reporter: Reporter | None = None):
+    """Landslide regions of at least ``min_pixels``: polygons (map coordinates), pixel
+    counts and mean probabilities (see :func:`vectorise_block`)."""
+    with rasterio.open(prob_path) as ds:
+        transform = ds.transform
+    return merge_blocks([vectorise_block(prob_path, threshold, min_pixels, reporter=reporter)], transform, min_pixels)
 
 
 def _polygons(rings: list, ring_ends: list[int], poly_ends: list[int]) -> np.ndarray:

@@ -233,7 +233,7 @@ def test_naip_years_keep_their_own_grids(tmp_path, baseline_model):
         with rasterio.open(f) as a, rasterio.open(Path(result.run_dir) / y.probability) as b:
             assert a.transform == b.transform and a.shape == b.shape and a.crs == b.crs
             valid = a.read_masks(1) > 0
-            assert ((b.read(1) == -1.0) == ~valid).all()
+            assert ((b.read(1) == b.nodata) == ~valid).all() and b.nodata == 255
     assert [y.year for y in result.years] == sorted(y.year for y in years)
 
 
@@ -269,7 +269,7 @@ def test_reprojected_corners_outside_the_footprint_are_nodata(tmp_path, baseline
     result = run_inference(job_for(tmp_path, [YearInput(2017, str(src))], baseline_model))
     with rasterio.open(Path(result.run_dir) / "probability_2017.tif") as ds:
         prob = ds.read(1)
-    assert (prob == -1).any() and (prob[prob != -1] < 0.5).all()
+    assert (prob == 255).any() and (prob[prob != 255] < 0.5 * 254).all()
     assert result.years[0].mapped_area_km2 == pytest.approx(150 * 150 * 9 / 1e6, rel=0.03)
 
 

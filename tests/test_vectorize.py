@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from conftest import write_raster
 from landslide_mapper.core import vectorize
-from landslide_mapper.core.inference import PROB_NODATA
+from landslide_mapper.core.probability import LEGACY_NODATA as PROB_NODATA  # float32 files of earlier versions
 
 
 def blobs(shape, seed=0):
