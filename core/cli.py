@@ -17,6 +17,7 @@ from .bundled import AUTO, BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
 from . import faults
 from .events import JsonlEmitter, watch_control
+from .cluster import CLUSTER_HELP
 from .jobs import (DEFAULT_LOSS, RESAMPLE_CHOICES, InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json,
                    split_layer)
 from .progress import Reporter
@@ -161,7 +162,7 @@ def cmd_infer(args) -> int:
             threshold=args.threshold, min_area_m2=args.min_area, device=args.device, tta=args.tta,
             uncertainty=args.uncertainty, review_areas=args.review_areas, resample=args.resample,
             area=args.area, bounds=args.bounds, bounds_crs=args.bounds_crs,
-            max_pixels=None if args.yes else args.max_pixels)
+            max_pixels=None if args.yes else args.max_pixels, cluster=args.cluster)
         return run_inference(job, reporter)
 
     code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
@@ -531,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=InferenceJob.max_pixels, metavar="N",
                    help=f"refuse a job of more pixels, all years together (default {InferenceJob.max_pixels:,})")
     p.add_argument("--yes", action="store_true", help="map however large the job is (no --max-pixels limit)")
+    p.add_argument("--cluster", default=InferenceJob.cluster, metavar="WHERE",
+                   help=f"{CLUSTER_HELP} (default {InferenceJob.cluster}); workers of a scheduler must see the "
+                        "input, model and output paths")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     p.add_argument("--batch", type=int, default=8, help="tiles per inference batch (default 8)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from .cluster import LOCAL, parse_cluster
 from .errors import InputError
 
 
@@ -103,8 +104,11 @@ class InferenceJob:
     bounds: list[float] | None = None        # [xmin, ymin, xmax, ymax]: map only inside (e.g. the map view)
     bounds_crs: str | None = None            # CRS of bounds (EPSG:… or WKT); None: the first year's
     max_pixels: int | None = LARGE_JOB_PIXELS  # refuse larger jobs (all years); None: no limit (confirmed)
+    cluster: str = LOCAL                     # where tiles are predicted (core.cluster: local, local:N, tcp://…)
 
     def validate(self) -> None:
+        _check_types(self, {"cluster": str})
+        parse_cluster(self.cluster)
         _check_types(self, {"area": (str, type(None)), "bounds": (list, tuple, type(None)),
                             "bounds_crs": (str, type(None)), "max_pixels": (int, type(None))})
         if self.max_pixels is not None and self.max_pixels < 1:

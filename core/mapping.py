@@ -19,6 +19,7 @@ from .bands import required_spectral
 from .analysis import analyse_series, change_layers
 from .area import area_of_interest
 from .bundled import pick_model
+from .cluster import map_years, parse_cluster
 from .errors import InputError
 from .inference import predict_raster
 from .jobs import InferenceJob, job_to_json, pixels_text
@@ -31,7 +32,7 @@ from .run_folder import RunFolder
 from .subtraction import SubtractionSettings, subtract_series
 from .tiling import TileGrid
 from .vector_io import write_geopackage
-from .vectorize import landslide_polygons
+from .vectorize import landslide_polygons, min_pixels_for, polygon_layer
 
 GEOPACKAGE = "landslides.gpkg"
 GDAL_CACHE_BYTES = 8 * 2**20  # rasterio hands this to GDALSetCacheMax: bytes, not MB
@@ -253,25 +254,43 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
                 r.close()
 
 
+def _map_here(job, model, rasters, tile, threshold, run, reporter, share) -> list[tuple[int, object]]:
+    """Every year in this process, one after another: (valid pixels, landslide layer) each."""
+    out = []
+    n = len(rasters)
+    for i, raster in enumerate(rasters):
+        part = reporter.sub(i / n * share, (i + 1) / n * share)
+        part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
+                 f"bands {raster.mapping.describe()})")
+        prob = run.path(f"probability_{raster.year}.tif")
+        unc = run.path(f"uncertainty_{raster.year}.tif") if job.uncertainty else None
+        stats = predict_raster(raster, model, prob, tile, job.overlap, job.batch_size, threshold,
+                               part.sub(0.0, 0.9), tta=job.tta, uncertainty_path=unc)
+        layer = landslide_polygons(prob, raster.year, threshold, job.min_area_m2, raster.crs.to_wkt(),
+                                   part.sub(0.9, 1.0))
+        out.append((stats.valid_pixels, layer))
+    return out
+
+
 def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResult:
     crs = rasters[0].crs
     result_years: list[YearResult] = []
     layers = {}
+    execution = parse_cluster(job.cluster)
     with RunFolder(job.output_dir, job.run_name, reporter.log) as run:
         (run.path("job.json")).write_text(job_to_json(job, absolute=True) + "\n")
-        n = len(rasters)
         mapping_share = 0.95 if job.analyse else 1.0
-        for i, raster in enumerate(rasters):
-            part = reporter.sub(i / n * mapping_share, (i + 1) / n * mapping_share)
-            part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
-                     f"bands {raster.mapping.describe()})")
+        if execution.distributed:
+            min_pixels = [min_pixels_for(r.pixel_area, job.min_area_m2) for r in rasters]
+            outcomes = map_years(execution, job, model, rasters, tile, threshold, run,
+                                 reporter.sub(0.0, mapping_share), min_pixels)
+            mapped = [(o.valid_pixels, polygon_layer(o.regions[0], o.regions[2], r.year, job.min_area_m2,
+                                                     crs.to_wkt())) for o, r in zip(outcomes, rasters)]
+        else:
+            mapped = _map_here(job, model, rasters, tile, threshold, run, reporter, mapping_share)
+        for raster, (valid_pixels, layer) in zip(rasters, mapped):
             prob_name = f"probability_{raster.year}.tif"
             unc_name = f"uncertainty_{raster.year}.tif" if job.uncertainty else None
-            stats = predict_raster(raster, model, run.path(prob_name), tile, job.overlap,
-                                   job.batch_size, threshold, part.sub(0.0, 0.9), tta=job.tta,
-                                   uncertainty_path=run.path(unc_name) if unc_name else None)
-            layer = landslide_polygons(run.path(prob_name), raster.year, threshold, job.min_area_m2,
-                                       crs.to_wkt(), part.sub(0.9, 1.0))
             name = f"landslides_{raster.year}"
             layers[name] = layer
             review = None
@@ -279,16 +298,16 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
                 review = f"review_{raster.year}"
                 layers[review] = suggest_review_areas(run.path(unc_name), run.path(prob_name), raster.year,
                                                       threshold, count=job.review_areas, crs_wkt=crs.to_wkt())
-                part.log(f"Year {raster.year}: {len(layers[review])} suggested review areas ({review}).")
+                reporter.log(f"Year {raster.year}: {len(layers[review])} suggested review areas ({review}).")
             result_years.append(YearResult(
                 year=raster.year, raster=raster.path, probability=prob_name, layer=name,
                 polygons=len(layer), total_area_m2=round(float(layer.fields["area_m2"].sum()), 2),
-                mapped_area_km2=round(stats.valid_pixels * raster.pixel_area / 1e6, 4),
+                mapped_area_km2=round(valid_pixels * raster.pixel_area / 1e6, 4),
                 reprojected_from=raster.reprojected_from,
                 resampled_from_m=None if raster.resampled_from is None else round(raster.resampled_from, 4),
                 pixel_size_m=round(math.sqrt(raster.pixel_area), 4), uncertainty=unc_name, review_layer=review))
-            part.log(f"Year {raster.year}: {len(layer)} landslide polygons, "
-                     f"{result_years[-1].total_area_m2:,.0f} m².")
+            reporter.log(f"Year {raster.year}: {len(layer)} landslide polygons, "
+                         f"{result_years[-1].total_area_m2:,.0f} m².")
         reporter.check_cancelled()
         analysis = None
         if job.analyse:

@@ -73,6 +73,9 @@ class YearRaster:
         except BaseException:
             self.src.close()
             raise
+        # what reopens it elsewhere (a Dask worker) as it is now, guesses settled
+        self._recipe = dict(path=self.path, year=self.year, bands=self.mapping, reflectance_scale=self.scale,
+                            target_crs=target_crs, resolution=resolution, nodata=nodata)
 
     def _setup(self, bands, reflectance_scale, target_crs, log: Log, resolution: float | None = None) -> None:
         src = self.src
@@ -153,6 +156,20 @@ class YearRaster:
             raise InputError(f"{self.who}{self.path} does not overlap {what} ({aoi.description}); "
                              "choose an area inside the image, or map the whole image.")
         self._window, self._aoi = window, aoi
+
+    def recipe(self) -> dict:
+        """Picklable arguments from which :meth:`reopen` builds this raster again, clipped
+        to the same area of interest, with nothing guessed or logged a second time."""
+        return {**self._recipe, "aoi": self._aoi}
+
+    @classmethod
+    def reopen(cls, recipe: dict) -> "YearRaster":
+        args = dict(recipe)
+        aoi = args.pop("aoi")
+        raster = cls(**args)
+        if aoi is not None:
+            raster.clip(aoi)
+        return raster
 
     @property
     def crs(self) -> CRS:

@@ -1,8 +1,9 @@
 """Landslide polygons from the probability raster, with their attributes.
 
 The raster (or one block of its rows, in a distributed run) is read in strips: each
-strip is thresholded and labelled (4-connected); regions that continue across strip edges are stitched by a connected-components pass
-over the labels touching at those edges. Holes below the minimum area are filled as
+strip is thresholded and labelled (4-connected); regions that continue across strip
+edges are stitched by a connected-components pass over the labels touching at those
+edges. Holes below the minimum area are filled as
 each strip is read (with a halo of rows that makes this exact), and every region gets
 its pixel count, so regions below the minimum area are dropped before any polygon is
 built. A scratch raster of region ids then goes through GDAL's polygoniser, which
@@ -14,12 +15,14 @@ polygon with the region's exact area.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import rasterio
 import rasterio.features
 import shapely
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 from scipy import ndimage
@@ -162,7 +165,8 @@ def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: 
     tag = "" if rows is None else f".{rows[0]}"
     label_path, mask_path = f"{prob_path}{tag}.labels.tif", f"{prob_path}{tag}.regions.tif"
     try:
-        with rasterio.open(prob_path) as ds:
+        with rasterio.open(prob_path) as ds, warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)     # pixel coordinates on purpose
             row0, row1 = rows or (0, ds.height)
             # Uncompressed scratch rasters in pixel coordinates: GDAL's polygoniser reads them line by line.
             scratch = dict(driver="GTiff", width=ds.width, height=row1 - row0, count=1,
@@ -192,7 +196,8 @@ def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: 
                                  "half the raster. Check the band mapping, reflectance scale and threshold: "
                                  "polygonising such a region is slow and memory-hungry.")
         rings, ring_ends, poly_ends, ids = [], [0], [0], []
-        with rasterio.open(label_path) as lab_ds, rasterio.open(mask_path) as mask_ds:
+        with warnings.catch_warnings(), rasterio.open(label_path) as lab_ds, rasterio.open(mask_path) as mask_ds:
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
             for geom, value in rasterio.features.shapes(rasterio.band(lab_ds, 1), mask=rasterio.band(mask_ds, 1)):
                 for ring in geom["coordinates"]:
                     rings.append(ring)
@@ -242,7 +247,8 @@ def merge_blocks(blocks: list[BlockRegions], transform, min_pixels: int = 1):
         single = counts == 1
         joined[single] = geoms[order[starts[single]]]
         for c in np.flatnonzero(~single):     # only regions crossing a seam
-            joined[c] = shapely.coverage_union_all(geoms[order[starts[c]:starts[c] + counts[c]]])
+            # pixel-corner coordinates are exact integers: the overlay joins the pieces exactly
+            joined[c] = shapely.union_all(geoms[order[starts[c]:starts[c] + counts[c]]])
         geoms = joined
     keep = pixels >= max(1, int(min_pixels))
     geoms, pixels, sums = geoms[keep], pixels[keep], sums[keep]
@@ -272,15 +278,15 @@ def _polygons(rings: list, ring_ends: list[int], poly_ends: list[int]) -> np.nda
                                      (np.asarray(ring_ends, np.int64), np.asarray(poly_ends, np.int64)))
 
 
-def landslide_polygons(prob_path: str | os.PathLike, year: int, threshold: float,
-                       min_area_m2: float, crs_wkt: str,
-                       reporter: Reporter | None = None) -> VectorLayer:
-    """Polygons of one year with ``year``, ``area_m2``, ``perimeter_m`` and ``mean_prob``."""
-    with rasterio.open(prob_path) as ds:
-        pixel_area = abs(ds.transform.determinant)
-    # a region's polygon covers exactly its pixels, so its area is known before polygonising
-    min_pixels = int(np.ceil(min_area_m2 / pixel_area - 1e-9))
-    geoms, _, mean_prob = regions(prob_path, threshold, min_pixels, reporter)
+def min_pixels_for(pixel_area: float, min_area_m2: float) -> int:
+    """Pixels a region needs to reach ``min_area_m2``: a region's polygon covers exactly
+    its pixels, so its area is known before polygonising."""
+    return int(np.ceil(min_area_m2 / pixel_area - 1e-9))
+
+
+def polygon_layer(geoms: np.ndarray, mean_prob: np.ndarray, year: int, min_area_m2: float,
+                  crs_wkt: str) -> VectorLayer:
+    """Regions as one year's layer: ``year``, ``area_m2``, ``perimeter_m`` and ``mean_prob``."""
     area = shapely.area(geoms) if len(geoms) else np.empty(0)
     keep = area >= min_area_m2 - 1e-6
     geoms, area, mean_prob = geoms[keep], area[keep], mean_prob[keep]
@@ -291,3 +297,13 @@ def landslide_polygons(prob_path: str | os.PathLike, year: int, threshold: float
         "mean_prob": np.round(mean_prob, 4),
     }
     return VectorLayer(geoms, fields, crs_wkt)
+
+
+def landslide_polygons(prob_path: str | os.PathLike, year: int, threshold: float,
+                       min_area_m2: float, crs_wkt: str,
+                       reporter: Reporter | None = None) -> VectorLayer:
+    """Polygons of one year with ``year``, ``area_m2``, ``perimeter_m`` and ``mean_prob``."""
+    with rasterio.open(prob_path) as ds:
+        pixel_area = abs(ds.transform.determinant)
+    geoms, _, mean_prob = regions(prob_path, threshold, min_pixels_for(pixel_area, min_area_m2), reporter)
+    return polygon_layer(geoms, mean_prob, year, min_area_m2, crs_wkt)

@@ -213,11 +213,14 @@ HOST_PACKAGES = {"rasterio": "rasterio>=1.3.9,<1.5", "scipy": "scipy>=1.9", "mat
 # Mapping: ONNX Runtime 1.19 is the last release for Python 3.9 and 1.24 the first for 3.14;
 # onnx 1.17 (the one tested with TensorFlow 2.17) has no 3.13 wheels; shapely 2.1 is the
 # first with 3.14 wheels.
+# Dask for distributed mapping (core/cluster.py): 2024.8 is the last release for Python 3.9.
+_DASK = ["dask==2026.8.0", "distributed==2026.8.0"]
 _MAPPING = {
-    "py39": ["onnxruntime==1.19.2", "onnx==1.17.0", "shapely==2.0.7", "tqdm==4.67.1"],
-    "py310": ["onnxruntime==1.20.1", "onnx==1.17.0", "shapely==2.0.6", "tqdm==4.67.1"],
-    "py313": ["onnxruntime==1.20.1", "onnx==1.23.2", "shapely==2.1.2", "tqdm==4.67.1"],
-    "py314": ["onnxruntime==1.24.1", "onnx==1.23.2", "shapely==2.1.2", "tqdm==4.67.1"],
+    "py39": ["onnxruntime==1.19.2", "onnx==1.17.0", "shapely==2.0.7", "tqdm==4.67.1",
+             "dask==2024.8.0", "distributed==2024.8.0"],
+    "py310": ["onnxruntime==1.20.1", "onnx==1.17.0", "shapely==2.0.6", "tqdm==4.67.1", *_DASK],
+    "py313": ["onnxruntime==1.20.1", "onnx==1.23.2", "shapely==2.1.2", "tqdm==4.67.1", *_DASK],
+    "py314": ["onnxruntime==1.24.1", "onnx==1.23.2", "shapely==2.1.2", "tqdm==4.67.1", *_DASK],
 }
 # Training with TensorFlow: 2.17 is the last release that accepts numpy 1.x below 1.26 and
 # pins protobuf below 5; 2.20 the release for numpy 2 and Python 3.13. TensorFlow's

@@ -6,7 +6,7 @@ from rasterio.transform import Affine
 from scipy import ndimage
 
 from conftest import write_raster
-from landslide_mapper.core import vectorize
+from landslide_mapper.core import probability, vectorize
 from landslide_mapper.core.probability import LEGACY_NODATA as PROB_NODATA  # float32 files of earlier versions
 
 
@@ -100,3 +100,41 @@ def test_holes_below_the_minimum_are_filled_but_never_nodata(tmp_path, monkeypat
     edge = write_raster(tmp_path / "edge.tif", prob, nodata=PROB_NODATA)
     geoms, counts, _ = vectorize.regions(edge, 0.5, min_pixels=10)
     assert counts.sum() == (prob >= 0.5).sum() + 4  # only the 4-pixel hole was filled
+
+
+@pytest.mark.parametrize("blocks", [2, 3, 7])
+def test_blocks_vectorised_apart_join_into_the_regions_of_one_pass(tmp_path, monkeypatch, blocks):
+    """A distributed run vectorises blocks of rows on different workers: regions crossing a
+    seam (blobs, a ring with a filled hole, a column spanning every block) come out as one
+    polygon each, with the pixels, area and mean probability of a single pass."""
+    monkeypatch.setattr(vectorize, "STRIP", 8)
+    prob = blobs((96, 70), seed=7)
+    prob[:, 60:62] = 0.9                      # spans every block
+    prob[20:40, 30:50] = 0.95
+    prob[29:31, 39:41] = 0.1                  # a 4-pixel hole across the seam at row 32: filled
+    codes = probability.encode(prob, prob != PROB_NODATA)
+    tf = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4000000.0)
+    path = write_raster(tmp_path / "p.tif", codes, transform=tf, nodata=probability.NODATA)
+    whole = canonical(*vectorize.regions(path, 0.55, min_pixels=10))
+    parts = [vectorize.vectorise_block(path, 0.55, 10, rows) for rows in vectorize.block_rows(96, blocks)]
+    assert 1 < len(parts) <= blocks and all(p.row0 % 8 == 0 for p in parts)
+    joined = canonical(*vectorize.merge_blocks(parts, tf, 10))
+    assert len(joined[0]) == len(whole[0]) > 5
+    assert (shapely.area(shapely.symmetric_difference(whole[0], joined[0])) < 1e-6).all()
+    np.testing.assert_allclose(shapely.area(joined[0]), joined[1] * 9.0)
+    assert (whole[1] == joined[1]).all()
+    np.testing.assert_allclose(whole[2], joined[2], rtol=1e-9)
+    assert (shapely.get_type_id(joined[0]) == 3).all() and shapely.is_valid(joined[0]).all()
+
+
+def test_eight_bit_probabilities_threshold_at_their_code(tmp_path):
+    """Codes are p × 254: a pixel is a landslide when its code's probability reaches the threshold."""
+    codes = np.array([[126, 127, 128, 255]], np.uint8)          # 0.496, 0.5, 0.504, nodata
+    assert probability.landslide(codes, 0.5, 255).tolist() == [[False, True, True, False]]
+    assert probability.threshold_value(0.5, np.uint8) == 127
+    assert probability.threshold_value(0.501, np.uint8) == 128
+    assert probability.encode(np.array([0.0, 0.5, 1.0, 0.3]), np.array([True, True, True, False])).tolist() == \
+        [0, 127, 254, 255]
+    path = write_raster(tmp_path / "p.tif", np.repeat(codes, 3, axis=0), nodata=255)
+    geoms, counts, means = vectorize.regions(path, 0.5)
+    assert list(counts) == [6] and means[0] == pytest.approx((127 + 128) / 2 / 254)

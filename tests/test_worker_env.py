@@ -212,7 +212,7 @@ def test_both_pinned_sets_pin_the_same_worker_and_never_the_hosts_numpy():
     """Each set holds every package the worker imports, pinned, and leaves numpy and scipy
     to the host (the constraints)."""
     imported = {"onnxruntime", "onnx", "shapely", "tqdm", "tensorflow-cpu", "keras", "albumentations",
-                "opencv-python-headless"}
+                "opencv-python-headless", "dask", "distributed"}
     for path in (worker_env.REQUIREMENTS_FILE, worker_env.REQUIREMENTS_NUMPY2_FILE):
         lines = worker_requirements(path=path)
         names = {line.split("==")[0].lower() for line in lines}

@@ -121,7 +121,7 @@ def test_pins_per_platform_python_and_numpy(plat, numpy, tensorflow):
     names = _names(pins.requirements)
     assert pins.lock_file is None and pins.training_refusal is None and pins.mapping_refusal is None
     assert tensorflow in pins.training
-    assert {"onnxruntime", "onnx", "shapely", "tqdm"} <= set(_names(pins.mapping))
+    assert {"onnxruntime", "onnx", "shapely", "tqdm", "dask", "distributed"} <= set(_names(pins.mapping))
     assert {"keras", "albumentations", "opencv-python-headless"} <= set(names)
     assert all("==" in line for line in pins.requirements)
     assert not {"numpy", "scipy"} & set(names)                         # the host's, never ours
