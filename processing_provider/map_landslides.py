@@ -8,7 +8,8 @@ from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsP
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFile,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessingUtils, QgsVectorLayer)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessingUtils,
+                       QgsVectorLayer)
 
 from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
@@ -127,6 +128,11 @@ class MapLandslides(JobAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterBoolean("ALLOW_LARGE", tr("Allow very large jobs"), False),
                                    tr(f"Without it a job of more than {LARGE_JOB_PIXELS / 1e6:,.0f} million pixels "
                                       "(all years together, within the area) is refused: it can take many hours.")))
+        self.addParameter(advanced(QgsProcessingParameterString("CLUSTER", tr("Run on (Dask cluster)"),
+                                                               InferenceJob.cluster, False, True),
+                                   tr("Where tiles are predicted: local (this process), local:N (N worker processes "
+                                      "on this machine), or a Dask scheduler address such as tcp://host:8786 whose "
+                                      "workers see the same input, model and output paths.")))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
             "STATISTICS", tr("Statistics per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,
@@ -184,7 +190,8 @@ class MapLandslides(JobAlgorithm):
             tta=self.parameterAsBool(parameters, "TTA", context),
             resample=RESAMPLE_CHOICES[self.parameterAsEnum(parameters, "RESAMPLE", context)],
             area=self.area_spec(parameters, context), **self.bounds(parameters, context),
-            max_pixels=None if self.parameterAsBool(parameters, "ALLOW_LARGE", context) else LARGE_JOB_PIXELS)
+            max_pixels=None if self.parameterAsBool(parameters, "ALLOW_LARGE", context) else LARGE_JOB_PIXELS,
+            cluster=(self.parameterAsString(parameters, "CLUSTER", context) or "").strip() or InferenceJob.cluster)
 
     def area_layer(self, parameters, context):
         """(layer, selected features only) of AREA, or (None, False) when unset; a

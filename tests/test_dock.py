@@ -285,6 +285,24 @@ def test_a_nodata_value_from_the_options_reaches_every_year(dock, project, tmp_p
     assert len(jobs) == 2 and "nodata value" in dock.mapStatusLabel.text() and "black" in dock.mapStatusLabel.text()
 
 
+def test_where_to_run_from_the_options_reaches_the_job(dock, project, tmp_path):
+    """Run on: this process by default, worker processes or a Dask scheduler; a setting that is
+    none of these is said in the form and no job leaves."""
+    jobs = []
+    dock.jobRequested.connect(lambda job, title: jobs.append(job))
+    dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
+    assert dock.clusterCombo.currentText() == "local" and dock.clusterCombo.findText("local:2") >= 0
+    dock.runMapButton.click()
+    assert jobs[-1].cluster == "local"
+    dock.clusterCombo.setEditText("tcp://10.1.2.3:8786")
+    dock.runMapButton.click()
+    assert jobs[-1].cluster == "tcp://10.1.2.3:8786"
+    jobs[-1].validate()
+    dock.clusterCombo.setEditText("everywhere")
+    dock.runMapButton.click()
+    assert len(jobs) == 2 and "Run on" in dock.mapStatusLabel.text() and "everywhere" in dock.mapStatusLabel.text()
+
+
 def test_the_area_to_map_reaches_the_job(dock, project, tmp_path, qgis_canvas):
     """Whole images, the map view's extent (in the canvas CRS), or a polygon layer (a memory
     layer's selected polygon is copied for the worker); each wrong choice is said under it."""

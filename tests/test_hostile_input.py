@@ -312,13 +312,14 @@ def test_job_json_fuzzing_never_raises_anything_but_input_errors():
 
 
 def _tmpfs_shell(script: str) -> subprocess.CompletedProcess | None:
-    """Run ``script`` in sh with a 5 MB tmpfs at $SMALL (a mount namespace of its own);
+    """Run ``script`` in sh with a 400 kB tmpfs at $SMALL (a mount namespace of its own; the
+    8-bit probability raster of the test image alone needs more);
     None when this machine allows no such mount."""
     probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt && echo ok"],
                            capture_output=True, text=True) if shutil.which("unshare") else None
     if probe is None or "ok" not in probe.stdout:
         return None
-    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=5m tmpfs /mnt && SMALL=/mnt && "
+    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=400k tmpfs /mnt && SMALL=/mnt && "
                            + script], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

@@ -109,6 +109,8 @@ def test_the_plugin_registers_every_algorithm_with_proper_parameters(plugin):
     context = QgsProcessingContext()
     mapper = algs["map_landslides"]
     assert mapper.nodata({"NODATA": 0}, context) == 0.0 and mapper.nodata({}, context) is None   # 0 is a value
+    cluster = mapper.parameterDefinition("CLUSTER")
+    assert cluster.defaultValue() == "local" and cluster.flags() & cluster.FlagAdvanced
     labels = algs["finetune_checkpoint"].parameterDefinition("LABELS")
     assert labels.layerType() == QgsProcessing.TypeVectorPolygon
     # unload takes the provider away again (and initProcessing twice registers it once)
@@ -133,11 +135,13 @@ def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
     result = processing.runAndLoadResults(
         f"{PROVIDER_ID}:map_landslides",
         {"IMAGES": [str(p) for p in scene.rasters.values()], "OUTPUT_FOLDER": str(tmp_path / "out"),
-         "RUN_NAME": "valley", "BANDS": 1, "STATISTICS": QgsProcessing.TEMPORARY_OUTPUT},
+         "RUN_NAME": "valley", "BANDS": 1, "STATISTICS": QgsProcessing.TEMPORARY_OUTPUT,
+         "CLUSTER": "local:2"},              # the worker maps on a LocalCluster of two processes
         feedback=feedback, context=context)
     try:
         run_dir = Path(result["RUN_FOLDER"])
         assert run_dir == tmp_path / "out" / "valley"
+        assert json.loads((run_dir / "job.json").read_text())["cluster"] == "local:2"
         assert [Path(u.split("|")[0]).name for u in result["LANDSLIDES"]] == ["landslides.gpkg"] * 3
         assert [u.split("=")[-1] for u in result["LANDSLIDES"]] == [f"landslides_{y}" for y in (2016, 2017, 2018)]
         assert [u.split("=")[-1] for u in result["CHANGES"]] == ["new_2017", "new_2018"]

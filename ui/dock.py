@@ -24,6 +24,8 @@ from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayo
 from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.bundled import AUTO, auto_model
+from ..core.cluster import default_local_workers, parse_cluster
+from ..core.errors import InputError
 from ..core.jobs import (FOLDER_NAME_FORBIDDEN, LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob,
                          InventoryLayer, SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
@@ -141,6 +143,17 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.nodataEdit.setToolTip(self.tr("Pixel value that means 'no data' in images that declare none (e.g. 0 "
                                            "for a black collar); such pixels are not mapped"))
         self.mapOptionsForm.addRow(self.tr("Nodata value"), self.nodataEdit)
+        # where tiles are predicted: this process, worker processes here, or a Dask cluster
+        self.clusterCombo = QComboBox()
+        self.clusterCombo.setObjectName("clusterCombo")
+        self.clusterCombo.setEditable(True)
+        self.clusterCombo.addItems([InferenceJob.cluster] + sorted({f"local:{n}" for n in (2, default_local_workers())
+                                                                    if n > 1}, key=lambda t: int(t[6:])))
+        self.clusterCombo.setToolTip(self.tr("Where tiles are predicted: local (this process), local:N (N worker "
+                                             "processes on this machine), or a Dask scheduler address such as "
+                                             "tcp://host:8786 whose workers see the same image, model and output "
+                                             "paths (a shared file system)"))
+        self.mapOptionsForm.addRow(self.tr("Run on"), self.clusterCombo)
         # where to map: whole images, the map view's extent, or inside polygons (under the years)
         self.map_canvas = None              # the plugin sets QGIS' map canvas
         self.areaPicker = AreaPicker(lambda: self.map_canvas, self)
@@ -611,6 +624,12 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
                                                       "number; clear it to use the images' own.").format(
                                                           self.nodataEdit.text()), True)
             return None
+        cluster = self.clusterCombo.currentText().strip() or InferenceJob.cluster
+        try:
+            parse_cluster(cluster)
+        except InputError as exc:
+            self._status(self.mapStatusLabel, self.tr("Not started: Run on (Options): {}").format(exc), True)
+            return None
         years = [YearInput(year, inputs.raster_path(layer), bands, nodata=nodata)
                  for year, layer, bands in self.year_rows()]
         pixels = self.pixels_to_map()
@@ -627,7 +646,8 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             threshold=self.thresholdSpin.value() or None, min_area_m2=self.minAreaSpin.value(),
             device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked(),
             uncertainty=self.uncertaintyCheck.isChecked(), tta=self.ttaCheck.isChecked(),
-            resample="auto" if self.resampleCheck.isChecked() else "off", **self.areaPicker.job_fields())
+            resample="auto" if self.resampleCheck.isChecked() else "off", cluster=cluster,
+            **self.areaPicker.job_fields())
 
     def train_job(self) -> Optional[TrainJob]:
         if not self._ready(self.check_train(), ("base", "sources", "name"), self.trainStatusLabel):
