@@ -360,8 +360,8 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
                 weights[assembled.key] = 0.05 * len(grid)
                 parts = [client.submit(_vectorise, assembled, threshold, min_pixels[i], rows,
                                        pure=False)
-                         for rows in block_rows(raster.height, BLOCKS_PER_WORKER * workers)]
-                for p, rows in zip(parts, block_rows(raster.height, BLOCKS_PER_WORKER * workers)):
+                         for rows in block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers)]
+                for p, rows in zip(parts, block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers)):
                     weights[p.key] = 0.3 * len(grid) * (rows[1] - rows[0]) / raster.height
                 vector_futures[raster.year] = (blocks, parts)
                 futures += blocks + [assembled] + parts

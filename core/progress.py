@@ -34,6 +34,10 @@ class Reporter:
         child._span = (stop - start) * self._span
         return child
 
+    def quiet(self) -> "Reporter":
+        """The same log, events and cancellation without progress (a helper thread's)."""
+        return Reporter(None, self._on_log, self.cancel_event, self._on_event)
+
     def progress(self, fraction: float, message: str = "") -> None:
         self.check_cancelled()
         if self._on_progress is not None:

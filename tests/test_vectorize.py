@@ -116,7 +116,7 @@ def test_blocks_vectorised_apart_join_into_the_regions_of_one_pass(tmp_path, mon
     tf = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4000000.0)
     path = write_raster(tmp_path / "p.tif", codes, transform=tf, nodata=probability.NODATA)
     whole = canonical(*vectorize.regions(path, 0.55, min_pixels=10))
-    parts = [vectorize.vectorise_block(path, 0.55, 10, rows) for rows in vectorize.block_rows(96, blocks)]
+    parts = [vectorize.vectorise_block(path, 0.55, 10, rows) for rows in vectorize.block_rows(96, 70, blocks)]
     assert 1 < len(parts) <= blocks and all(p.row0 % 8 == 0 for p in parts)
     joined = canonical(*vectorize.merge_blocks(parts, tf, 10))
     assert len(joined[0]) == len(whole[0]) > 5
@@ -138,3 +138,23 @@ def test_eight_bit_probabilities_threshold_at_their_code(tmp_path):
     path = write_raster(tmp_path / "p.tif", np.repeat(codes, 3, axis=0), nodata=255)
     geoms, counts, means = vectorize.regions(path, 0.5)
     assert list(counts) == [6] and means[0] == pytest.approx((127 + 128) / 2 / 254)
+
+
+@pytest.mark.parametrize("opencv,osgeo", [(False, False), (True, False), (False, True)])
+def test_every_labeller_and_polygoniser_gives_the_same_regions(tmp_path, monkeypatch, opencv, osgeo):
+    """OpenCV or scipy labelling, GDAL's bindings or rasterio polygonising (a worker without
+    QGIS' GDAL bindings or OpenCV), in one thread or four: the same regions."""
+    prob = blobs((200, 130), seed=11)
+    path = write_raster(tmp_path / "p.tif", probability.encode(prob, prob != PROB_NODATA), nodata=255)
+    reference = canonical(*vectorize.regions(path, 0.55, min_pixels=6, threads=1))
+    if not opencv:
+        monkeypatch.setattr(vectorize, "cv2", None)
+    monkeypatch.setattr(vectorize, "_OSGEO", osgeo and vectorize._OSGEO)
+    monkeypatch.setattr(vectorize, "STRIP", 16)
+    for threads in (1, 4):
+        other = canonical(*vectorize.regions(path, 0.55, min_pixels=6, threads=threads))
+        assert len(other[0]) == len(reference[0]) > 10
+        assert (shapely.area(shapely.symmetric_difference(reference[0], other[0])) < 1e-6).all()
+        assert (other[1] == reference[1]).all()
+        np.testing.assert_allclose(other[2], reference[2], rtol=1e-9)
+    assert not list(tmp_path.glob("*.labels.tif")) and not list(tmp_path.glob("*.regions.tif"))
