@@ -305,10 +305,20 @@ def _assemble(blocks: list[_Block], grid: _Grid, prob_path: str, unc_path: str |
     return prob_path
 
 
-def _vectorise(prob_path: str, threshold: float, min_pixels: int, rows: tuple[int, int]):
-    from .vectorize import vectorise_block
+def _vectorise(prob_path: str, threshold: float, min_pixels: int, rows: tuple[int, int], width: int,
+               threads: dict[str, int]) -> list:
+    """Rows ``rows`` of the assembled raster, cut again into one block per thread of this
+    worker's share of the cores (core.vectorize.regions does the same in one process)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    return vectorise_block(prob_path, threshold, min_pixels, rows)
+    from .vectorize import block_rows, vectorise_block
+
+    n = _threads_here(threads)
+    parts = [(rows[0] + a, rows[0] + b) for a, b in block_rows(rows[1] - rows[0], width, n)]
+    if len(parts) == 1:
+        return [vectorise_block(prob_path, threshold, min_pixels, rows)]
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(lambda r: vectorise_block(prob_path, threshold, min_pixels, r), parts))
 
 
 # --- the distributed run ------------------------------------------------------------
@@ -358,7 +368,7 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
                                                                     raster.transform),
                                           final, unc_final, model.path.name, threads, pure=False)
                 weights[assembled.key] = 0.05 * len(grid)
-                parts = [client.submit(_vectorise, assembled, threshold, min_pixels[i], rows,
+                parts = [client.submit(_vectorise, assembled, threshold, min_pixels[i], rows, raster.width, threads,
                                        pure=False)
                          for rows in block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers)]
                 for p, rows in zip(parts, block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers)):
@@ -379,7 +389,8 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
         for i, raster in enumerate(rasters):
             blocks, parts = vector_futures[raster.year]
             valid = sum(b.valid_pixels for b in client.gather(blocks))
-            outcomes.append(YearOutcome(valid, merge_blocks(client.gather(parts), raster.transform, min_pixels[i])))
+            pieces = [piece for pieces in client.gather(parts) for piece in pieces]
+            outcomes.append(YearOutcome(valid, merge_blocks(pieces, raster.transform, min_pixels[i])))
     staging.rmdir()
     return outcomes
 
