@@ -5,19 +5,12 @@ from pathlib import Path
 from typing import Optional, Union
 
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-PLUGIN_DIR = Path(__file__).resolve().parent
-ICON_FILE = PLUGIN_DIR / "icons" / "icon.svg"
+from .qgis_io.icon import ICON_FILE, PLUGIN_DIR, plugin_icon  # noqa: F401  (ICON_FILE, PLUGIN_DIR: re-exported)
 
 PLUGIN_NAME = "Landslide Mapper"
 MENU_NAME = "&Landslide Mapper"
-
-
-def plugin_icon() -> QIcon:
-    """The plugin icon, read from its file (no compiled Qt resources: Qt6 has no pyrcc)."""
-    return QIcon(str(ICON_FILE))
 
 
 class LandslideMapperPlugin:

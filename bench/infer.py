@@ -132,7 +132,7 @@ def peak_rss_mb() -> float:
 
 def child_pipeline(raster: str, model: str, tile: int, overlap: int, batch: int, out: str) -> dict:
     from landslide_mapper.core.inference import predict_raster
-    from landslide_mapper.core.mapping import GDAL_CACHE_BYTES
+    from landslide_mapper.core.inference import GDAL_CACHE_BYTES
     from landslide_mapper.core.model import OnnxModel
     from landslide_mapper.core.raster import YearRaster
     from landslide_mapper.core.vectorize import landslide_polygons

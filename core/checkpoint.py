@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ModelError
-from .model import METADATA_KEY, ModelMetadata
+from .model_metadata import METADATA_KEY, ModelMetadata
 from .run_folder import RunFolder
 
 FORMAT = "landslide_mapper.checkpoint"

@@ -251,7 +251,7 @@ def _predict_block(recipe: dict, model_path: str, device: str, threads: dict[str
     import rasterio
 
     from .inference import predict_raster
-    from .mapping import GDAL_CACHE_BYTES
+    from .inference import GDAL_CACHE_BYTES
     from .progress import Reporter
     from .raster import YearRaster
     from .tiling import TileGrid

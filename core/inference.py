@@ -28,6 +28,7 @@ from .tiling import Tile, TileGrid
 PROB_NODATA = probability.NODATA
 UNC_NODATA = 255          # uncertainty rasters: uint8, 0-254 for 0-1
 BLOCK = 256
+GDAL_CACHE_BYTES = 8 * 2**20  # GDAL's block cache outside predict_raster; rasterio hands it on in bytes, not MB
 
 
 def geotiff_profile(raster: YearRaster, dtype: str, nodata, rows: tuple[int, int] | None = None,

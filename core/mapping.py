@@ -21,7 +21,7 @@ from .area import area_of_interest
 from .bundled import pick_model
 from .cluster import map_years, parse_cluster
 from .errors import InputError
-from .inference import predict_raster
+from .inference import GDAL_CACHE_BYTES, predict_raster
 from .jobs import InferenceJob, job_to_json, pixels_text
 from .model import OnnxModel
 from .progress import WARNING_PREFIX, Reporter
@@ -35,7 +35,6 @@ from .vector_io import write_geopackage
 from .vectorize import landslide_polygons, min_pixels_for, polygon_layer
 
 GEOPACKAGE = "landslides.gpkg"
-GDAL_CACHE_BYTES = 8 * 2**20  # rasterio hands this to GDALSetCacheMax: bytes, not MB
 
 
 @dataclass

@@ -10,8 +10,8 @@ from qgis.core import (QgsProcessingOutputBoolean, QgsProcessingOutputFolder,
 from .. import qgis_compat
 from ..core.checkpoint import INFO_NAME, improvement_text
 from ..core.jobs import DEFAULT_LOSS, LOSSES, TrainingSource, TrainJob
-from ..ui import inputs
-from ..ui.model_catalog import user_checkpoint_dir
+from ..qgis_io import inputs
+from ..qgis_io.model_catalog import user_checkpoint_dir
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced
 from .map_landslides import model_channels, model_parameter
 

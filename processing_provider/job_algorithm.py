@@ -35,8 +35,8 @@ from ..core.jobs import InventoryLayer
 from ..core.progress import WARNING_PREFIX
 from ..core.report import run_report
 from ..tasks.worker_process import WorkerRun, default_worker_python
-from ..ui import inputs
-from ..ui.run_layers import save_default_style
+from ..qgis_io import inputs
+from ..qgis_io.run_layers import save_default_style
 
 BAND_KEYS = ["auto", *PRESET_LABELS]
 BAND_LABELS = ["Auto (from the band names, else the band count)", *PRESET_LABELS.values()]
@@ -91,7 +91,7 @@ class JobAlgorithm(QgsProcessingAlgorithm):
         return text
 
     def icon(self):
-        from ..plugin import plugin_icon
+        from ..qgis_io.icon import plugin_icon
 
         return plugin_icon()
 

@@ -15,9 +15,9 @@ from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
 from ..core.checkpoint import model_name
 from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
-from ..ui import inputs
-from ..ui.model_catalog import DEFAULT_CHANNELS, read_entry
-from ..ui.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
+from ..qgis_io import inputs
+from ..qgis_io.model_catalog import DEFAULT_CHANNELS, read_entry
+from ..qgis_io.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
                              style_uncertainty)
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, helped, load_on_completion, \
     report_output, rows_to_sink

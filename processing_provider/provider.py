@@ -17,7 +17,7 @@ class LandslideMapperProvider(QgsProcessingProvider):
         return "Landslide Mapper: multi-temporal landslide inventories"
 
     def icon(self):
-        from ..plugin import plugin_icon
+        from ..qgis_io.icon import plugin_icon
 
         return plugin_icon()
 

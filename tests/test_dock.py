@@ -16,7 +16,7 @@ from landslide_mapper.core.bundled import AUTO, CASCADE_CHECKPOINT, RGB_CHECKPOI
 from landslide_mapper.core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage
 from landslide_mapper.ui.dock import LandslideMapperDock
-from landslide_mapper.ui.inputs import year_from_name
+from landslide_mapper.qgis_io.inputs import year_from_name
 
 BUNDLED = CASCADE_CHECKPOINT
 

@@ -214,7 +214,7 @@ def test_icons_are_plain_files():
     assert QSvgRenderer(str(PLUGIN_DIR / "icons" / "icon.svg")).isValid()
     png = QImage(str(PLUGIN_DIR / "icons" / "icon.png"))
     assert (png.width(), png.height()) == (64, 64)
-    from landslide_mapper.plugin import plugin_icon
+    from landslide_mapper.qgis_io.icon import plugin_icon
     assert not plugin_icon().isNull()
     assert not (PLUGIN_DIR / "resources.qrc").exists()     # Qt6 has no pyrcc
 

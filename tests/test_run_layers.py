@@ -11,7 +11,7 @@ from conftest import ROOT, forest_with_scars, write_raster
 from landslide_mapper.core.jobs import InferenceJob, YearInput
 from landslide_mapper.core.mapping import run_inference
 from landslide_mapper.core.palette import label_colours
-from landslide_mapper.ui.run_layers import add_run_to_project, year_colour
+from landslide_mapper.qgis_io.run_layers import add_run_to_project, year_colour
 
 
 _KEEP_ALIVE: list = []

@@ -35,7 +35,7 @@ TOP_FILES = ("__init__.py", "__main__.py", "plugin.py", "qgis_compat.py", "metad
              "requirements-worker.txt", "requirements-worker-numpy2.txt")
 """Top-level files of the plugin; each one must exist."""
 
-PACKAGES = ("core", "tasks", "ui", "processing_provider")
+PACKAGES = ("core", "tasks", "qgis_io", "ui", "processing_provider")
 """Top-level runtime package folders, taken whole (minus caches); a missing one is skipped."""
 
 DATA_DIRS = ("icons",)

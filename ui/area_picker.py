@@ -15,8 +15,8 @@ from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from .. import qgis_compat
-from . import inputs
-from .inputs import Problem
+from ..qgis_io import inputs
+from ..qgis_io.inputs import Problem
 
 WHOLE, EXTENT, POLYGONS = "whole", "extent", "polygons"
 FIELD = "mapArea"

@@ -21,7 +21,7 @@ from ..core.checkpoint import improvement_text, model_name
 from ..core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from ..core.report import run_report
 from ..tasks.worker_task import WorkerTask
-from .run_layers import add_assessment_to_project, add_changes_to_project, add_run_to_project
+from ..qgis_io.run_layers import add_assessment_to_project, add_changes_to_project, add_run_to_project
 
 
 class _EventRelay(QObject):

@@ -30,12 +30,12 @@ from ..core.jobs import (FOLDER_NAME_FORBIDDEN, LARGE_JOB_PIXELS, AnalyseJob, As
                          InventoryLayer, SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
-from . import inputs
+from ..qgis_io import inputs
 from .area_picker import AreaPicker
 from .training_curve import TrainingCurve
-from .inputs import ERROR, Problem, blocking
+from ..qgis_io.inputs import ERROR, Problem, blocking
 from .worker_banner import WorkerBanner
-from .model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
+from ..qgis_io.model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
                             user_checkpoint_dir)
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
