@@ -1,31 +1,28 @@
-"""One entry point that executes any job specification."""
+"""One entry point that executes any job specification: a table from each job kind
+(``jobs.JOB_TYPES``) to the function that runs it. To add a job: a spec class in
+core/jobs.py with its ``kind``, its function, and one row here (ARCHITECTURE.md)."""
 from __future__ import annotations
 
+import importlib
+
 from .errors import InputError
-from .jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from .jobs import JOB_TYPES
 from .progress import Reporter
+
+# kind -> (module, function); imported only when such a job runs (TensorFlow, ONNX Runtime)
+RUNNERS: dict[str, tuple[str, str]] = {
+    "infer": (".mapping", "run_inference"),
+    "train": (".training", "run_training"),
+    "subtract": (".analysis", "run_subtract"),
+    "analyse": (".analysis", "run_analyse"),
+    "assess": (".analysis", "run_assess"),
+}
 
 
 def run_job(job, reporter: Reporter | None = None):
     """Execute ``job`` and return its result object (with ``to_dict``)."""
-    if isinstance(job, InferenceJob):
-        from .mapping import run_inference
-
-        return run_inference(job, reporter)
-    if isinstance(job, TrainJob):
-        from .training import run_training
-
-        return run_training(job, reporter)
-    if isinstance(job, SubtractJob):
-        from .analysis import run_subtract
-
-        return run_subtract(job, reporter)
-    if isinstance(job, AnalyseJob):
-        from .analysis import run_analyse
-
-        return run_analyse(job, reporter)
-    if isinstance(job, AssessJob):
-        from .analysis import run_assess
-
-        return run_assess(job, reporter)
-    raise InputError(f"Unknown job type {type(job).__name__}.")
+    kind = getattr(type(job), "kind", None)
+    if kind not in RUNNERS or JOB_TYPES.get(kind) is not type(job):
+        raise InputError(f"Unknown job type {type(job).__name__}.")
+    module, function = RUNNERS[kind]
+    return getattr(importlib.import_module(module, __package__), function)(job, reporter)

@@ -1,4 +1,4 @@
-"""The worker interpreter: finding one, checking it, and creating one (DESIGN.md §3).
+"""The worker interpreter: finding one, checking it, and creating one (ARCHITECTURE.md: how a job travels).
 
 Mapping (ONNX Runtime) and training (TensorFlow) run in a *worker interpreter*, never in
 QGIS' own Python: ``tasks/worker_process.py`` starts ``python -m landslide_mapper run-job -``

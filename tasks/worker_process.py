@@ -1,4 +1,4 @@
-"""One job in a worker process, followed from the calling thread (DESIGN.md §3).
+"""One job in a worker process, followed from the calling thread (ARCHITECTURE.md: how a job travels).
 
 The job spec goes to ``python -m landslide_mapper run-job -`` on stdin; JSON-lines events
 come back on stdout and become progress, log lines and the result. TensorFlow, ONNX

@@ -101,3 +101,14 @@ def test_each_layer_imports_only_the_layers_below_it():
     wrong = [f"{name} imports {target}" for name, targets in graph().items() for target in targets
              if name.split(".")[0] in FORBIDDEN and target.split(".")[0] in FORBIDDEN[name.split(".")[0]]]
     assert wrong == []
+
+
+def test_every_job_kind_has_a_runner():
+    import importlib
+
+    from landslide_mapper.core.jobs import JOB_TYPES
+    from landslide_mapper.core.runner import RUNNERS
+
+    assert sorted(RUNNERS) == sorted(JOB_TYPES)
+    for module, function in RUNNERS.values():
+        assert callable(getattr(importlib.import_module(module, "landslide_mapper.core"), function))
