@@ -18,6 +18,7 @@ import shapely
 from . import fad as fad_stats
 from .area import read_polygons
 from .assessment import assess_year, scatter_chart_data
+from .names import changes_layer
 from .charts import write_chart
 from .crs import describe
 from .errors import InputError
@@ -210,7 +211,7 @@ def _check_apart(series: list[YearInventory], log) -> None:
 
 
 def change_layers(changes: list[YearChange], crs_wkt: str | None) -> dict:
-    return {f"new_{c.year}": c.to_layer(crs_wkt) for c in changes}
+    return {changes_layer(c.year): c.to_layer(crs_wkt) for c in changes}
 
 
 def run_subtract(job: SubtractJob, reporter: Reporter | None = None) -> AnalysisResult:

@@ -13,6 +13,8 @@ import numpy as np
 from .errors import InputError
 
 SPECTRAL_CHANNELS = ("B", "G", "R", "RE", "NIR")
+# The channels of the bundled cascade and of a new training run unless told otherwise.
+DEFAULT_CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
 # each channel in words, for messages about a band a model needs
 CHANNEL_WORDS = {"NIR": "a near-infrared band (NIR)", "RE": "a red-edge band (RE)", "R": "a red band (R)",
                  "G": "a green band (G)", "B": "a blue band (B)"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .bands import DEFAULT_CHANNELS
 from .model import METADATA_KEY, ModelMetadata
 
 # Rule parameters (reflectance units). A pixel is a landslide when NDVI is below
@@ -23,7 +24,7 @@ BRIGHTNESS_SLOPE = 120.0
 CLOUD_BRIGHTNESS = 0.30
 CLOUD_SLOPE = 40.0
 
-CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
+CHANNELS = DEFAULT_CHANNELS          # B, G, R, NIR and NDVI, like the cascade
 
 
 def baseline_metadata() -> ModelMetadata:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .checkpoint import INFO_NAME
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BASELINE_MODEL = MODELS_DIR / "spectral_baseline.onnx"
 CASCADE_CHECKPOINT = MODELS_DIR / "landslide_cascade_v2"
@@ -16,7 +18,7 @@ RGB_ADVICE = (f"For colour-only (R, G, B) imagery use the bundled RGB checkpoint
 def default_model() -> Path:
     """The model the demo and the CLI use for 4-band imagery when none is named: the bundled
     cascade checkpoint (the spectral baseline only where a checkout lacks it)."""
-    if (CASCADE_CHECKPOINT / "checkpoint.json").exists():
+    if (CASCADE_CHECKPOINT / INFO_NAME).exists():
         return CASCADE_CHECKPOINT
     return BASELINE_MODEL
 
@@ -41,7 +43,7 @@ def auto_model(nir: Sequence[bool]) -> Path:
     """The bundled model for images with (True) or without (False) a NIR band: the cascade
     when every image has one, else the RGB checkpoint (one model for the whole series, so
     the years' inventories compare)."""
-    if not all(nir) and (RGB_CHECKPOINT / "checkpoint.json").exists():
+    if not all(nir) and (RGB_CHECKPOINT / INFO_NAME).exists():
         return RGB_CHECKPOINT
     return default_model()
 

@@ -38,6 +38,7 @@ from matplotlib.transforms import blended_transform_factory, offset_copy
 
 from .errors import InputError, OutputError
 from .fad import FEW_TAIL_AREAS
+from .json_values import plain
 from .palette import label_colours
 
 __all__ = ["DPI", "KINDS", "ChartDataError", "draw_fad", "draw_trend", "draw_area_scatter",
@@ -88,22 +89,6 @@ class ChartDataError(InputError, ValueError):
 # --------------------------------------------------------------------------------------------
 # Schema validation
 # --------------------------------------------------------------------------------------------
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready copy: numpy arrays and scalars become lists and Python numbers, tuples
-    become lists, and non-finite floats become None (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -217,7 +202,7 @@ def validate_chart(data: Any, source: str | os.PathLike | None = None,
     ``name``, ``x`` and ``y`` (its ``label`` defaults to a readable form of the name).
     """
     check = _Checker(source)
-    data = _plain(data)
+    data = plain(data)
     if not isinstance(data, dict):
         check.fail(f"the top level must be an object (a dict) with a 'kind' key, not {type(data).__name__}.")
     chart_kind = check.present(data, "kind", "")

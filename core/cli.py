@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .bundled import AUTO, BASELINE_MODEL, default_model
 from .errors import Cancelled, InputError, LandslideMapperError
+from .names import landslides_layer
 from . import faults
 from .events import JsonlEmitter, watch_control
 from .cluster import CLUSTER_HELP
@@ -321,7 +322,7 @@ def cmd_demo(args) -> int:
         result = run_inference(job, reporter.sub(0.3, 1.0))
         for y in result.years:
             predicted = read_layer(result.geopackage, y.layer).geometries
-            truth = read_layer(manifest.truth_path, f"landslides_{y.year}").geometries
+            truth = read_layer(manifest.truth_path, landslides_layer(y.year)).geometries
             scores[y.year] = pixel_scores(Path(result.run_dir) / y.probability, predicted, truth)
         return result
 
@@ -536,11 +537,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{CLUSTER_HELP} (default {InferenceJob.cluster}); workers of a scheduler must see the "
                         "input, model and output paths")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
-    p.add_argument("--batch", type=int, default=8, help="tiles per inference batch (default 8)")
+    p.add_argument("--overlap", type=int, default=InferenceJob.overlap,
+                   help=f"tile overlap in pixels (default {InferenceJob.overlap})")
+    p.add_argument("--batch", type=int, default=InferenceJob.batch_size,
+                   help=f"tiles per inference batch (default {InferenceJob.batch_size})")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    p.add_argument("--min-area", type=float, default=200.0, help="minimum polygon area in m² (default 200)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="where to run the model")
+    p.add_argument("--min-area", type=float, default=InferenceJob.min_area_m2,
+                   help=f"minimum polygon area in m² (default {InferenceJob.min_area_m2:g})")
+    p.add_argument("--device", default=InferenceJob.device, choices=["auto", "cpu", "gpu"],
+                   help="where to run the model")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the four flips of every tile (4x the network time)")
     p.add_argument("--uncertainty", action="store_true",

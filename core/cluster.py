@@ -333,6 +333,7 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
     """Predict and vectorise every year of ``rasters`` on the cluster; files into ``run``."""
     import distributed
 
+    from .names import probability_file, uncertainty_file
     from .tiling import TileGrid
     from .vectorize import block_rows, merge_blocks
 
@@ -362,8 +363,8 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
                                       str(prob), None if unc is None else str(unc), cancel, pure=False)
                     blocks.append(f)
                     weights[f.key] = (tile_rows[1] - tile_rows[0]) * len(grid.cols)
-                final = str(run.path(f"probability_{raster.year}.tif").resolve())
-                unc_final = str(run.path(f"uncertainty_{raster.year}.tif").resolve()) if job.uncertainty else None
+                final = str(run.path(probability_file(raster.year)).resolve())
+                unc_final = str(run.path(uncertainty_file(raster.year)).resolve()) if job.uncertainty else None
                 assembled = client.submit(_assemble, blocks, _Grid(raster.width, raster.height, raster.crs,
                                                                     raster.transform),
                                           final, unc_final, model.path.name, threads, pure=False)

@@ -39,6 +39,7 @@ from scipy import ndimage
 from . import backgrounds as bgs
 from . import scars
 from .errors import InputError
+from .names import changes_layer, landslides_layer
 from .outlines import OutlineLibrary, load_outlines, place
 from .vector_io import VectorLayer, write_geopackage
 
@@ -472,7 +473,7 @@ def generate_composite(directory: str | os.PathLike, spec: CompositeSpec, root: 
                     scars.append(p.geom), scar_ids.append(s.id), scar_rec.append(round(r, 4))
         layers[f"scars_{year}"] = _layer(scars, {"landslide_id": scar_ids, "recovery": scar_rec}, wkt)
         fields = {"landslide_id": ids, "year": [year] * len(truth), "event_year": firsts, "area_m2": areas}
-        layers[f"landslides_{year}"] = _layer(truth, fields, wkt)
+        layers[landslides_layer(year)] = _layer(truth, fields, wkt)
         counts[year] = len(truth)
         clouds = _polygons_of(opacity > 0.5, scene.transform) if opacity is not None else shapely.Polygon()
         labels = [shapely.difference(g, clouds) for g in truth] if not clouds.is_empty else truth
@@ -486,7 +487,7 @@ def generate_composite(directory: str | os.PathLike, spec: CompositeSpec, root: 
                         g = shapely.intersection(p.geom, footprint)
                         if not g.is_empty:
                             new.append(g), change.append("new" if j == 0 else "enlarged"), nid.append(s.id)
-            layers[f"new_{year}"] = _layer(new, {"landslide_id": nid, "change": change}, wkt)
+            layers[changes_layer(year)] = _layer(new, {"landslide_id": nid, "change": change}, wkt)
             new_counts[year] = len(new)
     truth_path = out / TRUTH_NAME
     truth_path.unlink(missing_ok=True)

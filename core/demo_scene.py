@@ -49,6 +49,7 @@ import shapely
 from shapely.geometry import LineString, Polygon, box
 
 from .errors import InputError
+from .names import changes_layer, landslides_layer
 from .vector_io import VectorLayer, write_geopackage
 
 GENERATOR_VERSION = 1
@@ -877,7 +878,7 @@ class ScenePlan:
                 g = _polygonal(g if full_fp else g.intersection(fp))
                 if g is not None:
                     ids.append(i), geoms.append(g), areas.append(g.area)
-            layers[f"landslides_{year}"] = _layer(geoms, ids, year, areas, crs)
+            layers[landslides_layer(year)] = _layer(geoms, ids, year, areas, crs)
             ids, geoms, areas, change = [], [], [], []
             for i, (idx, g) in cur.items():
                 if k > 0 and i in prev:
@@ -893,7 +894,7 @@ class ScenePlan:
                     ids.append(i), geoms.append(g), areas.append(g.area), change.append(kind)
             lay = _layer(geoms, ids, year, areas, crs)
             lay.fields["change"] = np.asarray(change, dtype=str) if change else np.asarray([], dtype="<U8")
-            layers[f"new_{year}"] = lay
+            layers[changes_layer(year)] = lay
             prev = cur
         return layers
 
@@ -1405,8 +1406,8 @@ def generate_scene(directory: str | os.PathLike, spec: SceneSpec, progress: Prog
         truth_path=str(directory / TRUTH_NAME),
         band_names=names,
         true_powerlaw_alpha=float(spec.powerlaw_alpha),
-        landslide_counts={y: len(layers[f"landslides_{y}"]) for y in spec.years},
-        new_counts={y: len(layers[f"new_{y}"]) for y in spec.years},
+        landslide_counts={y: len(layers[landslides_layer(y)]) for y in spec.years},
+        new_counts={y: len(layers[changes_layer(y)]) for y in spec.years},
         footprints={y: plan.years[y].footprint.wkt for y in spec.years},
     )
     tmp = directory / (SCENE_JSON + ".partial")

@@ -42,10 +42,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 from scipy import optimize, special
+
+from .json_values import plain
 
 __all__ = [
     "BinnedDensity", "PowerLawFit", "DPSFit", "InverseGammaFit", "MLSResult", "FADResult",
@@ -80,31 +82,8 @@ CURVE_POINTS = 200          # points per fitted curve in the chart data
 # --------------------------------------------------------------------------------------------
 # helpers
 
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and dataclasses into JSON-friendly Python values;
-    NaN and infinities become None."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return value
-
-
 def _dataclass_dict(obj) -> dict:
-    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
 
 
 def _finite_or_none(v) -> Optional[float]:
@@ -635,7 +614,7 @@ class PowerLawFit:
 
     def to_dict(self) -> dict:
         d = _dataclass_dict(self)
-        d["tail_fraction"] = _plain(self.tail_fraction)
+        d["tail_fraction"] = plain(self.tail_fraction)
         return d
 
 
@@ -939,7 +918,7 @@ class FADResult:
 
     def to_dict(self) -> dict:
         d = _dataclass_dict(self)
-        d["rollover_m2"] = _plain(self.rollover_m2)
+        d["rollover_m2"] = plain(self.rollover_m2)
         return d
 
 
@@ -1092,7 +1071,7 @@ def fad_chart_series(result: FADResult, label) -> dict:
             x, y = np.asarray(x, float), np.asarray(y, float)
             ok = np.isfinite(x) & np.isfinite(y)
             if ok.any():
-                fits.append({"name": name, "label": text, "x": _plain(x[ok]), "y": _plain(y[ok])})
+                fits.append({"name": name, "label": text, "x": plain(x[ok]), "y": plain(y[ok])})
         except (ValueError, ArithmeticError, TypeError):
             pass                              # a curve that cannot be drawn is left out
 
@@ -1122,8 +1101,8 @@ def fad_chart_series(result: FADResult, label) -> dict:
     return {
         "label": str(label),
         "n": int(result.n),
-        "bin_centers": _plain(b.centers[keep]) if b.counts.size else [],
-        "density": _plain(b.density[keep]) if b.counts.size else [],
+        "bin_centers": plain(b.centers[keep]) if b.counts.size else [],
+        "density": plain(b.density[keep]) if b.counts.size else [],
         "fits": fits,
         "rollover_m2": _finite_or_none(result.rollover_m2),
         "x_min_m2": _finite_or_none(pl.x_min) if pl else None,

@@ -40,6 +40,15 @@ def _at_most(obj, limits: dict) -> None:
 FOLDER_NAME_FORBIDDEN = set('/\\:*?"<>|')      # in no folder name, on any platform
 
 
+def bad_folder_characters(name: str) -> list[str]:
+    """What in ``name`` no folder name may hold on some platform: the run-name and
+    checkpoint-name rule of the jobs, the dock and Processing."""
+    bad = sorted(FOLDER_NAME_FORBIDDEN & set(name))
+    if any(ord(c) < 32 for c in name):
+        bad.append("a control character")
+    return bad
+
+
 def check_run_name(name) -> None:
     """A run (or checkpoint) name is one folder name, the same on every platform."""
     if name is None:
@@ -47,9 +56,7 @@ def check_run_name(name) -> None:
     what = f"The run name {name!r}"
     if not name.strip() or name.strip() in (".", ".."):
         raise InputError(f"{what} is empty; give a name, or none to use the date and time.")
-    bad = sorted(FOLDER_NAME_FORBIDDEN & set(name))
-    if any(ord(c) < 32 for c in name):
-        bad.append("a control character")
+    bad = bad_folder_characters(name)
     if bad:
         raise InputError(f"{what} contains {', '.join(bad)}: a run name is one folder name inside the output "
                          "folder, not a path (choose the folder with the output option).")
@@ -256,7 +263,7 @@ class TrainJob:
                                  f"not {s.split!r}.")
         if not self.sources:
             raise InputError("No training data given: add at least one raster with its label polygons.")
-        if not self.name.strip() or any(c in self.name for c in FOLDER_NAME_FORBIDDEN):
+        if not self.name.strip() or bad_folder_characters(self.name):
             raise InputError(f"Checkpoint name {self.name!r} is empty or contains a character not "
                              "allowed in a folder name.")
         if self.patch_size < 16 or self.patch_size % 16:

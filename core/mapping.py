@@ -24,6 +24,7 @@ from .errors import InputError
 from .inference import GDAL_CACHE_BYTES, predict_raster
 from .jobs import InferenceJob, job_to_json, pixels_text
 from .model import OnnxModel
+from .names import GEOPACKAGE, landslides_layer, probability_file, review_layer, uncertainty_file
 from .progress import WARNING_PREFIX, Reporter
 from .raster import YearRaster, target_crs_for
 from .inventory import from_layer
@@ -34,7 +35,6 @@ from .tiling import TileGrid
 from .vector_io import write_geopackage
 from .vectorize import landslide_polygons, min_pixels_for, polygon_layer
 
-GEOPACKAGE = "landslides.gpkg"
 
 
 @dataclass
@@ -261,8 +261,8 @@ def _map_here(job, model, rasters, tile, threshold, run, reporter, share) -> lis
         part = reporter.sub(i / n * share, (i + 1) / n * share)
         part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
                  f"bands {raster.mapping.describe()})")
-        prob = run.path(f"probability_{raster.year}.tif")
-        unc = run.path(f"uncertainty_{raster.year}.tif") if job.uncertainty else None
+        prob = run.path(probability_file(raster.year))
+        unc = run.path(uncertainty_file(raster.year)) if job.uncertainty else None
         stats = predict_raster(raster, model, prob, tile, job.overlap, job.batch_size, threshold,
                                part.sub(0.0, 0.9), tta=job.tta, uncertainty_path=unc)
         layer = landslide_polygons(prob, raster.year, threshold, job.min_area_m2, raster.crs.to_wkt(),
@@ -288,13 +288,13 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
         else:
             mapped = _map_here(job, model, rasters, tile, threshold, run, reporter, mapping_share)
         for raster, (valid_pixels, layer) in zip(rasters, mapped):
-            prob_name = f"probability_{raster.year}.tif"
-            unc_name = f"uncertainty_{raster.year}.tif" if job.uncertainty else None
-            name = f"landslides_{raster.year}"
+            prob_name = probability_file(raster.year)
+            unc_name = uncertainty_file(raster.year) if job.uncertainty else None
+            name = landslides_layer(raster.year)
             layers[name] = layer
             review = None
             if unc_name and job.review_areas:
-                review = f"review_{raster.year}"
+                review = review_layer(raster.year)
                 layers[review] = suggest_review_areas(run.path(unc_name), run.path(prob_name), raster.year,
                                                       threshold, count=job.review_areas, crs_wkt=crs.to_wkt())
                 reporter.log(f"Year {raster.year}: {len(layers[review])} suggested review areas ({review}).")

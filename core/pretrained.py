@@ -32,6 +32,7 @@ import shapely
 from .composite import CompositeSpec
 from .composite import load_or_generate as load_or_generate_composite
 from .demo_scene import SceneSpec, cloud_cover_polygons, load_or_generate
+from .names import landslides_layer
 from .errors import InputError
 from .jobs import TrainingSource, TrainJob
 from .progress import Reporter
@@ -76,7 +77,7 @@ def region_sources(region: Region, workdir: Path, reporter: Reporter) -> list[Tr
     manifest = load_or_generate(scene_dir, region.spec, progress=reporter.progress)
     sources = []
     for year, raster in sorted(manifest.rasters.items()):
-        truth = read_layer(manifest.truth_path, f"landslides_{year}")
+        truth = read_layer(manifest.truth_path, landslides_layer(year))
         clouds = cloud_cover_polygons(region.spec, year)
         geoms = truth.geometries
         if not clouds.is_empty:

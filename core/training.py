@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from .bands import DEFAULT_CHANNELS
 from .checkpoint import Checkpoint, improvement_text, load_checkpoint, new_id, today, write_checkpoint
 from .errors import InputError, ModelError
 from .jobs import TRAINING_MODULES, TrainJob
 from .metrics import PixelScores
 from .progress import Reporter
 
-DEFAULT_CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
 INFERENCE_TILE = 256       # fully convolutional: mapping uses larger tiles than training
 DEPTH = 4
 IMPROVEMENT_MARGIN = 0.005  # validation F1 a fine-tune must gain over its base to count as better

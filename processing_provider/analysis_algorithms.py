@@ -9,6 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
 
 from .. import qgis_compat
 from ..core.jobs import AnalyseJob, AssessJob, SubtractJob
+from ..core.names import changes_layer
 from ..qgis_io.run_layers import run_group_name, style_changes, style_status
 from .job_algorithm import JobAlgorithm, advanced, load_on_completion, report_output, rows_to_sink
 
@@ -94,7 +95,7 @@ class SubtractInventories(_InventoryAlgorithm):
         gpkg = result["geopackage"]
         changes = []
         for change in result.get("changes", []):
-            uri = f"{gpkg}|layername=new_{change['year']}"
+            uri = f"{gpkg}|layername={changes_layer(change['year'])}"
             changes.append(uri)
             load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES",
                                lambda layer, year=change["year"]: style_changes(layer, year),

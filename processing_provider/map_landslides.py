@@ -13,7 +13,8 @@ from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsP
 
 from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
-from ..core.checkpoint import model_name
+from ..core.checkpoint import INFO_NAME, model_name
+from ..core.names import changes_layer
 from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..qgis_io import inputs
 from ..qgis_io.model_catalog import DEFAULT_CHANNELS, read_entry
@@ -30,7 +31,7 @@ def model_parameter(name: str, description: str, bundled_default: bool = True) -
     default = None
     if bundled_default:
         default = default_model()
-        default = str(default / "checkpoint.json" if default.is_dir() else default)
+        default = str(default / INFO_NAME if default.is_dir() else default)
     # optional: qgis_process 3.22 demands a value for a mandatory file parameter even when it
     # has a default; left empty, every parameterAs*() gives the default
     return QgsProcessingParameterFile(name, description, qgis_compat.FILE_BEHAVIOUR_FILE, "", default, True,
@@ -105,10 +106,10 @@ class MapLandslides(JobAlgorithm):
             "TILE_SIZE", tr("Tile size (px)"), qgis_compat.NUMBER_INTEGER, None, True, 16, 8192),
             tr("Pixels per tile side; empty: the model's own.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "OVERLAP", tr("Tile overlap (px)"), qgis_compat.NUMBER_INTEGER, 32, False, 0, 1024),
+            "OVERLAP", tr("Tile overlap (px)"), qgis_compat.NUMBER_INTEGER, InferenceJob.overlap, False, 0, 1024),
             tr("Overlap between neighbouring tiles; their edges are discarded.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "BATCH_SIZE", tr("Tiles per batch"), qgis_compat.NUMBER_INTEGER, 8, False, 1, 512),
+            "BATCH_SIZE", tr("Tiles per batch"), qgis_compat.NUMBER_INTEGER, InferenceJob.batch_size, False, 1, 512),
             tr("Tiles predicted together; larger is faster on a GPU and takes more memory.")))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             "DEVICE", tr("Device"), options=DEVICES, defaultValue=0),
@@ -239,13 +240,13 @@ class MapLandslides(JobAlgorithm):
             return model_channels(path, "MODEL")
         bands = self.band_specs(parameters, context, len(images))
         chosen = auto_model([inputs.layer_has_nir(layer, b) for layer, b in zip(images, bands)])
-        return model_channels(str(chosen / "checkpoint.json" if chosen.is_dir() else chosen), "MODEL")
+        return model_channels(str(chosen / INFO_NAME if chosen.is_dir() else chosen), "MODEL")
 
     def outputs(self, result: dict, parameters, context, feedback) -> dict:
         run_dir, gpkg = Path(result["run_dir"]), result["geopackage"]
         years = sorted(result.get("years", []), key=lambda y: y["year"])
         landslides = [f"{gpkg}|layername={y['layer']}" for y in years]
-        changes = [f"{gpkg}|layername=new_{c['year']}" for c in result.get("changes", [])]
+        changes = [f"{gpkg}|layername={changes_layer(c['year'])}" for c in result.get("changes", [])]
         probability = [str(run_dir / y["probability"]) for y in years]
         group = run_group_name(run_dir)      # per year, newest on top: changes, landslides, probability
         newest = years[-1]["year"] if years else None        # only the newest year starts ticked

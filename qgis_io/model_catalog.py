@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-DEFAULT_CHANNELS = ["B", "G", "R", "NIR", "NDVI"]
+from ..core.bands import DEFAULT_CHANNELS
+from ..core.checkpoint import CARD_NAME, INFO_NAME
+
 CHECKPOINT_DIR_KEY = "landslide_mapper/checkpoint_dir"
 
 
@@ -48,7 +50,7 @@ class ModelEntry:
 
     def card_markdown(self) -> str:
         """The model card shown in the dock: the checkpoint's MODEL_CARD.md when present."""
-        card = self.path / "MODEL_CARD.md" if self.is_checkpoint else None
+        card = self.path / CARD_NAME if self.is_checkpoint else None
         if card is not None and card.is_file():
             try:
                 text = card.read_text(encoding="utf-8")
@@ -93,7 +95,7 @@ def read_model_entry(onnx_path: Path) -> ModelEntry:
 def read_checkpoint_entry(folder: Path) -> ModelEntry:
     """Describe a cascade checkpoint folder from its ``checkpoint.json``."""
     try:
-        info = json.loads((folder / "checkpoint.json").read_text(encoding="utf-8"))
+        info = json.loads((folder / INFO_NAME).read_text(encoding="utf-8"))
         stages = info.get("lineage", [])
         name = str(info.get("name") or folder.name)
         arch = info.get("architecture", {}).get("name", "")
@@ -123,7 +125,7 @@ def find_models(models_dir: Union[str, Path]) -> list[ModelEntry]:
     for p in sorted(entries, key=lambda p: p.name.lower()):
         if p.name.startswith("."):
             continue
-        if p.is_dir() and (p / "checkpoint.json").is_file():
+        if p.is_dir() and (p / INFO_NAME).is_file():
             found.append(read_checkpoint_entry(p))
         elif p.suffix.lower() == ".onnx" and p.is_file():
             found.append(read_model_entry(p))
@@ -133,9 +135,9 @@ def find_models(models_dir: Union[str, Path]) -> list[ModelEntry]:
 def read_entry(path: Union[str, Path]) -> Optional[ModelEntry]:
     """One model the user browsed to: a checkpoint folder (or a file in it) or an ONNX file."""
     p = Path(path)
-    if p.is_file() and p.parent.joinpath("checkpoint.json").is_file():
+    if p.is_file() and p.parent.joinpath(INFO_NAME).is_file():
         p = p.parent
-    if p.is_dir() and (p / "checkpoint.json").is_file():
+    if p.is_dir() and (p / INFO_NAME).is_file():
         return read_checkpoint_entry(p)
     if p.is_file() and p.suffix.lower() == ".onnx":
         return read_model_entry(p)

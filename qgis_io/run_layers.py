@@ -17,6 +17,7 @@ from qgis.PyQt.QtGui import QColor
 
 from .. import qgis_compat
 from ..core import palette
+from ..core.names import changes_layer
 
 FILL_ALPHA = 60       # light fills: the scar in the image stays visible under its polygon
 STYLE_NAME = "Landslide Mapper"
@@ -126,7 +127,8 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
         if y.get("review_layer"):
             _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['review_layer']}",
                                                     f"review areas {year}", "ogr"), style_review)
-        _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername=new_{year}", f"new or enlarged {year}", "ogr"),
+        _add_layer(project, sub,
+                   QgsVectorLayer(f"{gpkg}|layername={changes_layer(year)}", f"new or enlarged {year}", "ogr"),
                    lambda layer: style_changes(layer, year))
         _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['layer']}", f"landslides {year}", "ogr"),
                    lambda layer: style_landslides(layer, year))
@@ -178,7 +180,7 @@ def add_changes_to_project(result: dict, project: QgsProject | None = None) -> Q
     project, gpkg, group = _run_group(result, project)
     for change in sorted(result.get("changes", []), key=lambda c: c["year"], reverse=True):
         year = change["year"]
-        _add_layer(project, group, QgsVectorLayer(f"{gpkg}|layername=new_{year}",
+        _add_layer(project, group, QgsVectorLayer(f"{gpkg}|layername={changes_layer(year)}",
                                                   f"new or enlarged {year}", "ogr"),
                    lambda layer, year=year: style_changes(layer, year))
     return group

@@ -443,3 +443,15 @@ def test_a_very_large_job_asks_first(dock, project, tmp_path, monkeypatch):
     assert dock.pixels_to_map() == pytest.approx(2 * 32 * 32)
     dock.runMapButton.click()
     assert len(jobs) == 2 and len(asked) == 2 and jobs[1].max_pixels == 5000
+
+
+def test_the_forms_mapping_defaults_are_the_job_specs(dock):
+    """One place says the defaults (core/jobs.py): the dock, Processing and the CLI read them."""
+    from landslide_mapper.core.cli import build_parser
+
+    assert (dock.overlapSpin.value(), dock.batchSpin.value(), dock.minAreaSpin.value()) == \
+        (InferenceJob.overlap, InferenceJob.batch_size, InferenceJob.min_area_m2)
+    args = build_parser().parse_args(["infer", "2017=a.tif", "-o", "out"])
+    assert (args.overlap, args.batch, args.min_area, args.device, args.cluster) == \
+        (InferenceJob.overlap, InferenceJob.batch_size, InferenceJob.min_area_m2, InferenceJob.device,
+         InferenceJob.cluster)

@@ -16,6 +16,7 @@ from qgis.core import (Qgis, QgsApplication, QgsCategorizedSymbolRenderer, QgsFe
 
 from conftest import ROOT, forest_with_scars, needs_training, write_raster
 from landslide_mapper import qgis_compat
+from landslide_mapper.core.jobs import InferenceJob
 from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
 from landslide_mapper.core.vector_io import read_layer
@@ -111,6 +112,10 @@ def test_the_plugin_registers_every_algorithm_with_proper_parameters(plugin):
     assert mapper.nodata({"NODATA": 0}, context) == 0.0 and mapper.nodata({}, context) is None   # 0 is a value
     cluster = mapper.parameterDefinition("CLUSTER")
     assert cluster.defaultValue() == "local" and cluster.flags() & cluster.FlagAdvanced
+    # the defaults are the job spec's, as in the dock and on the command line
+    defaults = {"OVERLAP": InferenceJob.overlap, "BATCH_SIZE": InferenceJob.batch_size,
+                "MIN_AREA": InferenceJob.min_area_m2, "CLUSTER": InferenceJob.cluster}
+    assert {k: mapper.parameterDefinition(k).defaultValue() for k in defaults} == defaults
     labels = algs["finetune_checkpoint"].parameterDefinition("LABELS")
     assert labels.layerType() == QgsProcessing.TypeVectorPolygon
     # unload takes the provider away again (and initProcessing twice registers it once)

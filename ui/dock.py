@@ -24,9 +24,10 @@ from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayo
 from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
 from ..core.bundled import AUTO, auto_model
+from ..core.checkpoint import INFO_NAME
 from ..core.cluster import default_local_workers, parse_cluster
 from ..core.errors import InputError
-from ..core.jobs import (FOLDER_NAME_FORBIDDEN, LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob,
+from ..core.jobs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, bad_folder_characters,
                          InventoryLayer, SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
@@ -63,6 +64,10 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
     def __init__(self, models_dir: Union[str, Path, None] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.setupUi(self)
+        # the mapping defaults are the job spec's (core/jobs.py), not the form's
+        self.overlapSpin.setValue(InferenceJob.overlap)
+        self.batchSpin.setValue(InferenceJob.batch_size)
+        self.minAreaSpin.setValue(InferenceJob.min_area_m2)
         self.setObjectName("LandslideMapperDock")
         self._models_dir = Path(models_dir) if models_dir is not None else DEFAULT_MODELS_DIR
         self._entries: list[ModelEntry] = []
@@ -258,7 +263,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         """Offer a checkpoint (its folder or its checkpoint.json) or an ONNX file from
         elsewhere (remembered in the settings). A path that is neither stays marked under
         the picker until a model is added or chosen."""
-        if Path(path).name == "checkpoint.json":
+        if Path(path).name == INFO_NAME:
             path = Path(path).parent
         before = {str(e.path) for e in self._entries}
         if str(path) not in self._extra_models:
@@ -483,9 +488,9 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         name = self.newNameEdit.text().strip()
         if not name:
             problems.append(Problem("name", "Give the new checkpoint a name."))
-        elif FOLDER_NAME_FORBIDDEN & set(name):
-            problems.append(Problem("name", f"The name {name!r} contains a character not allowed in a folder "
-                                            "name (/ \\ : * ? \" < > |)."))
+        elif bad_folder_characters(name):
+            problems.append(Problem("name", f"The name {name!r} contains {', '.join(bad_folder_characters(name))}, "
+                                            "not allowed in a folder name."))
         elif (self.checkpoint_dir / name).exists():
             problems.append(Problem("name", f"{name} exists in {self.checkpoint_dir}: the new checkpoint will "
                                             "get a numbered suffix.", inputs.WARNING))
