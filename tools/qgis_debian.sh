@@ -53,7 +53,9 @@ cp /etc/resolv.conf "$DEBIAN_ROOT/etc/"
 
 # the checkout is importable as landslide_mapper, as ./dev.sh setup makes it here
 mkdir -p build/pkgroot && ln -sfn ../.. build/pkgroot/landslide_mapper
-if [ ! -f "$DEBIAN_ROOT$WORKER/.tested-tools" ]; then
+# the worker is made again when its pins change (the lock files or the per-platform pins)
+want=$(cat requirements-worker.txt requirements-worker-numpy2.txt tasks/worker_platform.py | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$DEBIAN_ROOT$WORKER/.tested-tools" 2>/dev/null)" != "$want" ]; then
   echo ">> worker venv $WORKER, made by the plugin's own set-up (tasks/worker_env.py)" >&2
   rm -rf "$DEBIAN_ROOT$WORKER"
   chroot "$DEBIAN_ROOT" env QT_QPA_PLATFORM=offscreen PYTHONPATH=/repo/build/pkgroot /usr/bin/python3 -c "
@@ -65,7 +67,7 @@ task = EnvironmentSetupTask('$WORKER', base_python='/usr/bin/python3')
 ok = task.run()
 print('\n'.join(task.log_lines[-8:]))
 raise SystemExit(0 if ok else 'the worker set-up failed: ' + task.error_message)"
-  chroot "$DEBIAN_ROOT" bash -c "$WORKER/bin/pip install -q --disable-pip-version-check $TEST_PACKAGES && touch $WORKER/.tested-tools"
+  chroot "$DEBIAN_ROOT" bash -c "$WORKER/bin/pip install -q --disable-pip-version-check $TEST_PACKAGES && echo $want > $WORKER/.tested-tools"
 fi
 chroot "$DEBIAN_ROOT" bash -c "echo /repo/build/pkgroot > \$($WORKER/bin/python -c \
     'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')/landslide_mapper_dev.pth"
