@@ -15,20 +15,16 @@ an ``env_dir`` that is the running interpreter's or the base interpreter's prefi
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
-
-from qgis.core import QgsTask
+from typing import Optional, Sequence
 
 from ..core.jobs import TRAINING_MODULES
 from . import worker_platform as wp
-from .child_process import follow
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = PLUGIN_DIR / "requirements-worker.txt"
@@ -109,6 +105,11 @@ def candidate_pythons() -> list[str]:
 
 
 # --- probing -----------------------------------------------------------------------------
+def _script(name: str) -> str:
+    """A script run by another Python (``python -c``), kept as a real file in tasks/scripts/."""
+    return (Path(__file__).resolve().parent / "scripts" / name).read_text(encoding="utf-8")
+
+
 @dataclass
 class Probe:
     """What an interpreter can do, as told by the interpreter itself."""
@@ -169,57 +170,7 @@ class Probe:
                 f"({', '.join(self.providers) or 'no providers'}), TensorFlow {tf}{gpu}")
 
 
-_PROBE_SCRIPT = r"""
-import importlib, importlib.util, json, sys
-modules, slow, check_gpu, marker = json.loads(sys.argv[1])
-out = {"python_version": sys.version.split()[0], "versions": {}, "missing": [], "import_errors": {},
-       "providers": [], "gpus": None}
-try:
-    from importlib.metadata import packages_distributions, version as dist_version
-    dists = packages_distributions()
-except Exception:
-    dists, dist_version = {}, None
-def meta_version(module):
-    for dist in dists.get(module.split(".")[0], []):
-        try:
-            return dist_version(dist)
-        except Exception:
-            pass
-    return None
-for name in modules:
-    deep = check_gpu or name not in slow
-    try:
-        found = importlib.util.find_spec(name) is not None
-    except Exception:
-        found = False
-    if not found:
-        out["missing"].append(name)
-        continue
-    version = None
-    if deep:
-        try:
-            module = importlib.import_module(name)
-            version = getattr(module, "__version__", None)
-        except BaseException as exc:
-            out["missing"].append(name)
-            out["import_errors"][name] = (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300]
-            continue
-    out["versions"][name] = str(version or meta_version(name) or "?")
-if "onnxruntime" in out["versions"]:
-    try:
-        import onnxruntime
-        out["providers"] = list(onnxruntime.get_available_providers())
-    except Exception:
-        pass
-if check_gpu and "tensorflow" in out["versions"]:
-    try:
-        import tensorflow as tf
-        out["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-    except Exception:
-        out["gpus"] = []
-sys.stdout.write("\n" + marker + json.dumps(out) + "\n")
-sys.stdout.flush()
-"""
+_PROBE_SCRIPT = _script("probe_worker.py")
 
 
 def child_environment() -> dict[str, str]:
@@ -291,10 +242,10 @@ def worker_requirements(gpu: bool = False, path=REQUIREMENTS_FILE) -> list[str]:
     return wp.gpu_build(lines, wp.current()) if gpu else lines
 
 
-def _ask(python: str, code: str, timeout: float = 60) -> dict:
-    """Run ``code`` (which prints one JSON object) in ``python``."""
+def _ask(python: str, code: str, *args: str, timeout: float = 60) -> dict:
+    """Run ``code`` (which prints one JSON object) in ``python`` with ``args``."""
     try:
-        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True, timeout=timeout,
                               env=child_environment(), stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"The Python {python} cannot be started: {exc}") from None
@@ -305,32 +256,15 @@ def _ask(python: str, code: str, timeout: float = 60) -> dict:
     return json.loads(lines[-1])
 
 
-_FACTS = r"""
-import json, sys
-HOST = %r
-from importlib import metadata
-import importlib.util
-out = {"prefix": sys.prefix, "base_prefix": getattr(sys, "base_prefix", sys.prefix), "versions": {},
-       "python": list(sys.version_info[:2]), "has": {}}
-for name in ("numpy", "scipy"):
-    try:
-        out["versions"][name] = metadata.version(name)
-    except Exception:
-        pass
-for name in HOST:
-    try:
-        out["has"][name] = importlib.util.find_spec(name) is not None
-    except Exception:
-        out["has"][name] = False
-print(json.dumps(out))
-""" % (sorted(wp.HOST_PACKAGES),)
+_FACTS = _script("host_facts.py")
+_HOST = json.dumps(sorted(wp.HOST_PACKAGES))
 
 
 def host_constraints(base_python: Optional[str] = None) -> list[str]:
     """``numpy==…`` and ``scipy==…`` as installed for ``base_python`` (as pip sees them): pip
     constraints so that installing the worker packages can never replace the host's numpy
     or scipy, which GDAL, rasterio and QGIS were built against."""
-    versions = _ask(base_python or wp.default_base_python(), _FACTS)["versions"]
+    versions = _ask(base_python or wp.default_base_python(), _FACTS, _HOST)["versions"]
     return [f"{name}=={version}" for name, version in versions.items()]
 
 
@@ -350,29 +284,12 @@ def pins_for(facts: dict, gpu: bool = False) -> tuple[wp.PinSet, list[str]]:
 # it also judges the host's own packages (Debian 13's python3-typeshed declares requirements
 # it does not depend on), which the worker neither uses nor may change. Exit 1 only for
 # problems of the environment's packages; the host's are listed as such.
-LOCAL_PIP_CHECK = r"""# pip check of this environment's own packages
-import re, subprocess, sys, sysconfig
-from importlib import metadata
-def canonical(name): return re.sub(r"[-_.]+", "-", name).lower()
-sites = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
-local = {canonical(d.metadata["Name"]) for d in metadata.distributions(path=sorted(sites))}
-proc = subprocess.run([sys.executable, "-m", "pip", "check", "--disable-pip-version-check"],
-                      capture_output=True, text=True)
-ours = 0
-for line in proc.stdout.splitlines():
-    if line.split() and canonical(line.split()[0]) in local:
-        ours += 1
-        print(line)
-    elif line.strip() and not line.startswith("No broken"):
-        print("(the host's, not this environment's) " + line)
-print(proc.stderr.strip() or ("No broken requirements in this environment." if not ours else ""))
-sys.exit(1 if ours or (proc.returncode != 0 and not proc.stdout.strip()) else 0)   # or pip itself failed
-"""
+LOCAL_PIP_CHECK = _script("local_pip_check.py")
 
 
 def setup_estimate(base_python: Optional[str] = None, gpu: bool = False) -> tuple[int, wp.PinSet]:
     """(rough download size in MB, pin set) of creating the worker environment here."""
-    facts = _ask(base_python or wp.default_base_python(), _FACTS)
+    facts = _ask(base_python or wp.default_base_python(), _FACTS, _HOST)
     pins, lines = pins_for(facts, gpu)
     return wp.download_mb(lines), pins
 
@@ -426,7 +343,7 @@ def setup_commands(env_dir, base_python: Optional[str] = None, gpu: bool = False
     can run on the base Python's platform at all."""
     env_dir = Path(env_dir).expanduser().absolute()
     base_python = base_python or wp.default_base_python()
-    facts = _ask(base_python, _FACTS)
+    facts = _ask(base_python, _FACTS, _HOST)
     protected = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
                                               facts["prefix"], facts["base_prefix"])}
     resolved = env_dir.resolve()
@@ -502,167 +419,3 @@ def failure_hint(output: str) -> str:
         if any(n in output for n in needles):
             return hint
     return ""
-
-
-class EnvironmentSetupTask(QgsTask):
-    """Creates (or repairs) the worker venv in the background.
-
-    ``commands`` replaces ``setup_commands(...)`` (tests; custom installs). On success
-    ``python`` is the environment's interpreter and ``probe`` what it can import; on failure
-    ``error`` says which command failed, its exit code, its last output lines and a hint. An
-    ``env_dir`` that did not exist before is removed on failure or cancel.
-    """
-
-    def __init__(self, env_dir=None, base_python: Optional[str] = None, gpu: bool = False,
-                 requirements: Optional[Sequence[str]] = None, pip_args: Sequence[str] = (),
-                 commands: Optional[Sequence[Sequence[str]]] = None,
-                 on_finished: Optional[Callable[["EnvironmentSetupTask"], None]] = None,
-                 description: str = "Create the worker environment"):
-        super().__init__(description, QgsTask.Flag.CanCancel)
-        self.env_dir = Path(env_dir if env_dir is not None else default_env_dir()).expanduser().absolute()
-        self.base_python = base_python
-        self.gpu = gpu
-        self.requirements = None if requirements is None else list(requirements)
-        self.pip_args = list(pip_args)
-        self.commands = None if commands is None else [list(map(str, c)) for c in commands]
-        self.on_finished = on_finished
-        self.log_lines: list[str] = []
-        self.error: Optional[str] = None
-        self.failed_command: Optional[list[str]] = None
-        self.returncode: Optional[int] = None
-        self.python: Optional[str] = None
-        self.probe: Optional[Probe] = None
-        self.exception: Optional[BaseException] = None
-        self.created_env_dir = False
-        self.env_dir_removed = False
-        self._collected = 0
-        self._expected = 1
-
-    # -- in the task thread ---------------------------------------------------------
-    def run(self) -> bool:
-        self.created_env_dir = not self.env_dir.exists()
-        try:
-            ok = self._run()
-        except Exception as exc:  # stored, shown by finished() on the main thread
-            self.exception = exc
-            self.error = str(exc)
-            ok = False
-        if not ok and self.created_env_dir and self.env_dir.exists():
-            shutil.rmtree(self.env_dir, ignore_errors=True)
-            self.env_dir_removed = not self.env_dir.exists()
-        return ok
-
-    def _run(self) -> bool:
-        commands = self.commands
-        if commands is None:
-            commands = setup_commands(self.env_dir, self.base_python, self.gpu, self.requirements,
-                                      self.pip_args)
-        install = next((c for c in commands if _command_kind(c) == "install"), [])
-        if "-r" in install and install.index("-r") + 1 < len(install):
-            self._expected = max(1, len(worker_requirements(path=install[install.index("-r") + 1])))
-        self.setProgress(1.0)
-        for index, command in enumerate(commands):
-            if self.isCanceled():
-                return False
-            kind = _command_kind(command)
-            self.log_lines.append("$ " + " ".join(command))
-            start = len(self.log_lines)
-            code = self._execute(command, kind)
-            if self.isCanceled():
-                return False
-            if code != 0:
-                self.returncode = code
-                self.failed_command = list(command)
-                tail = "\n".join(self.log_lines[start:][-20:])
-                hint = failure_hint("\n".join(self.log_lines[start:]))
-                self.error = (f"`{' '.join(command)}` failed (exit code {code})."
-                              + (f" {hint}" if hint else "") + (f"\nLast output:\n{tail}" if tail else ""))
-                return False
-            self.setProgress(self._done_progress(kind, index, len(commands)))
-        if self.commands is None:
-            self.python = str(venv_python(self.env_dir))
-        else:   # custom commands: the env's python if they made one
-            candidate = venv_python(self.env_dir)
-            self.python = str(candidate) if candidate.exists() else None
-        if self.python is not None:
-            self.probe = probe(self.python, check_gpu=self.gpu)
-            self.log_lines.append(self.probe.message())
-            must_train = self.probe.training_refusal is None
-            if (self.commands is None and self.requirements is None
-                    and not (self.probe.can_train if must_train else self.probe.ok)):
-                self.error = "The environment was installed, but " + self.probe.message()
-                return False
-        self.setProgress(100.0)
-        return True
-
-    def _execute(self, command: list[str], kind: str) -> int:
-        try:
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                                    errors="replace", env=_setup_environment(),
-                                    **wp.popen_options(wp.current()))
-        except OSError as exc:
-            self.log_lines.append(f"{command[0]} cannot be started: {exc.strerror or exc}")
-            return 127
-        code = follow(proc, lambda line: self._handle(line.rstrip("\n"), kind), self.isCanceled,
-                      lambda p: wp.stop_tree(p, SETUP_TERMINATE_GRACE_S, polite=True))
-        return code
-
-    def _handle(self, line: str, kind: str) -> None:
-        self.log_lines.append(line)
-        if kind != "install":
-            return
-        stripped = line.lstrip()
-        if stripped.startswith(("Collecting", "Downloading", "Using cached", "Processing")):
-            self._collected += 1
-            # about two such lines per package (more with dependencies): approaches 60 %
-            self._raise_progress(5.0 + 55.0 * (1.0 - math.exp(-self._collected / (2.0 * self._expected))))
-        elif stripped.startswith("Installing collected packages"):
-            self._raise_progress(80.0)
-        elif stripped.startswith("Successfully installed"):
-            self._raise_progress(90.0)
-
-    def _raise_progress(self, value: float) -> None:
-        if value > self.progress():
-            self.setProgress(value)
-
-    @staticmethod
-    def _done_progress(kind: str, index: int, count: int) -> float:
-        return {"venv": 5.0, "install": 90.0, "check": 95.0}.get(kind, 95.0 * (index + 1) / count)
-
-    # -- on the main thread ---------------------------------------------------------
-    def finished(self, ok: bool) -> None:  # noqa: D401 (QGIS API)
-        if self.on_finished is not None:
-            self.on_finished(self)
-
-    @property
-    def error_message(self) -> str:
-        if self.isCanceled():
-            removed = f" {self.env_dir} was removed." if self.env_dir_removed else ""
-            return "Cancelled." + removed
-        return self.error or ""
-
-    @property
-    def details(self) -> str:
-        """The whole log, for a *Details* dialog."""
-        return "\n".join(self.log_lines + ([f"Error: {self.error}"] if self.error else []))
-
-
-def _command_kind(command: Sequence[str]) -> str:
-    text = " ".join(command[1:4])
-    if text.startswith("-m venv"):
-        return "venv"
-    if text.startswith("-m pip install"):
-        return "install"
-    if list(command[1:3]) == ["-c", LOCAL_PIP_CHECK]:
-        return "check"
-    return "other"
-
-
-def _setup_environment() -> dict[str, str]:
-    env = child_environment()
-    env.update(PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    env["PIP_USER"] = "0"               # overrides pip.conf's user = true, which fails in a venv
-    env.pop("PIP_REQUIRE_VIRTUALENV", None)
-    env.pop("VIRTUAL_ENV", None)
-    return env

@@ -19,8 +19,9 @@ from conftest import ROOT, run_task
 from landslide_mapper.core.jobs import TRAINING_MODULES
 from landslide_mapper.tasks import worker_env
 from landslide_mapper.tasks import worker_platform as wp
+from landslide_mapper.tasks.environment_setup import EnvironmentSetupTask
 from landslide_mapper.tasks.worker_env import (
-    SETTINGS_KEY, EnvironmentSetupTask, Probe, candidate_pythons, configured_python,
+    SETTINGS_KEY, Probe, candidate_pythons, configured_python,
     failure_hint, host_constraints, nvidia_gpu_present, probe, set_configured_python,
     setup_commands, worker_requirements)
 

@@ -62,7 +62,7 @@ if [ "$(cat "$DEBIAN_ROOT$WORKER/.tested-tools" 2>/dev/null)" != "$want" ]; then
 from qgis.core import QgsApplication
 app = QgsApplication([], False)
 app.initQgis()
-from landslide_mapper.tasks.worker_env import EnvironmentSetupTask
+from landslide_mapper.tasks.environment_setup import EnvironmentSetupTask
 task = EnvironmentSetupTask('$WORKER', base_python='/usr/bin/python3')
 ok = task.run()
 print('\n'.join(task.log_lines[-8:]))

@@ -30,6 +30,7 @@ from ..core.errors import InputError
 from ..core.jobs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, bad_folder_characters,
                          InventoryLayer, SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
+from ..tasks.environment_setup import EnvironmentSetupTask
 from ..tasks.worker_process import default_worker_python
 from ..qgis_io import inputs
 from .area_picker import AreaPicker
@@ -823,7 +824,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         """Create the worker venv in a background task with progress; use it when it works."""
         env_dir = Path(env_dir) if env_dir else worker_env.default_env_dir()
         try:
-            task = worker_env.EnvironmentSetupTask(env_dir, gpu=self.gpuBuildCheck.isChecked(),
+            task = EnvironmentSetupTask(env_dir, gpu=self.gpuBuildCheck.isChecked(),
                                                    on_finished=self._environment_done, **task_args)
         except ValueError as exc:
             self._status(self.workerStatusLabel, str(exc), True)
