@@ -5,7 +5,7 @@ QGIS 3.30–3.38 moved many class enums into ``Qgis`` and renamed their members 
 old names live on in 3.x as aliases, and QGIS 4 (Qt6) is built from the new ones. Each value
 here is taken from the new place where it exists and from the 3.22 place otherwise, so the
 plugin uses one spelling on every release. Enums that did not move are written scoped in
-place (``QgsTask.Flag.CanCancel``); tests/test_qt6_ready.py checks both rules.
+place (``QgsTask.Flag.CanCancel``); tests/core/test_qt6_ready.py checks both rules.
 """
 from __future__ import annotations
 

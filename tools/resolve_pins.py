@@ -11,7 +11,7 @@ place first (otherwise, e.g., tensorflow-cpu's Windows dependencies would be ski
     python tools/resolve_pins.py [--jobs N] [--only windows,macos]   # prints a Markdown table
 
 Needs PyPI (or a mirror pip is configured for); exit status 1 when a pair fails.
-tests/test_worker_platform.py runs it.
+tests/core/test_worker_platform.py runs it.
 """
 from __future__ import annotations
 

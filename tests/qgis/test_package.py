@@ -2,7 +2,7 @@
 the checks before writing, and an install into a fresh QGIS profile where qgis_process runs
 every algorithm headless, with the worker reading the installed copy of the plugin.
 
-Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_package.py``.
+Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q -p no:cacheprovider tests/qgis/test_package.py``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The chart panel on a real run folder: three years of polygons through ``run_subtract``
 (fad, fad_new and trend charts, statistics.json), shown in a real QgsDockWidget offscreen.
 
-Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q tests/test_chart_panel.py``.
+Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q tests/qgis/test_chart_panel.py``.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("core", "tasks", "qgis_io", "ui", "processing_provider")
 # what each layer must never import
 FORBIDDEN = {"core": ("qgis_io", "ui", "processing_provider", "tasks", "plugin"),
@@ -112,3 +112,24 @@ def test_every_job_kind_has_a_runner():
     assert sorted(RUNNERS) == sorted(JOB_TYPES)
     for module, function in RUNNERS.values():
         assert callable(getattr(importlib.import_module(module, "landslide_mapper.core"), function))
+
+
+def test_the_core_tests_need_no_qgis(tmp_path):
+    """tests/core collects with QGIS and Qt unimportable (and without pytest-qgis)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "collect.py"
+    script.write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('qgis', 'PyQt5', 'PyQt6', 'sip'):\n"
+        "            raise ImportError(name + ' is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import pytest\n"
+        f"sys.exit(pytest.main([{str(ROOT / 'tests' / 'core')!r}, '--collect-only', '-q', '-p', 'no:pytest_qgis',"
+        " '-p', 'no:cacheprovider']))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "tests collected" in done.stdout

@@ -1,7 +1,7 @@
 """Tests of the QGIS side of the plugin: metadata, light package import, plugin life cycle
 and the rule that ``core/`` never imports QGIS or Qt.
 
-Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q tests/test_plugin.py``.
+Run with ``QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q tests/qgis/test_plugin.py``.
 pytest-qgis starts a real QgsApplication and gives a stub ``QgisInterface`` (``qgis_iface``)
 whose main window is a real QMainWindow (``qgis_parent``).
 """
@@ -26,7 +26,7 @@ import landslide_mapper
 from landslide_mapper.plugin import MENU_NAME, LandslideMapperPlugin
 from landslide_mapper.ui.dock import DEFAULT_MODELS_DIR, LandslideMapperDock
 
-PLUGIN_DIR = Path(__file__).resolve().parent.parent
+PLUGIN_DIR = Path(__file__).resolve().parents[2]
 CORE_DIR = PLUGIN_DIR / "core"
 DOCK_OBJECT_NAME = "LandslideMapperDock"
 
