@@ -77,17 +77,75 @@ def check_bounds(bounds, name: str = "The extent") -> None:
                          "and ymin below ymax.")
 
 
+# --- what every spec shares, derived from its dataclass fields --------------------------
+_SIMPLE_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
+
+
+def _annotation_types(annotation: str):
+    """The types an annotation accepts (``int | None`` → int, NoneType; ``float`` also
+    takes an int; ``list[str]`` → list or tuple), or the spec class of ``list[Spec]``."""
+    kinds: list = []
+    for part in (p.strip() for p in str(annotation).split("|")):
+        if part.startswith("list["):
+            inner = part[5:-1]
+            if inner not in _SIMPLE_TYPES:
+                return globals()[inner]           # a list of nested specs
+            kinds += [list, tuple]
+        else:
+            kinds += list(_SIMPLE_TYPES[part])
+    return tuple(dict.fromkeys(kinds))
+
+
+class Spec:
+    """A dataclass of a job file: its field types, checks and (de)serialisation come from
+    its annotations. ``NAN_OK``: fields where NaN is a legitimate value."""
+
+    NAN_OK: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def nested(cls) -> dict[str, type]:
+        """Fields holding lists of other specs (e.g. a mapping job's years)."""
+        return {f.name: t for f in fields(cls) if isinstance(t := _annotation_types(f.type), type)}
+
+    def check_types(self) -> None:
+        """Each field (and each nested spec's) has a type its annotation allows."""
+        types = {f.name: t for f in fields(self) if isinstance(t := _annotation_types(f.type), tuple)}
+        _check_types(self, types, nan_ok=self.NAN_OK)
+        for name, item_cls in self.nested().items():
+            items = getattr(self, name)
+            if not isinstance(items, (list, tuple)) or not all(isinstance(i, item_cls) for i in items):
+                raise InputError(f"{type(self).__name__}.{name} must be a list of {item_cls.__name__}; "
+                                 f"got {items!r}.")
+            for item in items:
+                item.check_types()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        data = {k: v for k, v in data.items() if k != "kind"}
+        _check_keys(cls, data)
+        for name, item_cls in cls.nested().items():
+            if name in data:
+                data[name] = [item_cls.from_dict(item) for item in _items(data, name, item_cls, cls.__name__)]
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        kind = getattr(type(self), "kind", None)
+        return {"kind": kind, **asdict(self)} if kind else asdict(self)
+
+
 @dataclass
-class YearInput:
+class YearInput(Spec):
     year: int
     path: str
     bands: str = "auto"                      # preset name, "auto", or "B=3,G=2,R=1,NIR=4"
     reflectance_scale: float | None = None   # value of reflectance 1.0; None: from the dtype
     nodata: float | None = None              # pixels of this value hold no data (images declaring none)
 
+    NAN_OK: ClassVar[tuple[str, ...]] = ("nodata",)          # NaN is a legitimate nodata value
+
 
 @dataclass
-class InferenceJob:
+class InferenceJob(Spec):
     """Map landslides in one raster per year with one model."""
 
     kind: ClassVar[str] = "infer"
@@ -114,27 +172,16 @@ class InferenceJob:
     cluster: str = LOCAL                     # where tiles are predicted (core.cluster: local, local:N, tcp://…)
 
     def validate(self) -> None:
-        _check_types(self, {"cluster": str})
+        self.check_types()
         parse_cluster(self.cluster)
-        _check_types(self, {"area": (str, type(None)), "bounds": (list, tuple, type(None)),
-                            "bounds_crs": (str, type(None)), "max_pixels": (int, type(None))})
         if self.max_pixels is not None and self.max_pixels < 1:
             raise InputError(f"max_pixels must be at least 1 (or null for no limit), got {self.max_pixels}.")
         check_bounds(self.bounds)
-        _check_types(self, {"analyse": bool, "reference_exponent": (int, float, type(None)), "tta": bool,
-                            "uncertainty": bool, "review_areas": int, "resample": str})
         if self.resample not in RESAMPLE_CHOICES:
             raise InputError(f"Resample must be one of {', '.join(RESAMPLE_CHOICES)}, not {self.resample!r}.")
         if self.review_areas < 0:
             raise InputError(f"The number of review areas must not be negative, got {self.review_areas}.")
-        _check_types(self, {"overlap": int, "batch_size": int, "min_area_m2": (int, float), "device": str,
-                            "model": str, "output_dir": str, "tile_size": (int, type(None)),
-                            "threshold": (int, float, type(None)), "run_name": (str, type(None))})
         check_run_name(self.run_name)
-        for y in self.years:
-            _check_types(y, {"year": int, "path": str, "bands": str,
-                             "reflectance_scale": (int, float, type(None)), "nodata": (int, float, type(None))},
-                         nan_ok=("nodata",))             # NaN is a legitimate nodata value
         if not self.years:
             raise InputError("No years given: add at least one YEAR=RASTER pair.")
         seen: dict[int, str] = {}
@@ -161,19 +208,9 @@ class InferenceJob:
                 raise InputError(f"Year {y.year}: the reflectance scale must be positive (the value of reflectance "
                                  f"1.0, e.g. 10000), got {y.reflectance_scale}; leave it out to use the file's type.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InferenceJob":
-        data = {k: v for k, v in data.items() if k != "kind"}
-        _check_keys(cls, data)
-        years = [YearInput(**y) for y in _items(data, "years", YearInput, cls.__name__)]
-        return cls(years=years, **data)
-
 
 @dataclass
-class TrainingSource:
+class TrainingSource(Spec):
     """One (raster, label polygons, reviewed-area polygons) set of a region and year.
 
     Label polygons are landslides; inside the reviewed-area polygons everything that is not
@@ -204,7 +241,7 @@ TRAINING_MODULES = ("tensorflow", "keras", "albumentations", "cv2")
 
 
 @dataclass
-class TrainJob:
+class TrainJob(Spec):
     """Train a cascade checkpoint from scratch, or fine-tune one (``base_checkpoint``).
 
     The result is a new checkpoint folder ``output_dir/name`` (a suffix is added if the
@@ -242,22 +279,8 @@ class TrainJob:
     device: str = "auto"
 
     def validate(self) -> None:
-        _check_types(self, {"output_dir": str, "name": str, "base_checkpoint": (str, type(None)),
-                            "architecture": str, "base_filters": int, "patch_size": int,
-                            "stride": (int, type(None)), "drop_empty": bool, "validation": str,
-                            "validation_fraction": (int, float), "augment": bool, "epochs": int,
-                            "batch_size": int, "learning_rate": (int, float), "loss": (str, type(None)),
-                            "freeze": str, "patience": int, "mixed_precision": str, "seed": int,
-                            "trigger": str, "description": str,
-                            "max_steps_per_epoch": (int, type(None)), "device": str,
-                            "steps": (int, type(None)), "hard_negative_weight": (int, float),
-                            "calibrate_threshold": bool,
-                            "channels": (list, type(None))})
+        self.check_types()
         for s in self.sources:
-            _check_types(s, {"raster": str, "labels": str, "labels_layer": (str, type(None)),
-                             "reviewed": (str, type(None)), "reviewed_layer": (str, type(None)),
-                             "bands": str, "reflectance_scale": (int, float, type(None)),
-                             "region": str, "year": (int, type(None)), "split": str})
             if s.split not in ("auto", "train", "validation"):
                 raise InputError(f"Training source {s.raster}: split must be auto, train or validation, "
                                  f"not {s.split!r}.")
@@ -311,16 +334,6 @@ class TrainJob:
         gave the best validation and held-out F1."""
         return self.loss or DEFAULT_LOSS
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainJob":
-        data = {k: v for k, v in data.items() if k != "kind"}
-        _check_keys(cls, data)
-        sources = [TrainingSource(**s) for s in _items(data, "sources", TrainingSource, cls.__name__)]
-        return cls(sources=sources, **data)
-
 
 def split_layer(value: str) -> tuple[str, str | None]:
     """``path|layername=NAME`` (QGIS' notation) or ``path|NAME`` -> (path, layer)."""
@@ -331,7 +344,7 @@ def split_layer(value: str) -> tuple[str, str | None]:
 
 
 @dataclass
-class InventoryLayer:
+class InventoryLayer(Spec):
     """One year's landslide polygons: any OGR source and a layer (None: the first)."""
 
     year: int
@@ -343,21 +356,7 @@ class InventoryLayer:
         return f"layer {self.layer!r} of {self.path}" if self.layer else str(self.path)
 
 
-def _layers_from(items, what: str) -> list[InventoryLayer]:
-    if not isinstance(items, list):
-        raise InputError(f"The {what} must be a list of objects with year, path and layer; got {items!r}.")
-    out = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InputError(f"Each of the {what} must be an object with year, path and layer; got {item!r}.")
-        _check_keys(InventoryLayer, item)
-        out.append(InventoryLayer(**item))
-    return out
-
-
 def _validate_layers(layers: list[InventoryLayer], what: str, minimum: int = 1) -> None:
-    for item in layers:
-        _check_types(item, {"year": int, "path": str, "layer": (str, type(None))})
     if len(layers) < minimum:
         raise InputError(f"The {what} need at least {minimum} year(s); got {len(layers)}.")
     years = [item.year for item in layers]
@@ -367,7 +366,7 @@ def _validate_layers(layers: list[InventoryLayer], what: str, minimum: int = 1) 
 
 
 @dataclass
-class SubtractJob:
+class SubtractJob(Spec):
     """New and enlarged landslides of every year against the year before (E_T = P_T − P_{T−1})."""
 
     kind: ClassVar[str] = "subtract"
@@ -379,28 +378,17 @@ class SubtractJob:
     min_remnant_px: float = 9.0              # smallest part kept, in pixels (~3×3 px)
 
     def validate(self) -> None:
+        self.check_types()
         _validate_layers(self.years, "inventory years", 2)
-        _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
-                            "pixel_size_m": (int, float), "sliver_px": (int, float),
-                            "min_remnant_px": (int, float)})
         check_run_name(self.run_name)
         if self.pixel_size_m <= 0:
             raise InputError(f"Pixel size must be positive, got {self.pixel_size_m}.")
         if self.sliver_px < 0 or self.min_remnant_px < 0:
             raise InputError("Sliver buffer and minimum remnant must not be negative.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SubtractJob":
-        data = {k: v for k, v in data.items() if k != "kind"}
-        _check_keys(cls, data)
-        return cls(years=_layers_from(data.pop("years", []), "inventory years"), **data)
-
 
 @dataclass
-class AnalyseJob:
+class AnalyseJob(Spec):
     """Per-year statistics, frequency-area distributions and their fits, and charts."""
 
     kind: ClassVar[str] = "analyse"
@@ -414,11 +402,8 @@ class AnalyseJob:
     true_exponent: float | None = None       # drawn on the FAD chart when known (synthetic scenes)
 
     def validate(self) -> None:
+        self.check_types()
         _validate_layers(self.years, "inventory years")
-        _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
-                            "min_area_m2": (int, float), "mapped_area_km2": (int, float, type(None)),
-                            "extent": (str, type(None)), "bootstrap": int,
-                            "true_exponent": (int, float, type(None))})
         check_run_name(self.run_name)
         if self.min_area_m2 < 0:
             raise InputError(f"Minimum area must not be negative, got {self.min_area_m2}.")
@@ -427,18 +412,9 @@ class AnalyseJob:
         if self.bootstrap < 0:
             raise InputError(f"Bootstrap count must not be negative, got {self.bootstrap}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AnalyseJob":
-        data = {k: v for k, v in data.items() if k != "kind"}
-        _check_keys(cls, data)
-        return cls(years=_layers_from(data.pop("years", []), "inventory years"), **data)
-
 
 @dataclass
-class GridRaster:
+class GridRaster(Spec):
     """The raster whose grid (and nodata) the pixel accuracy of one year is counted on."""
 
     year: int
@@ -446,7 +422,7 @@ class GridRaster:
 
 
 @dataclass
-class AssessJob:
+class AssessJob(Spec):
     """Accuracy of predicted inventories against reference inventories, year by year."""
 
     kind: ClassVar[str] = "assess"
@@ -459,13 +435,10 @@ class AssessJob:
     pixel_size_m: float = 3.0                # grid when a year has no grid raster
 
     def validate(self) -> None:
+        self.check_types()
         _validate_layers(self.predicted, "predicted inventories")
         _validate_layers(self.reference, "reference inventories")
-        _check_types(self, {"output_dir": str, "run_name": (str, type(None)),
-                            "area": (str, type(None)), "pixel_size_m": (int, float)})
         check_run_name(self.run_name)
-        for g in self.grids:
-            _check_types(g, {"year": int, "path": str})
         if self.pixel_size_m <= 0:
             raise InputError(f"Pixel size must be positive, got {self.pixel_size_m}.")
         common = {p.year for p in self.predicted} & {r.year for r in self.reference}
@@ -474,18 +447,6 @@ class AssessJob:
                 f"No year has both a predicted and a reference inventory (predicted: "
                 f"{sorted(p.year for p in self.predicted)}, reference: "
                 f"{sorted(r.year for r in self.reference)}).")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AssessJob":
-        data = {k: v for k, v in data.items() if k != "kind"}
-        _check_keys(cls, data)
-        grids = [GridRaster(**g) for g in _items(data, "grids", GridRaster, cls.__name__)]
-        return cls(predicted=_layers_from(data.pop("predicted", []), "predicted inventories"),
-                   reference=_layers_from(data.pop("reference", []), "reference inventories"),
-                   grids=grids, **data)
 
 
 JOB_TYPES: dict[str, type] = {InferenceJob.kind: InferenceJob, TrainJob.kind: TrainJob,
@@ -539,7 +500,8 @@ def _items(data: dict, key: str, cls, owner: str) -> list:
     """The list ``data[key]`` of objects for ``cls``; a message naming the field otherwise."""
     value = data.pop(key, [])
     if not isinstance(value, list):
-        raise InputError(f"{owner}.{key} must be a list of {cls.__name__} objects; got {value!r}.")
+        raise InputError(f"{owner}.{key} must be a list of objects with the fields "
+                         f"{', '.join(f.name for f in fields(cls))}; got {value!r}.")
     for item in value:
         _check_keys(cls, item)
     return value
