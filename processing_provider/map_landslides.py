@@ -14,12 +14,10 @@ from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsP
 from .. import qgis_compat
 from ..core.bundled import AUTO, auto_model, default_model
 from ..core.checkpoint import INFO_NAME, model_name
-from ..core.names import changes_layer
 from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..qgis_io import inputs
 from ..qgis_io.model_catalog import DEFAULT_CHANNELS, read_entry
-from ..qgis_io.run_layers import (run_group_name, style_changes, style_landslides, style_probability, style_review,
-                             style_uncertainty)
+from ..qgis_io.run_layers import run_group_name, run_layer_specs
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, helped, load_on_completion, \
     report_output, rows_to_sink
 
@@ -245,35 +243,15 @@ class MapLandslides(JobAlgorithm):
     def outputs(self, result: dict, parameters, context, feedback) -> dict:
         run_dir, gpkg = Path(result["run_dir"]), result["geopackage"]
         years = sorted(result.get("years", []), key=lambda y: y["year"])
-        landslides = [f"{gpkg}|layername={y['layer']}" for y in years]
-        changes = [f"{gpkg}|layername={changes_layer(c['year'])}" for c in result.get("changes", [])]
-        probability = [str(run_dir / y["probability"]) for y in years]
-        group = run_group_name(run_dir)      # per year, newest on top: changes, landslides, probability
-        newest = years[-1]["year"] if years else None        # only the newest year starts ticked
-        for i, (y, uri) in enumerate(zip(years, landslides)):
-            load_on_completion(context, uri, f"landslides {y['year']}", "LANDSLIDES",
-                               lambda layer, year=y["year"]: style_landslides(layer, year), group=group,
-                               order=3 * i + 1, visible=y["year"] == newest)
         index = {y["year"]: i for i, y in enumerate(years)}
-        for change, uri in zip(result.get("changes", []), changes):
-            load_on_completion(context, uri, f"new or enlarged {change['year']}", "CHANGES",
-                               lambda layer, year=change["year"]: style_changes(layer, year),
-                               group=group, order=3 * index.get(change["year"], 0) + 2,
-                               visible=change["year"] == newest)
-        for i, (y, path) in enumerate(zip(years, probability)):
-            load_on_completion(context, path, f"probability {y['year']}", "PROBABILITY", style_probability,
-                               visible=False, group=group, order=3 * i)
-        uncertainty = [str(run_dir / y["uncertainty"]) for y in years if y.get("uncertainty")]
-        review = [f"{gpkg}|layername={y['review_layer']}" for y in years if y.get("review_layer")]
-        for y, path in zip([y for y in years if y.get("uncertainty")], uncertainty):
-            load_on_completion(context, path, f"uncertainty {y['year']}", "UNCERTAINTY_LAYERS", style_uncertainty,
-                               visible=False, group=group, order=3 * index[y["year"]])
-        for y, uri in zip([y for y in years if y.get("review_layer")], review):
-            load_on_completion(context, uri, f"review areas {y['year']}", "REVIEW", style_review, group=group,
-                               order=3 * index[y["year"]] + 2, visible=y["year"] == newest)
-        out = {"RUN_FOLDER": str(run_dir), "LANDSLIDES": landslides, "CHANGES": changes,
-               "PROBABILITY": probability, "UNCERTAINTY_LAYERS": uncertainty, "REVIEW": review,
-               "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
+        specs = sorted(run_layer_specs(result), key=lambda spec: spec.year)      # the outputs: oldest first
+        group = run_group_name(run_dir)                    # as the dock's: newest year on top
+        for spec in specs:
+            load_on_completion(context, spec.uri, spec.name, spec.output, spec.style, visible=spec.visible,
+                               group=group, order=5 * index[spec.year] + 4 - spec.rank)
+        uris = {key: [spec.uri for spec in specs if spec.output == key]
+                for key in ("LANDSLIDES", "CHANGES", "PROBABILITY", "UNCERTAINTY_LAYERS", "REVIEW")}
+        out = {"RUN_FOLDER": str(run_dir), **uris, "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
         statistics = result.get("statistics") or []
         if statistics:
             out["STATISTICS"] = rows_to_sink(self, statistics, parameters, "STATISTICS", context)

@@ -7,7 +7,9 @@ touching it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsFillSymbol, QgsLayerTreeGroup,
                        QgsPalLayerSettings, QgsProject, QgsRasterLayer, QgsRasterShader, QgsRendererCategory,
@@ -109,37 +111,62 @@ def run_group_name(run_dir) -> str:
     return f"Landslide Mapper — {Path(run_dir).name}"
 
 
+@dataclass
+class LayerSpec:
+    """One layer of a mapping run, as both the dock and Processing load it."""
+
+    output: str            # the Processing output it belongs to (LANDSLIDES, CHANGES, ...)
+    year: int
+    uri: str
+    name: str
+    raster: bool
+    style: Callable
+    visible: bool          # ticked when loaded: the newest year's polygons only
+    rank: int              # place within its year, 0 on top
+
+
+def run_layer_specs(result: dict) -> list[LayerSpec]:
+    """The layers of a mapping run (the worker's result dict), newest year first and each
+    year top to bottom: suggested review areas, new or enlarged landslides, landslides,
+    and the (unticked) uncertainty and probability rasters."""
+    run_dir, gpkg = Path(result["run_dir"]), result["geopackage"]
+    years = sorted(result.get("years", []), key=lambda y: y["year"], reverse=True)
+    newest = years[0]["year"] if years else None
+    changed = {c["year"] for c in result.get("changes", [])}
+    specs = []
+    for y in years:
+        year, top = y["year"], y["year"] == newest
+        if y.get("review_layer"):
+            specs.append(LayerSpec("REVIEW", year, f"{gpkg}|layername={y['review_layer']}", f"review areas {year}",
+                                   False, style_review, top, 0))
+        if year in changed:
+            specs.append(LayerSpec("CHANGES", year, f"{gpkg}|layername={changes_layer(year)}",
+                                   f"new or enlarged {year}", False, lambda layer, y=year: style_changes(layer, y),
+                                   top, 1))
+        specs.append(LayerSpec("LANDSLIDES", year, f"{gpkg}|layername={y['layer']}", f"landslides {year}", False,
+                               lambda layer, y=year: style_landslides(layer, y), top, 2))
+        if y.get("uncertainty"):
+            specs.append(LayerSpec("UNCERTAINTY_LAYERS", year, str(run_dir / y["uncertainty"]),
+                                   f"uncertainty {year}", True, style_uncertainty, False, 3))
+        specs.append(LayerSpec("PROBABILITY", year, str(run_dir / y["probability"]), f"probability {year}", True,
+                               style_probability, False, 4))
+    return specs
+
+
 def add_run_to_project(result: dict, project: QgsProject | None = None,
                        title: str | None = None) -> QgsLayerTreeGroup:
-    """Add a mapping run (the worker's result dict) as a group: one subgroup per year
-    holding its suggested review areas, its new/enlarged parts, its landslides and its
-    (hidden) uncertainty and probability rasters."""
+    """Add a mapping run (the worker's result dict) as a group: one subgroup per year, only
+    the newest one ticked, holding the layers of :func:`run_layer_specs`."""
     project = project or QgsProject.instance()
-    run_dir = Path(result["run_dir"])
-    gpkg = Path(result["geopackage"])
-    root = project.layerTreeRoot()
-    group = root.insertGroup(0, title or run_group_name(run_dir))
-    years = sorted(result.get("years", []), key=lambda y: y["year"], reverse=True)
-    for i, y in enumerate(years):
-        year = y["year"]
-        sub = group.addGroup(str(year))
-        sub.setItemVisibilityChecked(i == 0)                  # only the newest year is shown
-        if y.get("review_layer"):
-            _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['review_layer']}",
-                                                    f"review areas {year}", "ogr"), style_review)
-        _add_layer(project, sub,
-                   QgsVectorLayer(f"{gpkg}|layername={changes_layer(year)}", f"new or enlarged {year}", "ogr"),
-                   lambda layer: style_changes(layer, year))
-        _add_layer(project, sub, QgsVectorLayer(f"{gpkg}|layername={y['layer']}", f"landslides {year}", "ogr"),
-                   lambda layer: style_landslides(layer, year))
-        if y.get("uncertainty"):
-            node = _add_layer(project, sub, QgsRasterLayer(str(run_dir / y["uncertainty"]), f"uncertainty {year}"),
-                              style_uncertainty)
-            if node is not None:
-                node.setItemVisibilityChecked(False)
-        node = _add_layer(project, sub, QgsRasterLayer(str(run_dir / y["probability"]), f"probability {year}"),
-                          style_probability)
-        if node is not None:
+    group = project.layerTreeRoot().insertGroup(0, title or run_group_name(Path(result["run_dir"])))
+    subgroups: dict[int, QgsLayerTreeGroup] = {}
+    for spec in run_layer_specs(result):
+        if spec.year not in subgroups:
+            subgroups[spec.year] = group.addGroup(str(spec.year))
+            subgroups[spec.year].setItemVisibilityChecked(not len(subgroups) - 1)
+        layer = QgsRasterLayer(spec.uri, spec.name) if spec.raster else QgsVectorLayer(spec.uri, spec.name, "ogr")
+        node = _add_layer(project, subgroups[spec.year], layer, spec.style)
+        if node is not None and spec.raster:
             node.setItemVisibilityChecked(False)
     return group
 
