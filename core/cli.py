@@ -1,108 +1,25 @@
 """Command line: ``python -m landslide_mapper <command>``.
 
 People get a progress bar and a summary table; ``--jsonl`` (and ``run-job``) print
-machine-readable events instead, for the QGIS task that drives this as a worker.
+machine-readable events instead, for the QGIS task that drives this as a worker. This
+module parses arguments into job specs; running a job as a process (output, signals,
+exit codes, the worker's ``run-job``) is core/worker_entry.py.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 from .bundled import AUTO, BASELINE_MODEL, default_model
-from .errors import Cancelled, InputError, LandslideMapperError
+from .errors import InputError, LandslideMapperError
 from .names import landslides_layer
 from . import faults
-from .events import JsonlEmitter, watch_control
 from .cluster import CLUSTER_HELP
-from .jobs import (DEFAULT_LOSS, RESAMPLE_CHOICES, InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json,
-                   split_layer)
-from .progress import Reporter
-
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
-
-
-class HumanOutput:
-    """A tqdm progress bar on stderr, log lines above it."""
-
-    def __init__(self, quiet: bool = False):
-        from tqdm import tqdm
-
-        self.quiet = quiet
-        self.bar = None if quiet else tqdm(total=1000, unit="‰", file=sys.stderr,
-                                           bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        if self.bar is not None:
-            self.bar.n = int(fraction * 1000)
-            self.bar.set_postfix_str(message, refresh=False)
-            self.bar.refresh()
-
-    def log(self, message: str) -> None:
-        if self.quiet:
-            return
-        from tqdm import tqdm
-
-        tqdm.write(message, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _install_cancel_handlers(reporter: Reporter) -> None:
-    """SIGTERM/SIGINT ask the job to stop at its next progress point (and clean up).
-
-    A repeated SIGTERM changes nothing (a driver may send it twice); a second Ctrl-C
-    (SIGINT) stops at once, for a person who does not want to wait."""
-    def handler(signum, _frame):
-        reporter.cancel()
-        if signum == signal.SIGINT:
-            signal.signal(signum, signal.SIG_DFL)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
-
-
-def _execute(job_fn, jsonl: bool, quiet: bool = False, output=None):
-    """Run ``job_fn(reporter)`` with the chosen output; returns (exit code, result).
-
-    ``output``: the output folder (or a callable giving it once known), where a crash
-    report is written and whose disk is checked when writing fails."""
-    out = JsonlEmitter() if jsonl else HumanOutput(quiet)
-    reporter = Reporter(out.progress, out.log, on_event=out.emit if jsonl else None)
-    _install_cancel_handlers(reporter)
-    if jsonl:
-        out.emit("start", pid=os.getpid())
-    try:
-        result = job_fn(reporter)
-    except LandslideMapperError as exc:
-        if jsonl:
-            out.error(exc)
-        else:
-            out.close()
-            print(f"error: {exc}", file=sys.stderr)
-        return (EXIT_CANCELLED if isinstance(exc, Cancelled) else EXIT_USER_ERROR), None
-    except Exception as exc:  # noqa: BLE001 — a known cause (a full disk), else a bug: never a traceback
-        message, known, report = faults.failure(exc, output() if callable(output) else output)
-        code = EXIT_USER_ERROR if known else EXIT_FAILED
-        if jsonl:
-            out.emit("error", type=type(exc).__name__, message=message, cancelled=False,
-                     user_error=known, crash_report=str(report) if report else None)
-        else:
-            out.close()
-            print(f"error: {message}", file=sys.stderr)
-        return code, None
-    if jsonl:
-        out.emit("result", result=result.to_dict() if hasattr(result, "to_dict") else result)
-    else:
-        out.close()
-    return EXIT_OK, result
-
+from .jobs import (DEFAULT_LOSS, RESAMPLE_CHOICES, InferenceJob, TrainingSource, TrainJob, YearInput, split_layer)
+from .worker_entry import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, execute, run_job_command
 
 # -- infer ---------------------------------------------------------------------------
 def _per_year(values: list[str] | None, default, convert=str) -> tuple[dict[int, object], object]:
@@ -166,7 +83,7 @@ def cmd_infer(args) -> int:
             max_pixels=None if args.yes else args.max_pixels, cluster=args.cluster)
         return run_inference(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}")
         print(f"Polygons:   {result.geopackage}")
@@ -235,7 +152,7 @@ def cmd_train(args) -> int:
     from .training import run_training
 
     base = getattr(args, "checkpoint", None)
-    code, result = _execute(lambda reporter: run_training(_train_job(args, base), reporter),
+    code, result = execute(lambda reporter: run_training(_train_job(args, base), reporter),
                             args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"{'round':>5} {'loss':>8} {'val loss':>9} {'precision':>10} {'recall':>7} {'F1':>6} {'IoU':>6}")
@@ -253,27 +170,9 @@ def cmd_train(args) -> int:
     return code
 
 
-# -- run-job (worker) ---------------------------------------------------------------
+# -- run-job (worker): core/worker_entry.py ---------------------------------------------
 def cmd_run_job(args) -> int:
-    from .runner import run_job
-
-    spec = {}
-
-    def job_fn(reporter):
-        try:
-            if args.control:            # the job on one line, then stdin carries control lines
-                text = sys.stdin.readline()
-            else:
-                text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
-        except OSError as exc:
-            raise InputError(f"Cannot read the job specification {args.spec}: {exc.strerror or exc}.") from None
-        job = job_from_json(text)
-        spec["output"] = getattr(job, "output_dir", None)
-        if args.control:
-            watch_control(sys.stdin, reporter.cancel)
-        return run_job(job, reporter)
-
-    return _execute(job_fn, jsonl=True, output=lambda: spec.get("output"))[0]
+    return run_job_command(args.spec, args.control)
 
 
 # -- scene / demo ---------------------------------------------------------------------
@@ -293,7 +192,7 @@ def cmd_scene(args) -> int:
     def job_fn(reporter):
         return load_or_generate(args.output, _scene_spec(args), progress=reporter.progress)
 
-    code, manifest = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, manifest = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if manifest is not None and not args.jsonl:
         for year, path in sorted(manifest.rasters.items()):
             print(f"{year}: {path}")
@@ -327,7 +226,7 @@ def cmd_demo(args) -> int:
         return result
 
     t0 = time.time()
-    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None:
         (Path(result.run_dir) / "accuracy.json").write_text(json.dumps(
             {str(y): s.to_dict() for y, s in scores.items()}, indent=2) + "\n")
@@ -386,7 +285,7 @@ def cmd_build_pretrained(args) -> int:
         return [str(compact_checkpoint(cascade, args.output, REAL_NAME, CASCADE_DESCRIPTION)),
                 str(compact_checkpoint(rgb, args.output, RGB_NAME))]
 
-    code, result = _execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Bundled checkpoints: {', '.join(result)}")
     return code
@@ -401,7 +300,7 @@ def cmd_compact_checkpoint(args) -> int:
         reporter.progress(1.0, "Done")
         return str(folder)
 
-    code, result = _execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Compact checkpoint: {result}")
     return code
@@ -442,7 +341,7 @@ def cmd_subtract(args) -> int:
                           min_remnant_px=args.min_remnant_px)
         return run_subtract(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}")
         print(f"New and enlarged polygons: {result.geopackage}")
@@ -460,7 +359,7 @@ def cmd_fad(args) -> int:
                          extent=args.extent, bootstrap=args.bootstrap)
         return run_analyse(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}  (statistics.csv, statistics.json, charts/)")
         _print_statistics(result)
@@ -483,7 +382,7 @@ def cmd_assess(args) -> int:
                         pixel_size_m=args.pixel_size)
         return run_assess(job, reporter)
 
-    code, result = _execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
     if result is not None and not args.jsonl:
         print(f"Run folder: {result.run_dir}  (accuracy.json, accuracy.csv, assessment.gpkg, charts/)")
         print(f"{'year':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'MCC':>6} {'IoU':>6} "
