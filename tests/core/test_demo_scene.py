@@ -11,6 +11,8 @@ import shapely
 from rasterio.features import rasterize
 
 from landslide_mapper.core import demo_scene as ds
+from landslide_mapper.core.demo_scene import plan as ds_plan
+from landslide_mapper.core.errors import InputError
 from landslide_mapper.core.vector_io import list_layers, read_layer
 
 SPEC = ds.SceneSpec(size=384, seed=3)
@@ -144,7 +146,7 @@ def test_nodata_and_clouds_appear_in_their_years(scene):
 
 
 def test_generation_is_deterministic(scene, tmp_path):
-    ds._PLAN_CACHE.clear()  # rebuild the plan too, not only the rasters
+    ds_plan._PLAN_CACHE.clear()  # rebuild the plan too, not only the rasters
     again = ds.generate_scene(tmp_path, SPEC)
     for year in SPEC.years:
         # same spec, same block size: the GeoTIFFs are byte-identical files
@@ -222,11 +224,11 @@ def test_manifest_json_round_trip(scene):
 
 
 def test_bad_specs_are_rejected(tmp_path):
-    with pytest.raises(ds.InputError):
+    with pytest.raises(InputError):
         ds.generate_scene(tmp_path, ds.SceneSpec(size=8))
-    with pytest.raises(ds.InputError):
+    with pytest.raises(InputError):
         ds.generate_scene(tmp_path, ds.SceneSpec(sensor="landsat"))
-    with pytest.raises(ds.InputError):
+    with pytest.raises(InputError):
         ds.generate_scene(tmp_path, ds.SceneSpec(size=64), years=[1999])
 
 
