@@ -87,8 +87,8 @@ def default_local_workers() -> int:
 class _Session:
     """A Dask client (and the LocalCluster it owns), closed with the context."""
 
-    def __init__(self, execution: Execution, log):
-        self.execution, self.log = execution, log
+    def __init__(self, execution: Execution):
+        self.execution = execution
         self.cluster = self.client = None
 
     def __enter__(self):
@@ -133,9 +133,9 @@ def code_version() -> str:
     """A fingerprint of this package's core code: workers must run the same."""
     import hashlib
 
-    digest = hashlib.sha1()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    digest, root = hashlib.sha1(), Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):                   # its sub-packages too (fad/, charts/, ...)
+        digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -235,14 +235,11 @@ def _threads_here(threads: dict[str, int]) -> int:
 
 @dataclass
 class _Block:
-    year: int
-    row0: int
-    row1: int
+    """A predicted block's files and its count of mapped pixels."""
+
     probability: str
     uncertainty: str | None
     valid_pixels: int
-    landslide_pixels: int
-    tiles: int
 
 
 def _predict_block(recipe: dict, model_path: str, device: str, threads: dict[str, int], tile: int, overlap: int,
@@ -250,22 +247,17 @@ def _predict_block(recipe: dict, model_path: str, device: str, threads: dict[str
                    unc_path: str | None, cancel: str) -> _Block:
     import rasterio
 
-    from .inference import predict_raster
-    from .inference import GDAL_CACHE_BYTES
+    from .inference import GDAL_CACHE_BYTES, predict_raster
     from .progress import Reporter
     from .raster import YearRaster
-    from .tiling import TileGrid
 
     n = _threads_here(threads)
     model = _model(model_path, device, n)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), YearRaster.reopen(recipe) as raster:
-        grid = TileGrid(raster.height, raster.width, tile, overlap)
         stats = predict_raster(raster, model, prob_path, tile, overlap, batch, threshold,
                                Reporter(cancel_event=_ClusterCancel(cancel)), tta=tta, uncertainty_path=unc_path,
                                tile_rows=tile_rows, threads=n)
-        row0, row1 = grid.kept_rows(*tile_rows)
-    return _Block(recipe["year"], row0, row1, prob_path, unc_path, stats.valid_pixels, stats.landslide_pixels,
-                  stats.tiles)
+    return _Block(prob_path, unc_path, stats.valid_pixels)
 
 
 @dataclass
@@ -280,7 +272,8 @@ class _Grid:
 
 def _assemble(blocks: list[_Block], grid: _Grid, prob_path: str, unc_path: str | None, model_name: str,
               threads: dict[str, int]) -> str:
-    """The year's blocks, in order, into its final GeoTIFFs, one block row at a time."""
+    """The year's blocks (top to bottom, as submitted) into its final GeoTIFFs, one block row
+    at a time."""
     import numpy as np
     import rasterio
     from rasterio.windows import Window
@@ -288,7 +281,6 @@ def _assemble(blocks: list[_Block], grid: _Grid, prob_path: str, unc_path: str |
     from .inference import BLOCK, UNC_NODATA, _BlockRowWriter, geotiff_profile, open_probability
 
     n = _threads_here(threads)
-    blocks = sorted(blocks, key=lambda b: b.row0)
     targets = [(prob_path, "probability")] + ([(unc_path, "uncertainty")] if unc_path else [])
     for path, kind in targets:
         out = (open_probability(path, grid, model_name, threads=n) if kind == "probability" else
@@ -341,7 +333,7 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
     staging.mkdir()
     inputs = sorted({str(Path(r.path).resolve()) for r in rasters} | {str(Path(model.path).resolve())}
                     | ({str(Path(job.area.split("|")[0]).resolve())} if job.area else set()))
-    with _Session(execution, reporter.log) as session:
+    with _Session(execution) as session:
         client = session.client
         threads = _check_workers(client, inputs, staging.resolve(), execution.describe().capitalize())
         workers = len(threads)
@@ -369,11 +361,11 @@ def map_years(execution: Execution, job, model, rasters, tile: int, threshold: f
                                                                     raster.transform),
                                           final, unc_final, model.path.name, threads, pure=False)
                 weights[assembled.key] = 0.05 * len(grid)
-                parts = [client.submit(_vectorise, assembled, threshold, min_pixels[i], rows, raster.width, threads,
-                                       pure=False)
-                         for rows in block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers)]
-                for p, rows in zip(parts, block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers)):
-                    weights[p.key] = 0.3 * len(grid) * (rows[1] - rows[0]) / raster.height
+                parts = []
+                for rows in block_rows(raster.height, raster.width, BLOCKS_PER_WORKER * workers):
+                    parts.append(client.submit(_vectorise, assembled, threshold, min_pixels[i], rows, raster.width,
+                                               threads, pure=False))
+                    weights[parts[-1].key] = 0.3 * len(grid) * (rows[1] - rows[0]) / raster.height
                 vector_futures[raster.year] = (blocks, parts)
                 futures += blocks + [assembled] + parts
             _wait(futures, weights, reporter)

@@ -248,7 +248,7 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
                          f"which the model {model.path.name} needs.")
     if batch_size < 1:
         raise InputError(f"Batch size must be at least 1, got {batch_size}.")
-    raster.source_indexes(required_spectral(meta.channels))
+    bands = len(set(raster.source_indexes(required_spectral(meta.channels))))   # also: all bands are there
     grid = TileGrid(raster.height, raster.width, tile, overlap)
     first, stop = tile_rows or (0, len(grid.rows))
     rows = grid.kept_rows(first, stop)
@@ -261,7 +261,6 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     started, estimated = time.monotonic(), False
 
     unc_ds = None
-    bands = len(set(raster.source_indexes(required_spectral(meta.channels))))
     with rasterio.Env(GDAL_CACHEMAX=read_cache_bytes(raster, bands), GDAL_NUM_THREADS=str(threads)), \
             open_probability(prob_path, raster, model.path.name, rows, threads) as prob_ds:
         writer = _BlockRowWriter(prob_ds, width, threshold)

@@ -12,11 +12,12 @@ from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsP
                        QgsVectorLayer)
 
 from .. import qgis_compat
+from ..core.bands import DEFAULT_CHANNELS
 from ..core.bundled import AUTO, auto_model, default_model
 from ..core.checkpoint import INFO_NAME, model_name
 from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..qgis_io import inputs
-from ..qgis_io.model_catalog import DEFAULT_CHANNELS, read_entry
+from ..qgis_io.model_catalog import read_entry
 from ..qgis_io.run_layers import run_group_name, run_layer_specs
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, helped, load_on_completion, \
     report_output, rows_to_sink

@@ -23,6 +23,7 @@ from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayo
 
 from .. import qgis_compat
 from ..core.bands import PRESET_LABELS
+from ..core.bands import DEFAULT_CHANNELS
 from ..core.bundled import AUTO, auto_model
 from ..core.checkpoint import INFO_NAME
 from ..core.cluster import default_local_workers, parse_cluster
@@ -37,7 +38,7 @@ from .area_picker import AreaPicker
 from .training_curve import TrainingCurve
 from ..qgis_io.inputs import ERROR, Problem, blocking
 from .worker_banner import WorkerBanner
-from ..qgis_io.model_catalog import (CHECKPOINT_DIR_KEY, DEFAULT_CHANNELS, ModelEntry, catalog, default_checkpoint_dir,
+from ..qgis_io.model_catalog import (CHECKPOINT_DIR_KEY, ModelEntry, catalog, default_checkpoint_dir,
                             user_checkpoint_dir)
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent
