@@ -22,7 +22,7 @@ the new-in-year polygons (temporal subtraction) against the truth's new landslid
 enlargements, and the power-law exponent of the mapped areas against the truth's.
 
     .venv/bin/python bench/real_texture.py [--model auto] [--scenes zion,dolomites_east]
-        [--skip-finetune] [--skip-tta] [--work bench_output/real_texture]
+        [--skip-finetune] [--finetuned SCENE=CHECKPOINT] [--skip-tta] [--work bench_output/real_texture]
 """
 from __future__ import annotations
 
@@ -86,7 +86,14 @@ def bench_scene(name: str, spec, args, work: Path) -> dict:
     report["zero_shot_east"] = score_run(zero, held.truth_path, east)
     print("\n".join(table(f"{name}: zero-shot, whole scene", report["zero_shot"], years)), flush=True)
     print("\n".join(table(f"{name}: zero-shot, eastern half", report["zero_shot_east"], years)), flush=True)
-    if not args.skip_finetune:
+    reuse = dict(item.split("=", 1) for item in args.finetuned)
+    if name in reuse:               # a checkpoint fine-tuned by an earlier run of this benchmark
+        report["finetune"] = {"checkpoint": reuse[name], "reused": True}
+        after = map_scene(reuse[name], held.rasters, work / "runs", f"{name}_finetuned")
+        report["finetuned_east"] = score_run(after, held.truth_path, east)
+        print("\n".join(table(f"{name}: fine-tuned on the western half (earlier run, {reuse[name]}), eastern half",
+                              report["finetuned_east"], years)), flush=True)
+    elif not args.skip_finetune:
         reviewed = work / f"{name}_reviewed_west.gpkg"
         reviewed.unlink(missing_ok=True)
         write_geopackage(reviewed, {"reviewed": VectorLayer(np.array([shapely.box(x0, y0, mid, y1)], dtype=object),
@@ -132,6 +139,8 @@ def main() -> None:
     ap.add_argument("--scenes", default="zion,dolomites_east", help="held-out scenes to run")
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the job default)")
     ap.add_argument("--skip-finetune", action="store_true")
+    ap.add_argument("--finetuned", action="append", default=[], metavar="SCENE=CHECKPOINT",
+                    help="map with a checkpoint an earlier run fine-tuned for SCENE instead of training again")
     ap.add_argument("--skip-tta", action="store_true")
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--rgb", action="store_true", help="also map an 8-bit RGB rendering of each scene")

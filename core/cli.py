@@ -80,7 +80,8 @@ def cmd_infer(args) -> int:
             threshold=args.threshold, min_area_m2=args.min_area, device=args.device, tta=args.tta,
             uncertainty=args.uncertainty, review_areas=args.review_areas, resample=args.resample,
             area=args.area, bounds=args.bounds, bounds_crs=args.bounds_crs,
-            max_pixels=None if args.yes else args.max_pixels, cluster=args.cluster)
+            max_pixels=None if args.yes else args.max_pixels, cluster=args.cluster,
+            confirm_changes=not args.keep_unconfirmed)
         return run_inference(job, reporter)
 
     code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to run the model")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average the four flips of every tile (4x the network time)")
+    p.add_argument("--keep-unconfirmed", action="store_true",
+                   help="keep every new or enlarged part subtraction finds, also where the two images show no "
+                        "change (default: those go to unconfirmed_<year>)")
     p.add_argument("--uncertainty", action="store_true",
                    help="write uncertainty_<year>.tif and a review_<year> layer of suggested review areas")
     p.add_argument("--review-areas", type=int, default=InferenceJob.review_areas,

@@ -160,6 +160,7 @@ class InferenceJob(Spec):
     min_area_m2: float = 200.0
     device: str = "auto"
     analyse: bool = True                     # subtraction, statistics, FAD and charts after mapping
+    confirm_changes: bool = True             # keep new parts only where the images changed (core.change_evidence)
     reference_exponent: float | None = None  # drawn on the FAD charts (e.g. a synthetic scene's truth)
     tta: bool = False                        # average the four flips of every tile (4× network time)
     uncertainty: bool = False                # per-year uncertainty raster and suggested review areas

@@ -17,6 +17,7 @@ from rasterio.transform import array_bounds
 from . import crs as crs_rules
 from .bands import required_spectral
 from .analysis import analyse_series, change_layers
+from .change_evidence import confirm_changes
 from .area import area_of_interest
 from .bundled import pick_model
 from .cluster import map_years, parse_cluster
@@ -24,7 +25,8 @@ from .errors import InputError
 from .inference import GDAL_CACHE_BYTES, predict_raster
 from .jobs import InferenceJob, job_to_json, pixels_text
 from .model import OnnxModel
-from .names import GEOPACKAGE, landslides_layer, probability_file, review_layer, uncertainty_file
+from .names import (GEOPACKAGE, landslides_layer, probability_file, review_layer, uncertainty_file,
+                    unconfirmed_layer)
 from .progress import WARNING_PREFIX, Reporter
 from .raster import YearRaster, target_crs_for
 from .inventory import from_layer
@@ -313,8 +315,14 @@ def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResul
             series = [from_layer(y.year, y.layer, layers[y.layer], crs, ("mean_prob",))
                       for y in result_years]
             changes = subtract_series(series, SubtractionSettings.for_pixel_size(
-                math.sqrt(rasters[0].pixel_area)), reporter.sub(0.95, 0.96))
+                math.sqrt(rasters[0].pixel_area)), reporter.sub(0.95, 0.955))
+            aside = []
+            if job.confirm_changes:
+                changes, aside = confirm_changes(changes, {r.year: r for r in rasters},
+                                                 {y.year: layers[y.layer].geometries for y in result_years},
+                                                 reporter.sub(0.955, 0.96))
             layers.update(change_layers(changes, crs.to_wkt()))
+            layers.update({unconfirmed_layer(c.year): c.to_layer(crs.to_wkt()) for c in aside if len(c)})
         write_geopackage(run.path(GEOPACKAGE), layers)
         if job.analyse:
             analysis = analyse_series(series, run, reporter.sub(0.96, 0.995),

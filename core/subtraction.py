@@ -13,7 +13,7 @@ polygons. Polygons of T that touch nothing of T−1 are kept exactly as mapped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import shapely
@@ -62,6 +62,17 @@ class YearChange:
     small_remnants: int = 0           # parts dropped below the minimum remnant area
     small_remnant_area_m2: float = 0.0
     fields: dict[str, np.ndarray] = field(default_factory=dict)   # carried from year T
+    unconfirmed: int = 0              # parts set aside because the images show no change there
+    unconfirmed_area_m2: float = 0.0
+    not_observed: int = 0             # of those, parts without valid pixels in T−1
+
+    def subset(self, keep: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> "YearChange":
+        """The parts where ``keep`` holds (counts of the inputs unchanged), with ``extra``
+        per-part fields added."""
+        fields = {**self.fields, **(extra or {})}
+        return replace(self, geometries=self.geometries[keep], change=self.change[keep],
+                       parent_fid=self.parent_fid[keep], source_fid=self.source_fid[keep],
+                       fields={k: np.asarray(v)[keep] for k, v in fields.items()})
 
     def __len__(self) -> int:
         return len(self.geometries)
@@ -83,6 +94,9 @@ class YearChange:
             "sliver_area_removed_m2": round(self.sliver_area_m2, 2),
             "small_remnants_removed": self.small_remnants,
             "small_remnant_area_removed_m2": round(self.small_remnant_area_m2, 2),
+            "unconfirmed_parts": self.unconfirmed,
+            "unconfirmed_area_m2": round(self.unconfirmed_area_m2, 2),
+            "not_observed_parts": self.not_observed,
         }
 
     def to_layer(self, crs_wkt: str | None) -> VectorLayer:

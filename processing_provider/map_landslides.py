@@ -18,7 +18,7 @@ from ..core.checkpoint import INFO_NAME, model_name
 from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..qgis_io import inputs
 from ..qgis_io.model_catalog import read_entry
-from ..qgis_io.run_layers import run_group_name, run_layer_specs
+from ..qgis_io.run_layers import RANKS, run_group_name, run_layer_specs
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced, helped, load_on_completion, \
     report_output, rows_to_sink
 
@@ -101,6 +101,11 @@ class MapLandslides(JobAlgorithm):
         self.addParameter(helped(QgsProcessingParameterBoolean("ANALYSE", tr("Change and FAD analysis"), True),
                                  tr("Subtract consecutive years (new and enlarged landslides), per-year "
                                     "statistics, frequency-area distributions with power-law fits, and charts.")))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            "CONFIRM_CHANGES", tr("New only where the images changed"), InferenceJob.confirm_changes),
+            tr("A new or enlarged polygon is kept only where the image changed from the year before, relative to "
+               "the ground around it; the others (no change seen, or no data the year before) are returned as "
+               "unconfirmed layers.")))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "TILE_SIZE", tr("Tile size (px)"), qgis_compat.NUMBER_INTEGER, None, True, 16, 8192),
             tr("Pixels per tile side; empty: the model's own.")))
@@ -140,6 +145,8 @@ class MapLandslides(JobAlgorithm):
         self.addOutput(QgsProcessingOutputFolder("RUN_FOLDER", tr("Run folder")))
         self.addOutput(QgsProcessingOutputMultipleLayers("LANDSLIDES", tr("Landslides per year")))
         self.addOutput(QgsProcessingOutputMultipleLayers("CHANGES", tr("New and enlarged landslides per year")))
+        self.addOutput(QgsProcessingOutputMultipleLayers("UNCONFIRMED", tr("New parts the images do not support, "
+                                                                            "per year")))
         self.addOutput(QgsProcessingOutputMultipleLayers("PROBABILITY", tr("Landslide probability per year")))
         self.addOutput(QgsProcessingOutputMultipleLayers("UNCERTAINTY_LAYERS", tr("Uncertainty per year")))
         self.addOutput(QgsProcessingOutputMultipleLayers("REVIEW", tr("Suggested review areas per year")))
@@ -186,6 +193,7 @@ class MapLandslides(JobAlgorithm):
             min_area_m2=self.parameterAsDouble(parameters, "MIN_AREA", context),
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             analyse=self.parameterAsBool(parameters, "ANALYSE", context),
+            confirm_changes=self.parameterAsBool(parameters, "CONFIRM_CHANGES", context),
             uncertainty=self.parameterAsBool(parameters, "UNCERTAINTY", context),
             tta=self.parameterAsBool(parameters, "TTA", context),
             resample=RESAMPLE_CHOICES[self.parameterAsEnum(parameters, "RESAMPLE", context)],
@@ -249,9 +257,9 @@ class MapLandslides(JobAlgorithm):
         group = run_group_name(run_dir)                    # as the dock's: newest year on top
         for spec in specs:
             load_on_completion(context, spec.uri, spec.name, spec.output, spec.style, visible=spec.visible,
-                               group=group, order=5 * index[spec.year] + 4 - spec.rank)
+                               group=group, order=(RANKS + 1) * index[spec.year] + RANKS - spec.rank)
         uris = {key: [spec.uri for spec in specs if spec.output == key]
-                for key in ("LANDSLIDES", "CHANGES", "PROBABILITY", "UNCERTAINTY_LAYERS", "REVIEW")}
+                for key in ("LANDSLIDES", "CHANGES", "UNCONFIRMED", "PROBABILITY", "UNCERTAINTY_LAYERS", "REVIEW")}
         out = {"RUN_FOLDER": str(run_dir), **uris, "GEOPACKAGE": gpkg, "STATISTICS": None, "REPORT": None}
         statistics = result.get("statistics") or []
         if statistics:

@@ -19,7 +19,7 @@ from qgis.PyQt.QtGui import QColor
 
 from .. import qgis_compat
 from ..core import palette
-from ..core.names import changes_layer
+from ..core.names import NO_CHANGE, NOT_OBSERVED, changes_layer, unconfirmed_layer
 
 FILL_ALPHA = 60       # light fills: the scar in the image stays visible under its polygon
 STYLE_NAME = "Landslide Mapper"
@@ -51,6 +51,18 @@ def style_changes(layer: QgsVectorLayer, year: int) -> None:
     colour = year_colour(year)
     categories = [QgsRendererCategory(value, _fill(colour, **style), value) for value, style in CHANGE_STYLES.items()]
     layer.setRenderer(QgsCategorizedSymbolRenderer("change", categories))
+
+
+# parts the images do not support: hollow, grey when no change was seen, blue when the
+# ground had no data the year before (on ``evidence``)
+UNCONFIRMED_STYLES = {NO_CHANGE: "#636363", NOT_OBSERVED: "#3182bd"}
+
+
+def style_unconfirmed(layer: QgsVectorLayer) -> None:
+    categories = [QgsRendererCategory(value, QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "outline_color": colour, "outline_width": "0.5", "outline_style": "dot"}), value)
+        for value, colour in UNCONFIRMED_STYLES.items()]
+    layer.setRenderer(QgsCategorizedSymbolRenderer("evidence", categories))
 
 
 def save_default_style(layer) -> None:
@@ -125,14 +137,19 @@ class LayerSpec:
     rank: int              # place within its year, 0 on top
 
 
+RANKS = 5                  # the highest rank a layer of a year can have
+
+
 def run_layer_specs(result: dict) -> list[LayerSpec]:
     """The layers of a mapping run (the worker's result dict), newest year first and each
-    year top to bottom: suggested review areas, new or enlarged landslides, landslides,
-    and the (unticked) uncertainty and probability rasters."""
+    year top to bottom: suggested review areas, new or enlarged landslides, the (unticked)
+    new parts the images do not support, landslides, and the (unticked) uncertainty and
+    probability rasters."""
     run_dir, gpkg = Path(result["run_dir"]), result["geopackage"]
     years = sorted(result.get("years", []), key=lambda y: y["year"], reverse=True)
     newest = years[0]["year"] if years else None
     changed = {c["year"] for c in result.get("changes", [])}
+    unconfirmed = {c["year"] for c in result.get("changes", []) if c.get("unconfirmed_parts")}
     specs = []
     for y in years:
         year, top = y["year"], y["year"] == newest
@@ -143,13 +160,16 @@ def run_layer_specs(result: dict) -> list[LayerSpec]:
             specs.append(LayerSpec("CHANGES", year, f"{gpkg}|layername={changes_layer(year)}",
                                    f"new or enlarged {year}", False, lambda layer, y=year: style_changes(layer, y),
                                    top, 1))
+        if year in unconfirmed:
+            specs.append(LayerSpec("UNCONFIRMED", year, f"{gpkg}|layername={unconfirmed_layer(year)}",
+                                   f"unconfirmed new {year}", False, style_unconfirmed, False, 2))
         specs.append(LayerSpec("LANDSLIDES", year, f"{gpkg}|layername={y['layer']}", f"landslides {year}", False,
-                               lambda layer, y=year: style_landslides(layer, y), top, 2))
+                               lambda layer, y=year: style_landslides(layer, y), top, 3))
         if y.get("uncertainty"):
             specs.append(LayerSpec("UNCERTAINTY_LAYERS", year, str(run_dir / y["uncertainty"]),
-                                   f"uncertainty {year}", True, style_uncertainty, False, 3))
+                                   f"uncertainty {year}", True, style_uncertainty, False, 4))
         specs.append(LayerSpec("PROBABILITY", year, str(run_dir / y["probability"]), f"probability {year}", True,
-                               style_probability, False, 4))
+                               style_probability, False, RANKS))
     return specs
 
 
@@ -166,7 +186,7 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
             subgroups[spec.year].setItemVisibilityChecked(not len(subgroups) - 1)
         layer = QgsRasterLayer(spec.uri, spec.name) if spec.raster else QgsVectorLayer(spec.uri, spec.name, "ogr")
         node = _add_layer(project, subgroups[spec.year], layer, spec.style)
-        if node is not None and spec.raster:
+        if node is not None and (spec.raster or spec.output == "UNCONFIRMED"):
             node.setItemVisibilityChecked(False)
     return group
 

@@ -70,6 +70,11 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.overlapSpin.setValue(InferenceJob.overlap)
         self.batchSpin.setValue(InferenceJob.batch_size)
         self.minAreaSpin.setValue(InferenceJob.min_area_m2)
+        self.analyseCheck.setChecked(InferenceJob.analyse)
+        self.confirmChangesCheck.setChecked(InferenceJob.confirm_changes)
+        self.analyseCheck.toggled.connect(self.confirmChangesCheck.setEnabled)    # it checks the subtraction
+        self.uncertaintyCheck.setChecked(InferenceJob.uncertainty)
+        self.ttaCheck.setChecked(InferenceJob.tta)
         self.setObjectName("LandslideMapperDock")
         self._models_dir = Path(models_dir) if models_dir is not None else DEFAULT_MODELS_DIR
         self._entries: list[ModelEntry] = []
@@ -417,7 +422,9 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         found = {}
         candidates = [(inputs.year_from_name(lay.name()), lay) for lay in self.project.mapLayers().values()
                       if inputs.is_polygon_layer(lay)]
-        rank = lambda name: (0 if name.startswith("landslides") else 2 if name.startswith("new") else 1, name)  # noqa: E731
+        # layer names as run_layers gives them: full inventories first, change layers last
+        order = ("landslides", "", "new", "unconfirmed")
+        rank = lambda name: (max(i for i, p in enumerate(order) if name.startswith(p)), name)  # noqa: E731
         for year, layer in sorted((c for c in candidates if c[0]), key=lambda c: (c[0], rank(c[1].name()))):
             if year not in listed and year not in found:
                 found[year] = layer
@@ -652,6 +659,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
             overlap=self.overlapSpin.value(), batch_size=self.batchSpin.value(),
             threshold=self.thresholdSpin.value() or None, min_area_m2=self.minAreaSpin.value(),
             device=self.deviceCombo.currentText().lower(), analyse=self.analyseCheck.isChecked(),
+            confirm_changes=self.confirmChangesCheck.isChecked(),
             uncertainty=self.uncertaintyCheck.isChecked(), tta=self.ttaCheck.isChecked(),
             resample="auto" if self.resampleCheck.isChecked() else "off", cluster=cluster,
             **self.areaPicker.job_fields())

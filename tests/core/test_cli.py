@@ -39,6 +39,14 @@ def test_infer_for_people_prints_a_summary(tmp_path, two_rasters):
     assert [row[:2] for row in rows] == [["2017", "1"], ["2018", "2"]]
 
 
+def test_infer_can_keep_changes_the_images_do_not_confirm(tmp_path, two_rasters):
+    a, b = two_rasters
+    r = cli("infer", f"2017={a}", f"2018={b}", "--output", tmp_path / "out", "--tile", 64, "--keep-unconfirmed",
+            "--run-name", "kept")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "out" / "kept" / "job.json").read_text())["confirm_changes"] is False
+
+
 def test_infer_maps_only_inside_the_bounds(tmp_path, two_rasters):
     a, b = two_rasters          # 2018's second scar lies in rows 80-110: outside the top 60 rows
     r = cli("infer", f"2017={a}", f"2018={b}", "--output", tmp_path / "out", "--tile", 64, "--min-area", 100,

@@ -48,12 +48,33 @@ def test_two_years_end_to_end(tmp_path, baseline_model):
     new = read_layer(result.geopackage, "new_2018")
     assert new.fields["change"].tolist() == ["new"] and new.fields["area_m2"].tolist() == [30 * 50 * 9.0]
     assert new.fields["mean_prob"][0] > 0.5
+    # and the images changed under it (core.change_evidence): forest became bare ground
+    assert new.fields["evidence"].tolist() == ["confirmed"] and new.fields["ndvi_change"][0] < -0.3
     assert [s["count"] for s in result.statistics] == [1, 2]
     assert [s["new"] for s in result.statistics] == [None, 1]
     assert result.statistics[0]["density_per_km2"] == pytest.approx(1 / (200 * 240 * 9e-6), rel=1e-3)
     assert {"charts/fad.png", "charts/trend.svg", "charts/fad_new.json"} <= set(result.charts)
     # the job spec in the run folder reproduces the run
     assert job_from_json((run / "job.json").read_text()).to_dict() == job.to_dict()
+
+
+def test_a_scar_on_ground_unseen_the_year_before_is_set_aside_unless_asked(tmp_path, baseline_model):
+    """2017 has no data where 2018 shows a second scar: nobody can say it is new in 2018."""
+    first = forest_with_scars(200, 240, scars=[(20, 60, 20, 80)])
+    first[:, 100:170, 130:220] = 0
+    years = [YearInput(2017, str(write_raster(tmp_path / "a.tif", first))),
+             YearInput(2018, str(write_raster(tmp_path / "b.tif", forest_with_scars(
+                 200, 240, scars=[(20, 60, 20, 80), (120, 150, 150, 200)], seed=1))))]
+    checked = run_inference(job_for(tmp_path, years, baseline_model, run_name="checked"))
+    assert list_layers(checked.geopackage) == ["landslides_2017", "landslides_2018", "new_2018", "unconfirmed_2018"]
+    assert len(read_layer(checked.geopackage, "new_2018")) == 0
+    aside = read_layer(checked.geopackage, "unconfirmed_2018")
+    assert aside.fields["evidence"].tolist() == ["not observed before"] and aside.fields["seen_before"][0] == 0
+    assert checked.changes[0]["unconfirmed_parts"] == 1 and checked.changes[0]["not_observed_parts"] == 1
+    assert checked.statistics[1]["new"] == 0
+    kept = run_inference(job_for(tmp_path, years, baseline_model, run_name="kept", confirm_changes=False))
+    assert list_layers(kept.geopackage) == ["landslides_2017", "landslides_2018", "new_2018"]
+    assert len(read_layer(kept.geopackage, "new_2018")) == 1 and kept.statistics[1]["new"] == 1
 
 
 def test_rerun_never_overwrites_a_previous_run(tmp_path, baseline_model):

@@ -262,11 +262,14 @@ def test_mapping_options_reach_the_job(dock, project, tmp_path):
     dock.jobRequested.connect(lambda job, title: jobs.append(job))
     dock.add_year_row(2017, project(raster(tmp_path, "scene_2017")))
     assert not dock.uncertaintyCheck.isChecked() and not dock.ttaCheck.isChecked() and dock.resampleCheck.isChecked()
+    assert dock.confirmChangesCheck.isChecked() == InferenceJob.confirm_changes
     dock.uncertaintyCheck.setChecked(True)
     dock.ttaCheck.setChecked(True)
     dock.resampleCheck.setChecked(False)
+    dock.confirmChangesCheck.setChecked(False)
     dock.runMapButton.click()
     assert len(jobs) == 1 and jobs[0].uncertainty and jobs[0].tta and jobs[0].resample == "off"
+    assert jobs[0].confirm_changes is False
     jobs[0].validate()
 
 

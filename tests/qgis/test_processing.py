@@ -150,6 +150,8 @@ def test_mapping_writes_a_run_and_loads_styled_layers(plugin, scenes, tmp_path):
         assert [Path(u.split("|")[0]).name for u in result["LANDSLIDES"]] == ["landslides.gpkg"] * 3
         assert [u.split("=")[-1] for u in result["LANDSLIDES"]] == [f"landslides_{y}" for y in (2016, 2017, 2018)]
         assert [u.split("=")[-1] for u in result["CHANGES"]] == ["new_2017", "new_2018"]
+        assert json.loads((run_dir / "job.json").read_text())["confirm_changes"] is True
+        assert all(u.split("=")[-1].startswith("unconfirmed_") for u in result["UNCONFIRMED"])
         assert all(Path(p).is_file() for p in result["PROBABILITY"])
         assert max(progress) == pytest.approx(100.0) and len(progress) > 3
         mapped = read_layer(str(run_dir / "landslides.gpkg"), "landslides_2017")

@@ -29,8 +29,11 @@ def project(qgis_app):
 
 
 def test_a_run_becomes_a_group_with_a_subgroup_per_year(project, tmp_path):
-    a = write_raster(tmp_path / "a.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60)]))
-    b = write_raster(tmp_path / "b.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60), (80, 110, 90, 140)]))
+    first = forest_with_scars(120, 150, scars=[(10, 50, 10, 60)])
+    first[:, 60:90, 10:60] = 0                    # no data in 2017 where a scar shows in 2018
+    a = write_raster(tmp_path / "a.tif", first)
+    b = write_raster(tmp_path / "b.tif", forest_with_scars(120, 150, scars=[(10, 50, 10, 60), (80, 110, 90, 140),
+                                                                            (65, 85, 20, 50)]))
     result = run_inference(InferenceJob(years=[YearInput(2017, str(a)), YearInput(2018, str(b))],
                                         model=str(ROOT / "models/spectral_baseline.onnx"),
                                         output_dir=str(tmp_path / "out"), tile_size=64, run_name="r1"))
@@ -39,13 +42,17 @@ def test_a_run_becomes_a_group_with_a_subgroup_per_year(project, tmp_path):
     assert [g.name() for g in group.children()] == ["2018", "2017"]        # newest on top
     y2018 = group.children()[0]
     names = [node.layer().name() for node in y2018.findLayers()]
-    assert names == ["new or enlarged 2018", "landslides 2018", "probability 2018"]
-    new, landslides, prob = (node.layer() for node in y2018.findLayers())
-    assert new.featureCount() == 1 and landslides.featureCount() == 2
+    assert names == ["new or enlarged 2018", "unconfirmed new 2018", "landslides 2018", "probability 2018"]
+    new, unconfirmed, landslides, prob = (node.layer() for node in y2018.findLayers())
+    assert new.featureCount() == 1 and landslides.featureCount() == 3
+    # the scar on ground 2017 did not see is set aside, unticked, drawn hollow by its evidence
+    assert [f["evidence"] for f in unconfirmed.getFeatures()] == ["not observed before"]
+    assert not y2018.findLayers()[1].itemVisibilityChecked()
+    assert {c.value() for c in unconfirmed.renderer().categories()} == {"no change seen", "not observed before"}
     assert isinstance(new.renderer(), QgsCategorizedSymbolRenderer)
     assert {c.value() for c in new.renderer().categories()} == {"new", "enlarged"}
     assert isinstance(prob.renderer(), QgsSingleBandPseudoColorRenderer)
-    assert not y2018.findLayers()[2].itemVisibilityChecked()               # probability hidden
+    assert not y2018.findLayers()[3].itemVisibilityChecked()               # probability hidden
     # the first year has no T-1: no change layer
     assert [n.layer().name() for n in group.children()[1].findLayers()] == ["landslides 2017", "probability 2017"]
     # the layers are the GeoPackage's own, so corrections are ordinary edits
