@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings, QgsTask
+from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt import sip, uic
+from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
@@ -31,13 +31,13 @@ from ..core.errors import InputError
 from ..core.jobs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, bad_folder_characters,
                          InventoryLayer, SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..tasks import worker_env
-from ..tasks.environment_setup import EnvironmentSetupTask
 from ..tasks.worker_process import default_worker_python
 from ..qgis_io import inputs
 from .area_picker import AreaPicker
 from .training_curve import TrainingCurve
 from ..qgis_io.inputs import ERROR, Problem, blocking
 from .worker_banner import WorkerBanner
+from .worker_setup import WorkerSetupController
 from ..qgis_io.model_catalog import (CHECKPOINT_DIR_KEY, ModelEntry, catalog, default_checkpoint_dir,
                             user_checkpoint_dir)
 
@@ -130,15 +130,21 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.cancelQueuedButton.clicked.connect(self.cancelQueuedRequested)
         self.cancelQueuedButton.setEnabled(False)
         self.epochTable.setRowCount(0)
-        self._env_task = None
-        self._probe_task = None
+        # the worker environment's tasks belong to their controller; the dock shows what it reports
+        self.worker_setup = WorkerSetupController(self)
+        self.worker_setup.probed.connect(self.show_probe)
+        self.worker_setup.probeFailed.connect(
+            lambda python, why: self._status(self.workerStatusLabel, f"{python}: {why}", True))
+        self.worker_setup.setupProgress.connect(lambda value: self.envProgressBar.setValue(int(value)))
+        self.worker_setup.setupFinished.connect(self._environment_done)
         self.workerPythonWidget.setFilePath(worker_env.configured_python() or "")
         self.workerPythonWidget.fileChanged.connect(self._worker_python_changed)
         self.checkWorkerButton.clicked.connect(lambda: self.check_worker())
         self.createEnvButton.clicked.connect(lambda: self.create_environment())
         self.gpuBuildCheck.setChecked(worker_env.nvidia_gpu_present())
         # the one place that says the worker is not ready, and sets it up (above the tabs)
-        self.workerBanner = WorkerBanner(lambda: self.create_environment(), self._cancel_environment, self)
+        self.workerBanner = WorkerBanner(lambda: self.create_environment(), self.worker_setup.cancel_setup, self)
+        self.worker_setup.setupProgress.connect(self.workerBanner.set_progress)
         self.mainLayout.insertWidget(0, self.workerBanner)
         self._run_tooltips = {b: b.toolTip() for b in (self.runMapButton, self.runTrainButton)}
         self.diagnosticsButton = QPushButton(self.tr("Copy diagnostics"))
@@ -758,34 +764,13 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         worker_env.set_configured_python(path.strip() or None)
         self._status(self.workerStatusLabel, "")
 
-    def check_worker(self, wait: bool = False):
-        """Probe the worker interpreter in a background task; the verdict goes to the Worker
-        tab, and to the banner and the run buttons when it cannot run jobs."""
+    def check_worker(self):
+        """Have the worker interpreter probed in the background; the verdict goes to the
+        Worker tab (:meth:`show_probe`), and to the banner and the run buttons when it cannot
+        run jobs."""
         python = self.worker_python()
-        gpu = self.gpuBuildCheck.isChecked()
         self._status(self.workerStatusLabel, self.tr("Checking {}…").format(python))
-
-        def work(_task):
-            result = worker_env.probe(python)
-            estimate = None
-            if not result.ok:
-                try:
-                    estimate = worker_env.setup_estimate(gpu=gpu)[0]
-                except Exception:       # no base Python to ask: the banner says so anyway
-                    estimate = None
-            return result, estimate
-
-        def done(exception, result=None):
-            if sip.isdeleted(self):
-                return
-            if exception is not None or result is None:
-                self._status(self.workerStatusLabel, f"{python}: {exception}", True)
-                return
-            self.show_probe(*result)
-
-        self._probe_task = QgsTask.fromFunction(f"Landslide Mapper: checking {python}", work, on_finished=done)
-        QgsApplication.taskManager().addTask(self._probe_task)
-        return self._probe_task
+        return self.worker_setup.probe(python, self.gpuBuildCheck.isChecked())
 
     def show_probe(self, probe, download_mb: Optional[int] = None) -> None:
         """Show what the worker can do: in the Worker tab always; when it cannot map, in the
@@ -833,8 +818,7 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         """Create the worker venv in a background task with progress; use it when it works."""
         env_dir = Path(env_dir) if env_dir else worker_env.default_env_dir()
         try:
-            task = EnvironmentSetupTask(env_dir, gpu=self.gpuBuildCheck.isChecked(),
-                                                   on_finished=self._environment_done, **task_args)
+            task = self.worker_setup.create_environment(env_dir, self.gpuBuildCheck.isChecked(), **task_args)
         except ValueError as exc:
             self._status(self.workerStatusLabel, str(exc), True)
             self.workerBanner.show_failed(str(exc), "")
@@ -843,20 +827,11 @@ class LandslideMapperDock(QgsDockWidget, FORM_CLASS):
         self.envProgressBar.setVisible(True)
         self.createEnvButton.setEnabled(False)
         self.workerBanner.show_running(str(env_dir))
-        task.progressChanged.connect(lambda value: self.envProgressBar.setValue(int(value)))
-        task.progressChanged.connect(self.workerBanner.set_progress)
         self._status(self.workerStatusLabel, self.tr("Creating {} (this downloads TensorFlow and ONNX "
                                                      "Runtime; it takes a few minutes)…").format(env_dir))
-        self._env_task = task
-        QgsApplication.taskManager().addTask(task)
         return task
 
-    def _cancel_environment(self) -> None:
-        if self._env_task is not None and not sip.isdeleted(self._env_task):
-            self._env_task.cancel()
-
     def _environment_done(self, task) -> None:
-        self._env_task = None
         self.createEnvButton.setEnabled(True)
         self.envProgressBar.setVisible(False)
         if task.python and not task.error and not task.isCanceled():

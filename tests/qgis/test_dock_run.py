@@ -318,10 +318,10 @@ def test_the_banner_sets_up_the_worker_with_progress_and_cancel(setup, tmp_path)
         QgsApplication.processEvents()
         time.sleep(0.02)
     banner.cancel_button.click()
-    while dock._env_task is not None and time.monotonic() < deadline + 20:
+    while dock.worker_setup.setup_running and time.monotonic() < deadline + 20:
         QgsApplication.processEvents()
         time.sleep(0.02)
-    assert dock._env_task is None and task is not None
+    assert not dock.worker_setup.setup_running and task is not None
     assert "did not finish" in banner.message.text() and "Cancelled" in banner.message.text()
     assert banner.setup_button.isVisibleTo(dock) and not banner.progress.isVisibleTo(dock)
     assert not env_dir.exists()
