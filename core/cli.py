@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from .bundled import AUTO, default_model
 from .errors import InputError, LandslideMapperError
@@ -19,6 +20,15 @@ from . import faults
 from .cli_parser import build_parser
 from .jobs import InferenceJob, TrainingSource, TrainJob, YearInput, split_layer
 from .worker_entry import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, execute, run_job_command
+
+def _run(args, job_fn, show: Callable[[Any], None]) -> int:
+    """Run ``job_fn`` as a job (progress, cancel, messages and exit code:
+    worker_entry.execute); for people (not ``--jsonl``) ``show`` prints its result."""
+    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
+    if result is not None and not args.jsonl:
+        show(result)
+    return code
+
 
 # -- infer ---------------------------------------------------------------------------
 def _per_year(values: list[str] | None, default, convert=str) -> tuple[dict[int, object], object]:
@@ -83,12 +93,12 @@ def cmd_infer(args) -> int:
             confirm_changes=not args.keep_unconfirmed)
         return run_inference(job, reporter)
 
-    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"Run folder: {result.run_dir}")
         print(f"Polygons:   {result.geopackage}")
         _print_inference_table(result)
-    return code
+
+    return _run(args, job_fn, show)
 
 
 # -- train / finetune ---------------------------------------------------------------
@@ -152,13 +162,12 @@ def cmd_train(args) -> int:
     from .training import run_training
 
     base = getattr(args, "checkpoint", None)
-    code, result = execute(lambda reporter: run_training(_train_job(args, base), reporter),
-                            args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"{'round':>5} {'loss':>8} {'val loss':>9} {'precision':>10} {'recall':>7} {'F1':>6} {'IoU':>6}")
         for h in result.history:
             mark = " *" if h["epoch"] == result.best_epoch else ""
-            s = {k: "–" if h[k] is None else f"{h[k]:.3f}" for k in ("val_precision", "val_recall", "val_f1", "val_iou")}
+            s = {k: "–" if h[k] is None else f"{h[k]:.3f}"
+                 for k in ("val_precision", "val_recall", "val_f1", "val_iou")}
             print(f"{h['epoch']:>5} {h['loss']:>8.4f} {h['val_loss']:>9.4f} {s['val_precision']:>10} "
                   f"{s['val_recall']:>7} {s['val_f1']:>6} {s['val_iou']:>6}{mark}")
         print(f"\nCheckpoint: {result.checkpoint}  (stage {result.stage}, id {result.id}, best round "
@@ -167,7 +176,8 @@ def cmd_train(args) -> int:
         verdict = improvement_text(result.to_dict())
         if verdict:
             print(verdict)
-    return code
+
+    return _run(args, lambda reporter: run_training(_train_job(args, base), reporter), show)
 
 
 # -- run-job (worker): core/worker_entry.py ---------------------------------------------
@@ -192,12 +202,12 @@ def cmd_scene(args) -> int:
     def job_fn(reporter):
         return load_or_generate(args.output, _scene_spec(args), progress=reporter.progress)
 
-    code, manifest = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if manifest is not None and not args.jsonl:
+    def show(manifest):
         for year, path in sorted(manifest.rasters.items()):
             print(f"{year}: {path}")
         print(f"truth: {manifest.truth_path}")
-    return code
+
+    return _run(args, job_fn, show)
 
 
 def cmd_demo(args) -> int:
@@ -225,21 +235,24 @@ def cmd_demo(args) -> int:
             scores[y.year] = pixel_scores(Path(result.run_dir) / y.probability, predicted, truth)
         return result
 
-    t0 = time.time()
-    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None:
+    def job_with_scores(reporter):
+        result = job_fn(reporter)
         (Path(result.run_dir) / "accuracy.json").write_text(json.dumps(
             {str(y): s.to_dict() for y, s in scores.items()}, indent=2) + "\n")
-        if not args.jsonl:
-            print(f"\nDemo scene: {scene_dir} ({spec.size}×{spec.size} px, {spec.pixel_size:g} m)")
-            print(f"Model:      {result.model} ({result.model_kind}, on {result.provider})")
-            print(f"Run folder: {result.run_dir}  ({time.time() - t0:.1f} s)")
-            print(f"Polygons:   {result.geopackage}\n")
-            _print_inference_table(result, scores)
-            print("\nPixel precision/recall/F1 against the scene's true landslide polygons "
-                  "(accuracy.json in the run folder).")
-            _print_exponents(result, true_alpha[0])
-    return code
+        return result
+
+    def show(result):
+        print(f"\nDemo scene: {scene_dir} ({spec.size}×{spec.size} px, {spec.pixel_size:g} m)")
+        print(f"Model:      {result.model} ({result.model_kind}, on {result.provider})")
+        print(f"Run folder: {result.run_dir}  ({time.time() - t0:.1f} s)")
+        print(f"Polygons:   {result.geopackage}\n")
+        _print_inference_table(result, scores)
+        print("\nPixel precision/recall/F1 against the scene's true landslide polygons "
+              "(accuracy.json in the run folder).")
+        _print_exponents(result, true_alpha[0])
+
+    t0 = time.time()
+    return _run(args, job_with_scores, show)
 
 
 def _print_exponents(result, true_alpha: float) -> None:
@@ -285,10 +298,10 @@ def cmd_build_pretrained(args) -> int:
         return [str(compact_checkpoint(cascade, args.output, REAL_NAME, CASCADE_DESCRIPTION)),
                 str(compact_checkpoint(rgb, args.output, RGB_NAME))]
 
-    code, result = execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"Bundled checkpoints: {', '.join(result)}")
-    return code
+
+    return _run(args, job, show)
 
 
 def cmd_compact_checkpoint(args) -> int:
@@ -300,10 +313,10 @@ def cmd_compact_checkpoint(args) -> int:
         reporter.progress(1.0, "Done")
         return str(folder)
 
-    code, result = execute(job, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"Compact checkpoint: {result}")
-    return code
+
+    return _run(args, job, show)
 
 
 def cmd_build_baseline(args) -> int:
@@ -341,12 +354,12 @@ def cmd_subtract(args) -> int:
                           min_remnant_px=args.min_remnant_px)
         return run_subtract(job, reporter)
 
-    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"Run folder: {result.run_dir}")
         print(f"New and enlarged polygons: {result.geopackage}")
         _print_statistics(result)
-    return code
+
+    return _run(args, job_fn, show)
 
 
 def cmd_fad(args) -> int:
@@ -359,11 +372,11 @@ def cmd_fad(args) -> int:
                          extent=args.extent, bootstrap=args.bootstrap)
         return run_analyse(job, reporter)
 
-    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"Run folder: {result.run_dir}  (statistics.csv, statistics.json, charts/)")
         _print_statistics(result)
-    return code
+
+    return _run(args, job_fn, show)
 
 
 def cmd_assess(args) -> int:
@@ -382,8 +395,7 @@ def cmd_assess(args) -> int:
                         pixel_size_m=args.pixel_size)
         return run_assess(job, reporter)
 
-    code, result = execute(job_fn, args.jsonl, args.quiet, output=getattr(args, "output", None))
-    if result is not None and not args.jsonl:
+    def show(result):
         print(f"Run folder: {result.run_dir}  (accuracy.json, accuracy.csv, assessment.gpkg, charts/)")
         print(f"{'year':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'MCC':>6} {'IoU':>6} "
               f"{'ref n':>6} {'pred n':>6} {'ref km²':>8} {'pred km²':>8}")
@@ -396,7 +408,8 @@ def cmd_assess(args) -> int:
                   f"{num(row['mcc'], 6)} {num(row['iou'], 6)} {row['reference_count']:>6} "
                   f"{row['predicted_count']:>6} {num(row['reference_area_m2'], 8, scale=1e6)} "
                   f"{num(row['predicted_area_m2'], 8, scale=1e6)}")
-    return code
+
+    return _run(args, job_fn, show)
 
 
 # sub-command -> what runs it (the parser is core/cli_parser.py)
