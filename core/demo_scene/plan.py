@@ -15,7 +15,8 @@ from shapely.geometry import LineString, Polygon, box
 from ..names import changes_layer, landslides_layer
 from ..vector_io import VectorLayer
 from .noise import _Fbm, _key, _rng, _spectrum
-from .shapes import _crs_wkt, _layer, _LineDistance, _polygonal, _resample, sample_landslide_areas
+from .paths import least_cost_path, path_line
+from .shapes import _crs_wkt, _layer, _LineDistance, _polygonal, sample_landslide_areas
 from .spec import RENDER_RECOVERY, VISIBLE_RECOVERY, SceneSpec
 
 
@@ -148,69 +149,6 @@ class ScenePlan:
         xx, yy = np.meshgrid(self.ox + c, self.oy - c)
         return n, cs, xx, yy
 
-    def _least_cost_path(self, cost: np.ndarray, cs: float, horizontal: bool) -> np.ndarray:
-        """Cheapest 8-connected path from one side of the grid to the opposite side."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import dijkstra
-
-        n = cost.shape[0]
-        idx = np.arange(n * n).reshape(n, n)
-        src, dst, w = [], [], []
-        for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-            a = idx[0:n - dr, max(0, -dc):n - max(0, dc)]
-            b = idx[dr:n, max(0, dc):n + min(0, dc)]
-            length = cs * math.hypot(dr, dc)
-            ww = length * 0.5 * (cost.ravel()[a.ravel()] + cost.ravel()[b.ravel()])
-            src += [a.ravel(), b.ravel()]
-            dst += [b.ravel(), a.ravel()]
-            w += [ww, ww]
-        g = coo_matrix((np.concatenate(w), (np.concatenate(src), np.concatenate(dst))), shape=(n * n, n * n))
-        g = g.tocsr()
-        starts = idx[:, 0] if horizontal else idx[0, :]
-        ends = idx[:, -1] if horizontal else idx[-1, :]
-        dist, pred, _ = dijkstra(g, indices=starts, min_only=True, return_predecessors=True)
-        node = int(ends[np.argmin(dist[ends])])
-        path = [node]
-        while pred[node] >= 0:
-            node = int(pred[node])
-            path.append(node)
-        path = np.asarray(path[::-1])
-        return np.stack([path // n, path % n], 1)  # (row, col) cells
-
-    def _path_line(self, cells: np.ndarray, cs: float, horizontal: bool, rng: np.random.Generator,
-                   meander: bool) -> LineString:
-        """A grid path made natural: Gaussian-smoothed, optionally meandering, extended
-        beyond the scene edges so it never ends inside the image."""
-        from scipy.ndimage import gaussian_filter1d
-
-        pts = np.stack([self.ox + (cells[:, 1] + 0.5) * cs, self.oy - (cells[:, 0] + 0.5) * cs], 1)
-        pts = _resample(pts, cs / 2)
-        sigma = max(2.0, 60.0 / (cs / 2))  # at least ~60 m of smoothing
-        pts = np.stack([gaussian_filter1d(pts[:, 0], sigma, mode="nearest"),
-                        gaussian_filter1d(pts[:, 1], sigma, mode="nearest")], 1)
-        step = max(self.px, min(cs / 2, 3 * self.px))
-        pts = _resample(pts, step)
-        if meander and len(pts) > 3:
-            seg = np.diff(pts, axis=0)
-            tang = np.vstack([seg, seg[-1:]])
-            tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
-            normal = np.stack([-tang[:, 1], tang[:, 0]], 1)
-            s_ = np.concatenate([[0], np.cumsum(np.linalg.norm(seg, axis=1))])
-            off = np.zeros(len(pts))
-            for wl in (900.0, 420.0, 190.0):
-                off += rng.uniform(0.5, 1.0) * wl * 0.06 * np.sin(2 * np.pi * s_ / wl + rng.uniform(0, 2 * np.pi))
-            taper = np.clip(np.minimum(s_, s_[-1] - s_) / 200.0, 0, 1)
-            pts = pts + normal * (off * taper)[:, None]
-            pts = np.stack([gaussian_filter1d(pts[:, 0], 2.0, mode="nearest"),
-                            gaussian_filter1d(pts[:, 1], 2.0, mode="nearest")], 1)
-        ext = 3 * cs + 10 * self.px
-        def extend(end, inner):
-            d = end - inner
-            return end + d / max(float(np.linalg.norm(d)), 1e-9) * ext
-
-        k = min(3, len(pts) - 1)
-        return LineString(np.vstack([extend(pts[0], pts[k]), pts, extend(pts[-1], pts[-1 - k])]))
-
     def _plan_river_and_road(self) -> None:
         n, cs, xx, yy = self._coarse_grid()
         min_level = max(0, int(math.log2(max(cs / self.px, 1.0))) - 1)
@@ -218,8 +156,8 @@ class ScenePlan:
         rng = _rng(self.spec.seed, "river")
         horizontal = bool(rng.integers(2))
         zn = (z - z.min()) / max(float(np.ptp(z)), 1e-6)
-        cells = self._least_cost_path((0.02 + zn) ** 3, cs, horizontal)
-        self.river = self._path_line(cells, cs, horizontal, rng, meander=True)
+        cells = least_cost_path((0.02 + zn) ** 3, cs, horizontal)
+        self.river = path_line(cells, cs, rng, True, (self.ox, self.oy), self.px)
         self.river_distance = _LineDistance(self.river, self.valley_w + 50.0)
         # A tilted plane through the river's course is the valley floor: no per-pixel
         # look-ups of the river profile are needed, so blocks stay independent.
@@ -239,8 +177,8 @@ class ScenePlan:
         gy, gx = np.gradient(zc, cs)
         tan = np.hypot(gx, gy)
         cost = 1.0 + (tan / 0.12) ** 2 + 60.0 * (d < self.floor_w + 15.0)
-        cells = self._least_cost_path(cost, cs, horizontal)
-        self.road = self._path_line(cells, cs, horizontal, rng, meander=False)
+        cells = least_cost_path(cost, cs, horizontal)
+        self.road = path_line(cells, cs, rng, False, (self.ox, self.oy), self.px)
         self.road_distance = _LineDistance(self.road, 200.0)
         self.river_zone = shapely.buffer(self.river, self.river_hw + 12.0)
         self.road_zone = shapely.buffer(self.road, self.road_hw + 4.0)
