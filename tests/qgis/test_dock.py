@@ -412,7 +412,7 @@ def test_a_very_large_job_asks_first(dock, project, tmp_path, monkeypatch):
     from qgis.PyQt.QtCore import QTimer
     from qgis.PyQt.QtWidgets import QApplication, QMessageBox
 
-    from landslide_mapper.ui import dock as dock_module
+    from landslide_mapper.ui import dock_jobs as dock_module
 
     monkeypatch.setattr(dock_module, "LARGE_JOB_PIXELS", 5000)       # the two 64 × 64 images: 8,192 px
     jobs, asked = [], []
