@@ -21,7 +21,7 @@ from .bands import DEFAULT_CHANNELS
 from .checkpoint import Checkpoint, improvement_text, load_checkpoint, new_id, today, write_checkpoint
 from .errors import InputError, ModelError
 from .jobs import TRAINING_MODULES, TrainJob
-from .metrics import PixelScores
+from .calibration import calibrate_threshold, score_text, validation_scores
 from .progress import Reporter
 
 INFERENCE_TILE = 256       # fully convolutional: mapping uses larger tiles than training
@@ -84,54 +84,6 @@ def _configure_tensorflow(job: TrainJob, reporter: Reporter):
     where = f"GPU ({gpus[0].name})" if gpus else "CPU"
     reporter.log(f"Training on {where}{', mixed precision' if mixed else ''}.")
     return keras, tf, mixed, where
-
-
-def _scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
-    """Pixel scores; None where undefined (e.g. recall without any landslide pixel), as JSON has no NaN."""
-    s = PixelScores(tp, fp, fn, 0)
-    return {k: (None if math.isnan(v) else v)
-            for k, v in (("precision", s.precision), ("recall", s.recall), ("f1", s.f1), ("iou", s.iou))}
-
-
-def _fmt(v: float | None) -> str:
-    return "–" if v is None else f"{v:.3f}"
-
-
-# The F1-optimal threshold is searched on a grid even in logit space, 0.01 apart: from
-# 1e-7 to 1 - 1e-7 (what a float32 sigmoid can tell from 0 and 1), fine near 0 and 1
-# where nearly binary outputs put all the choice. (The RGB checkpoint was calibrated when
-# the grid ended at 1 - 1e-4, and its best threshold sat there.)
-THRESHOLD_LOGITS = np.linspace(-16.0, 16.0, 3201)
-THRESHOLDS = 1.0 / (1.0 + np.exp(-THRESHOLD_LOGITS))
-
-
-def calibrate_threshold(probs: np.ndarray, truth: np.ndarray, default: float = 0.5,
-                        known: np.ndarray | None = None):
-    """The probability threshold with the best F1 on these pixels, and the scores there.
-
-    Tversky losses with α > β deliberately favour recall, so 0.5 is rarely the F1-optimal
-    cut; the threshold travels in the checkpoint and mapping uses it. The search covers
-    the whole range (see ``THRESHOLDS``), counted with two histograms, so it cannot stop at
-    a ceiling while the model still over-predicts. Only ``known`` pixels count. Without
-    landslide pixels the default is kept. Ties go to the value nearest 0.5."""
-    probs = np.asarray(probs, np.float32)
-    truth = np.asarray(truth, bool)
-    if known is not None:
-        probs, truth = probs[known], truth[known]
-    if not truth.any():
-        return default, _scores(0, int(np.count_nonzero(probs >= default)), 0)
-    # pixels with p >= THRESHOLDS[i] are those in bins >= i
-    bins = np.searchsorted(THRESHOLDS, probs.ravel(), side="right")
-    pos = np.bincount(bins[truth.ravel()], minlength=len(THRESHOLDS) + 1)
-    neg = np.bincount(bins[~truth.ravel()], minlength=len(THRESHOLDS) + 1)
-    tp = pos[::-1].cumsum()[::-1][1:]
-    fp = neg[::-1].cumsum()[::-1][1:]
-    fn = int(truth.sum()) - tp
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    best = np.flatnonzero(f1 >= f1.max() - 1e-9)
-    i = int(best[np.argmin(np.abs(THRESHOLD_LOGITS[best]))])
-    # not rounded: near 1 the grid's steps are far below 1e-6
-    return float(THRESHOLDS[i]), _scores(int(tp[i]), int(fp[i]), int(fn[i]))
 
 
 def recalibrate_batch_norm(model, inputs, idx: np.ndarray, batch_size: int, seed: int, reporter: Reporter,
@@ -238,7 +190,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     require_training_stack()
     t0 = time.time()
     from .augment import make_augmenter, radiometric_jitter
-    from .training_data import normalisation, prepare_patches, split_patches
+    from .patch_split import split_patches
+    from .training_data import normalisation, prepare_patches
 
     base: Checkpoint | None = None
     reduced_from = None
@@ -299,11 +252,12 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         base_probs = _onnx_probs(sess, x_val, reporter)
         bt = float(base.info.get("threshold", 0.5))
         bp = base_probs >= bt
-        base_scores = _scores(int((bp & truth_val & known_val).sum()), int((bp & ~truth_val & known_val).sum()),
-                              int((~bp & truth_val & known_val).sum()))
+        base_scores = validation_scores(int((bp & truth_val & known_val).sum()),
+                                        int((bp & ~truth_val & known_val).sum()),
+                                        int((~bp & truth_val & known_val).sum()))
         reporter.log(f"Base checkpoint on the validation patches (threshold {bt:g}): precision "
-                     f"{_fmt(base_scores['precision'])}, recall {_fmt(base_scores['recall'])}, "
-                     f"F1 {_fmt(base_scores['f1'])}.")
+                     f"{score_text(base_scores['precision'])}, recall {score_text(base_scores['recall'])}, "
+                     f"F1 {score_text(base_scores['f1'])}.")
         if job.hard_negative_weight > 1:
             # what the base maps as landslide where the labels say none: the false alarms a
             # user deleted inside the reviewed area weigh more, so they are unlearnt first
@@ -422,9 +376,9 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             logs["val_loss"] = float(keras.ops.convert_to_numpy(
                 val_loss_fn(y_val, keras.ops.convert_to_tensor(probs[..., None]))))
             pred = probs >= threshold
-            scores = _scores(int(np.count_nonzero(pred & truth_val & known_val)),
-                             int(np.count_nonzero(pred & ~truth_val & known_val)),
-                             int(np.count_nonzero(~pred & truth_val & known_val)))
+            scores = validation_scores(int(np.count_nonzero(pred & truth_val & known_val)),
+                                       int(np.count_nonzero(pred & ~truth_val & known_val)),
+                                       int(np.count_nonzero(~pred & truth_val & known_val)))
             for k, v in scores.items():
                 logs[f"val_{k}"] = v
             row = {"epoch": epoch + 1, "step": (epoch + 1) * round_steps, "loss": float(logs.get("loss", math.nan)),
@@ -437,8 +391,9 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                             scores=scores, probs=probs)
             reporter.event("epoch", **row)
             reporter.log(f"round {epoch + 1} (step {row['step']}): loss {row['loss']:.4f}, val loss "
-                         f"{row['val_loss']:.4f}, val precision {_fmt(scores['precision'])}, recall "
-                         f"{_fmt(scores['recall'])}, F1 {_fmt(scores['f1'])}, IoU {_fmt(scores['iou'])}")
+                         f"{row['val_loss']:.4f}, val precision {score_text(scores['precision'])}, recall "
+                         f"{score_text(scores['recall'])}, F1 {score_text(scores['f1'])}, "
+                         f"IoU {score_text(scores['iou'])}")
 
     callbacks = [
         Monitor(),
@@ -463,7 +418,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     if job.calibrate_threshold:
         threshold, val_scores = calibrate_threshold(best["probs"], truth_val, threshold, known_val)
         reporter.log(f"Threshold {threshold:.4g} maximises the validation F1 of the best round "
-                     f"({_fmt(val_scores['f1'])}, against {_fmt(best['scores']['f1'])} at 0.5).")
+                     f"({score_text(val_scores['f1'])}, against {score_text(best['scores']['f1'])} at 0.5).")
     improved = None
     if base_scores is not None:
         new_f1, base_f1 = val_scores.get("f1"), base_scores.get("f1")

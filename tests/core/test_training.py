@@ -310,7 +310,7 @@ def test_batch_norm_statistics_are_recalibrated_on_clean_patches():
 
 
 def test_threshold_calibration_picks_the_best_validation_f1():
-    from landslide_mapper.core.training import calibrate_threshold
+    from landslide_mapper.core.calibration import calibrate_threshold
 
     truth = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
     probs = np.array([0.9, 0.85, 0.8, 0.6, 0.7, 0.55, 0.2, 0.1], np.float32)
@@ -327,7 +327,7 @@ def test_threshold_calibration_picks_the_best_validation_f1():
 
 def test_threshold_calibration_has_no_ceiling():
     """Nearly binary outputs that over-predict: the old 0.95 ceiling kept every false alarm."""
-    from landslide_mapper.core.training import calibrate_threshold
+    from landslide_mapper.core.calibration import calibrate_threshold
 
     rng = np.random.default_rng(0)
     truth = rng.random(20000) < 0.1

@@ -12,8 +12,8 @@ from landslide_mapper.core.errors import Cancelled, InputError
 from landslide_mapper.core.jobs import TrainingSource
 from landslide_mapper.core.progress import Reporter
 from landslide_mapper.core.augment import make_augmenter
-from landslide_mapper.core.training_data import (PatchSet, normalisation, prepare_patches,
-                                                 split_patches)
+from landslide_mapper.core.patch_split import split_patches
+from landslide_mapper.core.training_data import PatchSet, normalisation, prepare_patches
 from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
 
 UTM = CRS.from_epsg(32645)
