@@ -1,6 +1,6 @@
 """``python -m landslide_mapper``: the command line (no QGIS needed)."""
 import sys
 
-from .core.cli import main
+from .core.jobs.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""Calibrate and check the change evidence (core.change_evidence) on scenes that are not the
+"""Calibrate and check the change evidence (core.inventory.change_evidence) on scenes that are not the
 held-out benchmark.
 
 Not a test. Scenes: the validation places of the bundled cascade (the north and west of
@@ -33,14 +33,14 @@ import numpy as np  # noqa: E402
 
 from real_scoring import map_scene, object_scores  # noqa: E402
 
-from landslide_mapper.core import change_evidence as ce  # noqa: E402
-from landslide_mapper.core.backgrounds import missing_files  # noqa: E402
-from landslide_mapper.core.bundled import AUTO  # noqa: E402
-from landslide_mapper.core.composite import CompositeSpec, load_or_generate  # noqa: E402
-from landslide_mapper.core.demo_scene import load_or_generate as load_demo  # noqa: E402
+from landslide_mapper.core.inventory import change_evidence as ce  # noqa: E402
+from landslide_mapper.core.training.corpus.backgrounds import missing_files  # noqa: E402
+from landslide_mapper.core.mapping.bundled import AUTO  # noqa: E402
+from landslide_mapper.core.training.corpus.composite import CompositeSpec, load_or_generate  # noqa: E402
+from landslide_mapper.core.demo import load_or_generate as load_demo  # noqa: E402
 from landslide_mapper.core.names import changes_layer, unconfirmed_layer  # noqa: E402
-from landslide_mapper.core.pretrained import DOLOMITES_WEST, PROCEDURAL_VALIDATION, REAL_VALIDATION  # noqa: E402
-from landslide_mapper.core.vector_io import list_layers, read_layer  # noqa: E402
+from landslide_mapper.core.training.corpus.pretrained import DOLOMITES_WEST, PROCEDURAL_VALIDATION, REAL_VALIDATION  # noqa: E402
+from landslide_mapper.core.geodata.vector_io import list_layers, read_layer  # noqa: E402
 
 YEARS = (2017, 2018, 2019)
 SCENES = {
@@ -70,7 +70,7 @@ def parts_of(run) -> dict[int, dict]:
 
 
 def keep(p: dict, thresholds: dict) -> np.ndarray:
-    """The verdict of core.change_evidence.measure replayed with other thresholds."""
+    """The verdict of core.inventory.change_evidence.measure replayed with other thresholds."""
     measured = ~np.isnan(p["brightness_change"])
     observed = p["seen_before"] >= ce.MIN_OBSERVED
     return observed & (~measured | ce.changed(p, thresholds))

@@ -66,7 +66,7 @@ def identical(a: dict, b: dict) -> bool:
     import numpy as np
     import rasterio
 
-    from landslide_mapper.core.vector_io import read_layer
+    from landslide_mapper.core.geodata.vector_io import read_layer
 
     with rasterio.open(Path(a["run_dir"]) / "probability_2017.tif") as p, \
             rasterio.open(Path(b["run_dir"]) / "probability_2017.tif") as q:
@@ -87,8 +87,8 @@ def main() -> None:
 
     import shutil
 
-    from landslide_mapper.core.bundled import BASELINE_MODEL
-    from landslide_mapper.core.demo_scene import SceneSpec, load_or_generate
+    from landslide_mapper.core.mapping.bundled import BASELINE_MODEL
+    from landslide_mapper.core.demo import SceneSpec, load_or_generate
 
     work = Path(args.workdir)
     manifest = load_or_generate(work / f"scene_{args.size}", SceneSpec(size=args.size, years=(2017,),

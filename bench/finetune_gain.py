@@ -23,14 +23,14 @@ import rasterio
 import rasterio.features
 import shapely
 
-from landslide_mapper.core import probability
-from landslide_mapper.core.bundled import default_model
-from landslide_mapper.core.demo_scene import SceneSpec, load_or_generate
-from landslide_mapper.core.jobs import InferenceJob, TrainingSource, TrainJob, YearInput
-from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.mapping import probability
+from landslide_mapper.core.mapping.bundled import default_model
+from landslide_mapper.core.demo import SceneSpec, load_or_generate
+from landslide_mapper.core.jobs.specs import InferenceJob, TrainingSource, TrainJob, YearInput
+from landslide_mapper.core.mapping.job import run_inference
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.training import run_training
-from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage
+from landslide_mapper.core.training.loop import run_training
+from landslide_mapper.core.geodata.vector_io import VectorLayer, read_layer, write_geopackage
 
 
 def scores(prob_path: Path, predicted, truth, cols: slice) -> dict:
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--pixel-size", type=float, default=3.0)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--model", default=str(default_model()))
-    ap.add_argument("--loss", default=None, help="default: the fine-tuning default (core.jobs.DEFAULT_LOSS)")
+    ap.add_argument("--loss", default=None, help="default: the fine-tuning default (core.jobs.specs.DEFAULT_LOSS)")
     ap.add_argument("--freeze", default="none")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--work", default="bench_output/finetune_gain")

@@ -30,7 +30,7 @@ def _save_bench_model(nodes, inits, name: str, path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from landslide_mapper.core.model import METADATA_KEY, ModelMetadata
+    from landslide_mapper.core.mapping.model import METADATA_KEY, ModelMetadata
 
     graph = helper.make_graph(nodes, name,
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, "H", "W"])],
@@ -131,11 +131,11 @@ def peak_rss_mb() -> float:
 
 
 def child_pipeline(raster: str, model: str, tile: int, overlap: int, batch: int, out: str) -> dict:
-    from landslide_mapper.core.inference import predict_raster
-    from landslide_mapper.core.inference import GDAL_CACHE_BYTES
-    from landslide_mapper.core.model import OnnxModel
-    from landslide_mapper.core.raster import YearRaster
-    from landslide_mapper.core.vectorize import landslide_polygons
+    from landslide_mapper.core.mapping.inference import predict_raster
+    from landslide_mapper.core.mapping.inference import GDAL_CACHE_BYTES
+    from landslide_mapper.core.mapping.model import OnnxModel
+    from landslide_mapper.core.geodata.raster import YearRaster
+    from landslide_mapper.core.mapping.vectorize import landslide_polygons
     import rasterio
 
     import numpy as np
@@ -192,8 +192,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(ROOT / "bench_output"))
     args = ap.parse_args()
 
-    from landslide_mapper.core.bundled import BASELINE_MODEL
-    from landslide_mapper.core.demo_scene import SceneSpec, load_or_generate
+    from landslide_mapper.core.mapping.bundled import BASELINE_MODEL
+    from landslide_mapper.core.demo import SceneSpec, load_or_generate
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Not a test. Each candidate loss fine-tunes the same base checkpoint for the same number
 of steps on the first 3 m scene of each real-texture stage (all years), with the
 threshold calibrated on the validation places (Everest and an unseen procedural scene);
-then the held-out scene (``core.pretrained.HELD_OUT``: a background and outlines no
+then the held-out scene (``core.training.corpus.pretrained.HELD_OUT``: a background and outlines no
 training scene uses) is mapped, and pixel precision/recall/F1 and the predicted/true
 area ratio are reported per year. A loss that over-predicts shows an area ratio well
 above 1 even after calibration. (The README's table was measured with an earlier corpus:
@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_scoring import map_scene, score_run  # noqa: E402
 
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT  # noqa: E402
-from landslide_mapper.core.composite import load_or_generate  # noqa: E402
-from landslide_mapper.core.jobs import TrainJob  # noqa: E402
-from landslide_mapper.core.pretrained import (HELD_OUT, REAL_STAGES, composite_sources,  # noqa: E402
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT  # noqa: E402
+from landslide_mapper.core.training.corpus.composite import load_or_generate  # noqa: E402
+from landslide_mapper.core.jobs.specs import TrainJob  # noqa: E402
+from landslide_mapper.core.training.corpus.pretrained import (HELD_OUT, REAL_STAGES, composite_sources,  # noqa: E402
                                               validation_sources)
 from landslide_mapper.core.progress import Reporter  # noqa: E402
-from landslide_mapper.core.training import run_training  # noqa: E402
+from landslide_mapper.core.training.loop import run_training  # noqa: E402
 
 
 def main() -> None:

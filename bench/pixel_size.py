@@ -6,7 +6,7 @@ pixel sizes from 1 m to 12 m (average when coarsening, bilinear when refining) a
 twice: as it is (``resample off``) and with the default (``auto``: resampled back to
 the model's training pixel sizes when more than ``RESAMPLE_TOLERANCE`` away). The pixel
 F1 of the mapped polygons against the truth shows where the model starts to fail and
-whether resampling recovers it; the factor in ``core/mapping.py`` comes from here.
+whether resampling recovers it; the factor in ``core/mapping/job.py`` comes from here.
 
     .venv/bin/python bench/pixel_size.py [--model auto] [--sizes 1,1.5,2,3,4.5,6,9,12]
 """
@@ -28,11 +28,11 @@ from rasterio.warp import reproject  # noqa: E402
 
 from real_scoring import map_scene, pixel_scores  # noqa: E402
 
-from landslide_mapper.core.bundled import AUTO  # noqa: E402
-from landslide_mapper.core.composite import load_or_generate  # noqa: E402
-from landslide_mapper.core.mapping import RESAMPLE_TOLERANCE  # noqa: E402
-from landslide_mapper.core.pretrained import HELD_OUT, HELD_OUT_PLACE  # noqa: E402
-from landslide_mapper.core.vector_io import read_layer  # noqa: E402
+from landslide_mapper.core.mapping.bundled import AUTO  # noqa: E402
+from landslide_mapper.core.training.corpus.composite import load_or_generate  # noqa: E402
+from landslide_mapper.core.mapping.job import RESAMPLE_TOLERANCE  # noqa: E402
+from landslide_mapper.core.training.corpus.pretrained import HELD_OUT, HELD_OUT_PLACE  # noqa: E402
+from landslide_mapper.core.geodata.vector_io import read_layer  # noqa: E402
 
 
 def resampled(src_path: str, px: float, out: Path) -> str:
@@ -79,7 +79,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     (work / "result.json").write_text(json.dumps(rows, indent=2))
-    print(f"\nResampling tolerance in core/mapping.py: {RESAMPLE_TOLERANCE}\n")
+    print(f"\nResampling tolerance in core/mapping/job.py: {RESAMPLE_TOLERANCE}\n")
     print("| image pixel | F1 mapped as it is | F1 with resample auto (mapped at) |")
     print("|---|---|---|")
     for r in rows:

@@ -14,12 +14,12 @@ import rasterio
 import rasterio.features
 import shapely
 
-from landslide_mapper.core import probability
-from landslide_mapper.core.fad import fit_power_law
-from landslide_mapper.core.jobs import InferenceJob, YearInput
-from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.mapping import probability
+from landslide_mapper.core.inventory.fad import fit_power_law
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput
+from landslide_mapper.core.mapping.job import run_inference
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.vector_io import list_layers, read_layer
+from landslide_mapper.core.geodata.vector_io import list_layers, read_layer
 
 OBJECT_OVERLAP = 0.1     # share of the smaller polygon two objects must share to match
 

@@ -1,7 +1,7 @@
 """Does the bundled model find landslides on real ground it has never seen, and does one
 corrected area make it better? The held-out real-texture benchmark.
 
-Not a test. The held-out scenes (``core.pretrained.HELD_OUT``, ``HELD_OUT_PLACE``) are
+Not a test. The held-out scenes (``core.training.corpus.pretrained.HELD_OUT``, ``HELD_OUT_PLACE``) are
 real imagery with real landslide outlines of the benchmark set (Rasuwa, and the east of
 Wenchuan) composited in over three years: Landsat Zion (a background no training or
 validation scene uses) and the eastern Dolomites (a place of a background whose western
@@ -43,16 +43,16 @@ import shapely  # noqa: E402
 
 from real_scoring import map_scene, pixel_scores, score_run  # noqa: E402
 
-from landslide_mapper.core.backgrounds import missing_files  # noqa: E402
-from landslide_mapper.core.bundled import AUTO  # noqa: E402
-from landslide_mapper.core.composite import load_or_generate  # noqa: E402
-from landslide_mapper.core.demo_scene import SceneSpec  # noqa: E402
-from landslide_mapper.core.demo_scene import load_or_generate as load_demo  # noqa: E402
-from landslide_mapper.core.jobs import TrainingSource, TrainJob  # noqa: E402
-from landslide_mapper.core.pretrained import HELD_OUT, HELD_OUT_PLACE  # noqa: E402
+from landslide_mapper.core.training.corpus.backgrounds import missing_files  # noqa: E402
+from landslide_mapper.core.mapping.bundled import AUTO  # noqa: E402
+from landslide_mapper.core.training.corpus.composite import load_or_generate  # noqa: E402
+from landslide_mapper.core.demo import SceneSpec  # noqa: E402
+from landslide_mapper.core.demo import load_or_generate as load_demo  # noqa: E402
+from landslide_mapper.core.jobs.specs import TrainingSource, TrainJob  # noqa: E402
+from landslide_mapper.core.training.corpus.pretrained import HELD_OUT, HELD_OUT_PLACE  # noqa: E402
 from landslide_mapper.core.progress import Reporter  # noqa: E402
-from landslide_mapper.core.training import run_training  # noqa: E402
-from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage  # noqa: E402
+from landslide_mapper.core.training.loop import run_training  # noqa: E402
+from landslide_mapper.core.geodata.vector_io import VectorLayer, read_layer, write_geopackage  # noqa: E402
 
 
 def table(title: str, scores: dict, years) -> list[str]:

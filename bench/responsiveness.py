@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 from qgis.core import QgsApplication  # noqa: E402
 from qgis.PyQt.QtCore import QTimer  # noqa: E402
 
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT  # noqa: E402
-from landslide_mapper.core.jobs import InferenceJob, YearInput  # noqa: E402
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT  # noqa: E402
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput  # noqa: E402
 from landslide_mapper.tasks.worker_task import WorkerTask  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """Benchmark: temporal subtraction of the Wenchuan inventories, 2011 − 2009 (1,552 vs
 10,335 features), three ways, each in a fresh subprocess so that peak RSS is its own:
 
-  * ours:  core.subtraction.subtract_pair (STRtree bulk query, differences in vectorised
+  * ours:  core.inventory.subtraction.subtract_pair (STRtree bulk query, differences in vectorised
            rounds, sliver opening and minimum remnant area);
   * loop:  the straightforward per-polygon loop: every 2011 polygon against every 2009
            polygon (``intersects`` then ``difference``), then the same sliver opening and
@@ -39,7 +39,7 @@ def peak_rss_mb() -> float:
 
 
 def load():
-    from landslide_mapper.core.inventory import parse_layer_refs, read_series
+    from landslide_mapper.core.inventory.series import parse_layer_refs, read_series
 
     refs = [r for r in parse_layer_refs([str(DATA)]) if r.year in (2009, 2011)]
     t = time.perf_counter()
@@ -48,7 +48,7 @@ def load():
 
 
 def method_ours(prev, cur, settings, repeat):
-    from landslide_mapper.core.subtraction import subtract_pair
+    from landslide_mapper.core.inventory.subtraction import subtract_pair
 
     times = []
     for _ in range(repeat):
@@ -111,7 +111,7 @@ def method_raster(prev, cur, settings):
 def child(method: str, repeat: int) -> None:
     import shapely
 
-    from landslide_mapper.core.subtraction import SubtractionSettings
+    from landslide_mapper.core.inventory.subtraction import SubtractionSettings
 
     prev, cur, read_s = load()
     settings = SubtractionSettings.for_pixel_size(PIXEL)

@@ -34,7 +34,8 @@ def one(arch: str, filters: int, batch: int, size: int, steps: int, mixed: bool,
     import numpy as np
     import tensorflow as tf
 
-    from landslide_mapper.core import losses, nets
+    from landslide_mapper.core.training import losses
+    from landslide_mapper.core.training import nets
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     keras.utils.set_random_seed(0)
@@ -48,7 +49,7 @@ def one(arch: str, filters: int, batch: int, size: int, steps: int, mixed: bool,
     x = rng.normal(size=(n, size, size, 5)).astype(np.float32)
     y = (rng.random((n, size, size, 1)) < 0.1).astype(np.float32)
     if augment:
-        from landslide_mapper.core.augment import make_augmenter
+        from landslide_mapper.core.training.augment import make_augmenter
 
         aug = make_augmenter(0)
 

@@ -1,4 +1,4 @@
-"""Benchmark: vectorising alone (core.vectorize.landslide_polygons) on a probability raster.
+"""Benchmark: vectorising alone (core.mapping.vectorize.landslide_polygons) on a probability raster.
 
 The raster is a smooth random field (Gaussian-filtered noise, rescaled to 0-1) thresholded
 so that thousands of blobs of all sizes become polygons — the part of the pipeline that
@@ -25,7 +25,7 @@ def one(size: int, threshold: float) -> dict:
     from rasterio.transform import from_origin
     from scipy import ndimage
 
-    from landslide_mapper.core.vectorize import landslide_polygons
+    from landslide_mapper.core.mapping.vectorize import landslide_polygons
 
     rng = np.random.default_rng(0)
     field = ndimage.gaussian_filter(rng.random((size, size), dtype=np.float32), 6)

@@ -17,11 +17,11 @@ def changes_layer(year: int) -> str:
 
 def unconfirmed_layer(year: int) -> str:
     """The parts subtraction found new in ``year`` that the images do not support
-    (core.change_evidence): no change seen, or the ground not observed the year before."""
+    (core.inventory.change_evidence): no change seen, or the ground not observed the year before."""
     return f"unconfirmed_{year}"
 
 
-# the ``evidence`` of a new or enlarged part (core.change_evidence), as its layers hold it
+# the ``evidence`` of a new or enlarged part (core.inventory.change_evidence), as its layers hold it
 CONFIRMED, NO_CHANGE, NOT_OBSERVED, UNMEASURED = "confirmed", "no change seen", "not observed before", "unmeasured"
 
 

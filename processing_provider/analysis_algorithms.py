@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputFile, QgsProcessingOutp
                        QgsProcessingParameterNumber, QgsProcessingParameterVectorLayer)
 
 from .. import qgis_compat
-from ..core.jobs import AnalyseJob, AssessJob, SubtractJob
+from ..core.jobs.specs import AnalyseJob, AssessJob, SubtractJob
 from ..core.names import changes_layer
 from ..qgis_io.run_layers import run_group_name, style_changes, style_status
 from .job_algorithm import JobAlgorithm, advanced, load_on_completion, report_output, rows_to_sink

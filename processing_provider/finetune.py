@@ -8,8 +8,8 @@ from qgis.core import (QgsProcessingOutputBoolean, QgsProcessingOutputFolder,
                        QgsProcessingParameterString)
 
 from .. import qgis_compat
-from ..core.checkpoint import INFO_NAME, improvement_text
-from ..core.jobs import DEFAULT_LOSS, LOSSES, TrainingSource, TrainJob
+from ..core.training.checkpoint import INFO_NAME, improvement_text
+from ..core.jobs.specs import DEFAULT_LOSS, LOSSES, TrainingSource, TrainJob
 from ..qgis_io import inputs
 from ..qgis_io.model_catalog import user_checkpoint_dir
 from .job_algorithm import DEVICES, JobAlgorithm, ParameterProblem, advanced

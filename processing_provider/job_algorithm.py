@@ -1,6 +1,6 @@
 """What every Landslide Mapper algorithm shares: parameters to a job spec, the job to the worker.
 
-Each algorithm turns its Processing parameters into the same job spec (core.jobs) the
+Each algorithm turns its Processing parameters into the same job spec (core.jobs.specs) the
 dock and the command line build, and runs it in the worker process through
 :class:`~..tasks.worker_process.WorkerRun`. The phases follow Processing's threading:
 
@@ -29,11 +29,11 @@ from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsMapLa
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .. import qgis_compat
-from ..core.bands import PRESET_LABELS
+from ..core.geodata.bands import PRESET_LABELS
 from ..core.errors import InputError
-from ..core.jobs import InventoryLayer
+from ..core.jobs.specs import InventoryLayer
 from ..core.progress import WARNING_PREFIX
-from ..core.report import run_report
+from ..core.inventory.report import run_report
 from ..tasks.worker_process import WorkerRun, default_worker_python
 from ..qgis_io import inputs
 from ..qgis_io.run_layers import save_default_style

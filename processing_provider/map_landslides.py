@@ -12,10 +12,10 @@ from qgis.core import (QgsProcessing, QgsProcessingFeatureSourceDefinition, QgsP
                        QgsVectorLayer)
 
 from .. import qgis_compat
-from ..core.bands import DEFAULT_CHANNELS
-from ..core.bundled import AUTO, auto_model, default_model
-from ..core.checkpoint import INFO_NAME, model_name
-from ..core.jobs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
+from ..core.geodata.bands import DEFAULT_CHANNELS
+from ..core.mapping.bundled import AUTO, auto_model, default_model
+from ..core.training.checkpoint import INFO_NAME, model_name
+from ..core.jobs.specs import LARGE_JOB_PIXELS, RESAMPLE_CHOICES, InferenceJob, YearInput
 from ..qgis_io import inputs
 from ..qgis_io.model_catalog import read_entry
 from ..qgis_io.run_layers import RANKS, run_group_name, run_layer_specs
@@ -241,7 +241,7 @@ class MapLandslides(JobAlgorithm):
 
     def channels(self, parameters, context, images) -> list[str]:
         """The input channels of the chosen model; for automatic, of the bundled model the
-        worker will pick for these images (the same rule, core.bundled.auto_model)."""
+        worker will pick for these images (the same rule, core.mapping.bundled.auto_model)."""
         path = self.parameterAsFile(parameters, "MODEL", context)
         if path:
             return model_channels(path, "MODEL")

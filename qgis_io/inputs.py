@@ -17,8 +17,8 @@ from qgis.core import (QgsCoordinateTransformContext, QgsMapLayer, QgsProviderRe
                        QgsRasterLayer, QgsVectorFileWriter, QgsVectorLayer)
 
 from .. import qgis_compat
-from ..core.bands import BandMapping, guess_mapping, required_spectral
-from ..core.bundled import RGB_ADVICE
+from ..core.geodata.bands import BandMapping, guess_mapping, required_spectral
+from ..core.mapping.bundled import RGB_ADVICE
 from ..core.errors import InputError
 
 ERROR, WARNING = "error", "warning"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from ..core.bands import DEFAULT_CHANNELS
-from ..core.checkpoint import CARD_NAME, INFO_NAME
+from ..core.geodata.bands import DEFAULT_CHANNELS
+from ..core.training.checkpoint import CARD_NAME, INFO_NAME
 
 CHECKPOINT_DIR_KEY = "landslide_mapper/checkpoint_dir"
 

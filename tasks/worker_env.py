@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..core.jobs import TRAINING_MODULES
+from ..core.jobs.specs import TRAINING_MODULES
 from . import worker_platform as wp
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 WINDOWS, MACOS, LINUX = "windows", "macos", "linux"
 SUPPORTED_PYTHONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14))
 
-# The worker's control protocol on stdin (core/cli.py ``run-job --control``): the job as
+# The worker's control protocol on stdin (core/jobs/cli.py ``run-job --control``): the job as
 # one JSON line, then this line (or the end of stdin) asks the job to stop and clean up.
 CANCEL_LINE = "cancel"
 
@@ -213,7 +213,7 @@ HOST_PACKAGES = {"rasterio": "rasterio>=1.3.9,<1.5", "scipy": "scipy>=1.9", "mat
 # Mapping: ONNX Runtime 1.19 is the last release for Python 3.9 and 1.24 the first for 3.14;
 # onnx 1.17 (the one tested with TensorFlow 2.17) has no 3.13 wheels; shapely 2.1 is the
 # first with 3.14 wheels.
-# Dask for distributed mapping (core/cluster.py): 2024.8 is the last release for Python 3.9.
+# Dask for distributed mapping (core/mapping/cluster.py): 2024.8 is the last release for Python 3.9.
 _DASK = ["dask==2026.8.0", "distributed==2026.8.0"]
 _MAPPING = {
     "py39": ["onnxruntime==1.19.2", "onnx==1.17.0", "shapely==2.0.7", "tqdm==4.67.1",
@@ -310,7 +310,7 @@ def pin_set(plat: Platform, numpy_version: Optional[str]) -> PinSet:
 #   where a system CUDA 12 + cuDNN 9 is installed (libonnxruntime_providers_cuda.so of the
 #   1.20.2 wheel NEEDs libcudnn.so.9, libcublas.so.12, libcudart.so.12, libcufft.so.11,
 #   libcurand.so.10, libnvrtc.so.12, with no RUNPATH); elsewhere the CUDA provider cannot
-#   load, ONNX Runtime creates the session on its CPU provider and core/model.py logs the
+#   load, ONNX Runtime creates the session on its CPU provider and core/mapping/model.py logs the
 #   fallback. ``get_available_providers()`` lists CUDAExecutionProvider either way: it says
 #   what was built in, not what can load.
 # * onnxruntime-gpu has no 1.20.1 release (PyPI has 1.20.0 and 1.20.2 for Linux and

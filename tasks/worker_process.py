@@ -4,7 +4,7 @@ The job spec goes to ``python -m landslide_mapper run-job -`` on stdin; JSON-lin
 come back on stdout and become progress, log lines and the result. TensorFlow, ONNX
 Runtime and CUDA live only in the worker, so a crash or a library conflict there can
 never take QGIS down. The worker runs with ``--control``: stopping writes a ``cancel``
-line and closes its stdin (core/events.py), on every platform; the worker stops at its
+line and closes its stdin (core/jobs/events.py), on every platform; the worker stops at its
 next progress point and removes its partial run folder. Only a worker that has not exited
 after ``TERMINATE_GRACE_S`` is killed, with its children (worker_platform.stop_tree).
 
@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..core.events import CANCEL_LINE, parse_event
-from ..core.jobs import job_to_json
+from ..core.jobs.events import CANCEL_LINE, parse_event
+from ..core.jobs.specs import job_to_json
 from . import worker_platform
 from .child_process import follow
 
@@ -72,7 +72,7 @@ def _close(stream) -> None:
 
 
 class WorkerRun:
-    """Runs ``job`` (a job spec from core.jobs) in a worker process when :meth:`run` is called.
+    """Runs ``job`` (a job spec from core.jobs.specs) in a worker process when :meth:`run` is called.
 
     ``on_progress(fraction, message)`` and ``on_event(event)`` are called from the thread
     that calls :meth:`run`; whoever shows them on a GUI must queue them there itself.

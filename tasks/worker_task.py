@@ -13,7 +13,7 @@ from .worker_process import WorkerRun
 
 
 class WorkerTask(QgsTask):
-    """Runs ``job`` (a job spec from core.jobs) in a worker process."""
+    """Runs ``job`` (a job spec from core.jobs.specs) in a worker process."""
 
     def __init__(self, description: str, job, python: Optional[str] = None,
                  on_finished: Optional[Callable[["WorkerTask"], None]] = None,

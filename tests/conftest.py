@@ -78,7 +78,7 @@ def polygons_gpkg(path, boxes, raster, layer: str = "landslides") -> Path:
     """A GeoPackage of rectangles given as pixel boxes ``(row0, row1, col0, col1)`` of ``raster``."""
     import shapely
 
-    from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+    from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage
 
     with rasterio.open(raster) as src:
         t, wkt = src.transform, src.crs.to_wkt()

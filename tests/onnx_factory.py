@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from landslide_mapper.core.model import METADATA_KEY, ModelMetadata
+from landslide_mapper.core.mapping.model import METADATA_KEY, ModelMetadata
 
 
 def metadata(channels=("B", "G", "R", "NIR", "NDVI"), **kw) -> ModelMetadata:

@@ -41,7 +41,7 @@ PACKAGES = ("core", "tasks", "qgis_io", "ui", "processing_provider")
 DATA_DIRS = ("icons",)
 """Data folders, taken whole (minus caches); each one must exist."""
 
-CHECKPOINT_DIRS = ("models/landslide_cascade_v2", "models/landslide_rgb_v1")   # core.bundled's two checkpoints
+CHECKPOINT_DIRS = ("models/landslide_cascade_v2", "models/landslide_rgb_v1")   # core.mapping.bundled's two checkpoints
 CHECKPOINT_FILES = ("checkpoint.json", "model.keras", "model.onnx", "MODEL_CARD.md")
 MODEL_FILES = tuple(f"{folder}/{name}" for folder in CHECKPOINT_DIRS for name in CHECKPOINT_FILES) + (
     "models/spectral_baseline.json", "models/spectral_baseline.onnx")

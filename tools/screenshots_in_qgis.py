@@ -218,7 +218,7 @@ def wait_for_dialog():
 
 def failure_shots():
     """A job that fails in the worker: the message bar, then its Details dialog."""
-    from landslide_mapper.core.jobs import InferenceJob, YearInput
+    from landslide_mapper.core.jobs.specs import InferenceJob, YearInput
     from qgis.PyQt.QtWidgets import QApplication, QPushButton
 
     controller = plugin().controller

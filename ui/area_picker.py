@@ -1,7 +1,7 @@
 """Where to map: the whole images, the map view's extent, or inside a polygon layer.
 
 The dock's Map tab holds one of these; it turns the choice into the InferenceJob's
-``area``, ``bounds`` and ``bounds_crs`` (core.area reads them in the worker), and says
+``area``, ``bounds`` and ``bounds_crs`` (core.geodata.area reads them in the worker), and says
 what is wrong with it before a run starts.
 """
 from __future__ import annotations

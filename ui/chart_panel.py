@@ -2,7 +2,7 @@
 
 A run folder already holds its charts as PNG/SVG and, beside them, the validated chart data
 (``charts/*.json``). This panel draws that data again with the very ``draw_*`` functions of
-:mod:`core.charts` that the headless command line uses, so the two never drift apart, and it
+:mod:`core.inventory.charts` that the headless command line uses, so the two never drift apart, and it
 lets the user leave years out, switch charts and export what is shown. The per-year statistics
 (``statistics.json``) are listed in a sortable table below. Problems (no charts, a damaged
 chart file) are shown in the panel, never raised into QGIS.
@@ -27,9 +27,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
 
-from ..core.charts import draw_chart, figure_size, load_chart
+from ..core.inventory.charts import draw_chart, figure_size, load_chart
 from ..core.errors import InputError
-from ..core.fad import FEW_TAIL_AREAS, thin_fit_warnings, thin_fits
+from ..core.inventory.fad import FEW_TAIL_AREAS, thin_fit_warnings, thin_fits
 from ..core.palette import year_colour
 
 WARNING_COLOUR = "#b9770e"
@@ -52,7 +52,7 @@ COLUMN_TIPS = {"alpha": "Power-law exponent of the frequency-area distribution's
                "n_tail": "Polygons above x_min that the power law was fitted to",
                "x_min_m2": "Smallest area of the power-law tail",
                "new_alpha": "α of the new and enlarged landslides of the year"}
-# the FAD chart's fit choices: (label, core.charts.draw_fad's fits argument)
+# the FAD chart's fit choices: (label, core.inventory.charts.draw_fad's fits argument)
 FIT_CHOICES = [("Fits: automatic", None), ("All fits", "all"), ("Power law", "power_law"),
                ("Double Pareto", "dps"), ("Inverse gamma", "inverse_gamma")]
 

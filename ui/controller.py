@@ -17,9 +17,9 @@ from qgis.PyQt.QtCore import QObject, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
 
-from ..core.checkpoint import improvement_text, model_name
-from ..core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
-from ..core.report import run_report
+from ..core.training.checkpoint import improvement_text, model_name
+from ..core.jobs.specs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from ..core.inventory.report import run_report
 from ..tasks.worker_task import WorkerTask
 from ..qgis_io.run_layers import add_assessment_to_project, add_changes_to_project, add_run_to_project
 

@@ -21,8 +21,8 @@ from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QHBoxLayout, QHeaderVi
                                  QPushButton, QTableWidgetItem, QWidget)
 
 from .. import qgis_compat
-from ..core.cluster import default_local_workers
-from ..core.jobs import InferenceJob
+from ..core.mapping.cluster import default_local_workers
+from ..core.jobs.specs import InferenceJob
 from ..tasks import worker_env
 from ..tasks.worker_process import default_worker_python
 from .area_picker import AreaPicker
@@ -56,7 +56,7 @@ class LandslideMapperDock(ModelPickers, InputRows, FormChecks, JobForms, QgsDock
     def __init__(self, models_dir: Union[str, Path, None] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.setupUi(self)
-        # the mapping defaults are the job spec's (core/jobs.py), not the form's
+        # the mapping defaults are the job spec's (core/jobs/specs.py), not the form's
         self.overlapSpin.setValue(InferenceJob.overlap)
         self.batchSpin.setValue(InferenceJob.batch_size)
         self.minAreaSpin.setValue(InferenceJob.min_area_m2)

@@ -9,8 +9,8 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QLabel, QTableWidget
 
-from ..core.bands import DEFAULT_CHANNELS
-from ..core.jobs import bad_folder_characters
+from ..core.geodata.bands import DEFAULT_CHANNELS
+from ..core.jobs.specs import bad_folder_characters
 from ..qgis_io import inputs
 from ..qgis_io.inputs import ERROR, Problem
 

@@ -1,4 +1,4 @@
-"""The dock's forms turned into job specs (core/jobs.py), the same the command line and
+"""The dock's forms turned into job specs (core/jobs/specs.py), the same the command line and
 Processing build, emitted as ``jobRequested``."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Callable, Optional
 
 from qgis.PyQt.QtWidgets import QLabel, QMessageBox
 
-from ..core.bundled import AUTO
-from ..core.cluster import parse_cluster
+from ..core.mapping.bundled import AUTO
+from ..core.mapping.cluster import parse_cluster
 from ..core.errors import InputError
-from ..core.jobs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob,
+from ..core.jobs.specs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob,
                          TrainingSource, TrainJob, YearInput, pixels_text)
 from ..qgis_io import inputs
 from ..qgis_io.inputs import Problem, blocking

@@ -9,8 +9,8 @@ from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QComboBox, QFileDialog
 
-from ..core.bundled import AUTO, auto_model
-from ..core.checkpoint import INFO_NAME
+from ..core.mapping.bundled import AUTO, auto_model
+from ..core.training.checkpoint import INFO_NAME
 from ..qgis_io import inputs
 from ..qgis_io.inputs import Problem
 from ..qgis_io.model_catalog import CHECKPOINT_DIR_KEY, ModelEntry, catalog, default_checkpoint_dir

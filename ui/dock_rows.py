@@ -11,7 +11,7 @@ from qgis.PyQt.QtWidgets import (QComboBox, QFormLayout, QLineEdit, QSpinBox, QT
                                  QWidget)
 
 from .. import qgis_compat
-from ..core.bands import PRESET_LABELS
+from ..core.geodata.bands import PRESET_LABELS
 from ..qgis_io import inputs
 
 

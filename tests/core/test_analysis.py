@@ -14,12 +14,12 @@ from osgeo import ogr, osr
 
 from conftest import shared
 from test_cli import cli, events
-from landslide_mapper.core.analysis import run_analyse
+from landslide_mapper.core.inventory.analysis import run_analyse
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.inventory import parse_layer_refs, read_series
-from landslide_mapper.core.jobs import (AnalyseJob, AssessJob, GridRaster, InventoryLayer, SubtractJob,
+from landslide_mapper.core.inventory.series import parse_layer_refs, read_series
+from landslide_mapper.core.jobs.specs import (AnalyseJob, AssessJob, GridRaster, InventoryLayer, SubtractJob,
                                         job_from_json, job_to_json)
-from landslide_mapper.core.vector_io import VectorLayer, list_layers, read_layer, write_geopackage
+from landslide_mapper.core.geodata.vector_io import VectorLayer, list_layers, read_layer, write_geopackage
 
 UTM45 = 32645
 

@@ -13,13 +13,13 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
 from conftest import forest_with_scars, write_raster
-from landslide_mapper.core.area import AreaOfInterest, area_of_interest
+from landslide_mapper.core.geodata.area import AreaOfInterest, area_of_interest
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.inference import PROB_NODATA
-from landslide_mapper.core.jobs import InferenceJob, YearInput, job_from_json, job_to_json
-from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.mapping.inference import PROB_NODATA
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput, job_from_json, job_to_json
+from landslide_mapper.core.mapping.job import run_inference
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage
 from onnx_factory import conv_model, metadata
 
 X0, Y0, PX = 300000.0, 3100000.0, 3.0       # the test image's origin and pixel size (EPSG:32645)

@@ -11,11 +11,11 @@ import pytest
 import shapely
 
 from conftest import write_raster
-from landslide_mapper.core import metrics
-from landslide_mapper.core.assessment import assess_year, repair_polygons, scatter_chart_data
+from landslide_mapper.core.inventory import metrics
+from landslide_mapper.core.inventory.assessment import assess_year, repair_polygons, scatter_chart_data
 from landslide_mapper.core.errors import Cancelled, InputError
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.vector_io import VectorLayer
+from landslide_mapper.core.geodata.vector_io import VectorLayer
 
 X0, Y0 = 300000.0, 3100000.0   # write_raster's default origin, 3 m pixels
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from landslide_mapper.core.bands import (BandMapping, build_channels, guess_mapping,
+from landslide_mapper.core.geodata.bands import (BandMapping, build_channels, guess_mapping,
                                           required_spectral)
 from landslide_mapper.core.errors import InputError
 

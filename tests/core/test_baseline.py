@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from landslide_mapper.core.baseline import build_baseline_model
-from landslide_mapper.core.bands import build_channels
-from landslide_mapper.core.model import OnnxModel
+from landslide_mapper.core.training.baseline import build_baseline_model
+from landslide_mapper.core.geodata.bands import build_channels
+from landslide_mapper.core.mapping.model import OnnxModel
 
 
 def test_bundled_file_is_what_the_code_builds():
-    """models/spectral_baseline.onnx must match core.baseline (rebuild: build-baseline)."""
+    """models/spectral_baseline.onnx must match core.training.baseline (rebuild: build-baseline)."""
     assert (ROOT / "models/spectral_baseline.onnx").read_bytes() == build_baseline_model().SerializeToString()
     card = json.loads((ROOT / "models/spectral_baseline.json").read_text())
     assert card["kind"] == "baseline" and card["bands"] == ["B", "G", "R", "NIR", "NDVI"]

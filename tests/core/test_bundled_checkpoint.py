@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT, default_model
-from landslide_mapper.core.checkpoint import load_checkpoint
-from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
-from landslide_mapper.core.jobs import InferenceJob, YearInput
-from landslide_mapper.core.mapping import run_inference
-from landslide_mapper.core.metrics import pixel_scores
-from landslide_mapper.core.pretrained import REAL_STAGES, REGIONS
-from landslide_mapper.core.vector_io import read_layer
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT, default_model
+from landslide_mapper.core.training.checkpoint import load_checkpoint
+from landslide_mapper.core.demo import SceneSpec, generate_scene
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput
+from landslide_mapper.core.mapping.job import run_inference
+from landslide_mapper.core.inventory.metrics import pixel_scores
+from landslide_mapper.core.training.corpus.pretrained import REAL_STAGES, REGIONS
+from landslide_mapper.core.geodata.vector_io import read_layer
 
 REAL_MIN_F1, RGB_MIN_F1 = 0.85, 0.8       # measured when built: 0.946 and 0.891
 
@@ -90,8 +90,8 @@ def test_the_bundled_checkpoints_map_held_out_real_texture(tmp_path, sensor, min
     from dataclasses import replace
 
     from conftest import shared
-    from landslide_mapper.core.composite import generate_composite
-    from landslide_mapper.core.pretrained import HELD_OUT_PLACE
+    from landslide_mapper.core.training.corpus.composite import generate_composite
+    from landslide_mapper.core.training.corpus.pretrained import HELD_OUT_PLACE
 
     shared("mountain_backgrounds")
     root = shared("bhuyan2023_inventories").parent

@@ -8,11 +8,11 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from landslide_mapper.core import change_evidence as ce
-from landslide_mapper.core.inventory import YearInventory
+from landslide_mapper.core.inventory import change_evidence as ce
+from landslide_mapper.core.inventory.series import YearInventory
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.raster import YearRaster
-from landslide_mapper.core.subtraction import SubtractionSettings, subtract_pair
+from landslide_mapper.core.geodata.raster import YearRaster
+from landslide_mapper.core.inventory.subtraction import SubtractionSettings, subtract_pair
 
 CRS_UTM = CRS.from_epsg(32645)
 X0, Y0 = 500_000.0, 3_000_000.0

@@ -12,8 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from landslide_mapper.core import charts
-from landslide_mapper.core.charts import (ChartDataError, draw_area_scatter, draw_fad, draw_trend, load_chart,
+from landslide_mapper.core.inventory import charts
+from landslide_mapper.core.inventory.charts import (ChartDataError, draw_area_scatter, draw_fad, draw_trend, load_chart,
                                           write_chart)
 from landslide_mapper.core.errors import InputError, OutputError
 

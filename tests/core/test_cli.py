@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, forest_with_scars, write_raster
-from landslide_mapper.core.events import parse_event
-from landslide_mapper.core.jobs import InferenceJob, YearInput, job_to_json
+from landslide_mapper.core.jobs.events import parse_event
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput, job_to_json
 
 
 def cli(*args, **kw):

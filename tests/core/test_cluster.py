@@ -1,4 +1,4 @@
-"""Mapping on a Dask cluster (core/cluster.py): real LocalClusters and a real scheduler with
+"""Mapping on a Dask cluster (core/mapping/cluster.py): real LocalClusters and a real scheduler with
 an outside worker; the results must be those of a single process."""
 import shutil
 import socket
@@ -13,12 +13,12 @@ import rasterio
 import shapely
 
 from conftest import forest_with_scars, write_raster
-from landslide_mapper.core.cluster import Execution, parse_cluster
+from landslide_mapper.core.mapping.cluster import Execution, parse_cluster
 from landslide_mapper.core.errors import Cancelled, InputError
-from landslide_mapper.core.jobs import InferenceJob, YearInput, job_from_json
-from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput, job_from_json
+from landslide_mapper.core.mapping.job import run_inference
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.vector_io import read_layer
+from landslide_mapper.core.geodata.vector_io import read_layer
 
 distributed = pytest.importorskip("distributed")
 

@@ -13,12 +13,14 @@ import rasterio.features
 import shapely
 
 from conftest import shared
-from landslide_mapper.core import backgrounds
-from landslide_mapper.core.composite import CompositeManifest, CompositeSpec, generate_composite, load_or_generate
+from landslide_mapper.core.training.corpus import backgrounds
+from landslide_mapper.core.training.corpus.composite import (CompositeManifest, CompositeSpec, generate_composite,
+                                                             load_or_generate)
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.outlines import load_outlines
-from landslide_mapper.core.pretrained import HELD_OUT, HELD_OUT_PLACE, REAL_STAGES, REAL_VALIDATION, VISUAL_SCENES
-from landslide_mapper.core.vector_io import list_layers, read_layer
+from landslide_mapper.core.training.corpus.outlines import load_outlines
+from landslide_mapper.core.training.corpus.pretrained import (HELD_OUT, HELD_OUT_PLACE, REAL_STAGES, REAL_VALIDATION,
+                                                              VISUAL_SCENES)
+from landslide_mapper.core.geodata.vector_io import list_layers, read_layer
 
 SMALL = dict(size=(160, 160), years=(2016, 2017, 2018), event_density=60.0, background_rate=6.0,
              nodata_probability=0.0)
@@ -172,7 +174,7 @@ def test_training_never_sees_the_benchmark():
 
 def test_validation_places_are_in_no_training_scene(data_root):
     """Where training and validation share a background, their crops of it do not overlap."""
-    from landslide_mapper.core.composite import _Scene
+    from landslide_mapper.core.training.corpus.composite import _Scene
 
     crops = {id(s): _Scene(s, data_root).crop for s in TRAIN + VALIDATION}
     shared_backgrounds = {s.background for s in TRAIN} & {s.background for s in VALIDATION}

@@ -10,10 +10,10 @@ import rasterio
 import shapely
 from rasterio.features import rasterize
 
-from landslide_mapper.core import demo_scene as ds
-from landslide_mapper.core.demo_scene import plan as ds_plan
+from landslide_mapper.core import demo as ds
+from landslide_mapper.core.demo import plan as ds_plan
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.vector_io import list_layers, read_layer
+from landslide_mapper.core.geodata.vector_io import list_layers, read_layer
 
 SPEC = ds.SceneSpec(size=384, seed=3)
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from conftest import shared
-from landslide_mapper.core import fad
+from landslide_mapper.core.inventory import fad
 
 
 def power_law_with_body(seed, n_body=2000, n_tail=1500, alpha=2.5, x_min=1000.0):

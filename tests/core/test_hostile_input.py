@@ -28,12 +28,12 @@ from osgeo import ogr, osr
 from rasterio.transform import from_origin
 
 from conftest import ROOT, forest_with_scars, needs_training, write_raster
-from landslide_mapper.core import cli
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT
+from landslide_mapper.core.jobs import cli
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.events import parse_event
-from landslide_mapper.core.jobs import JOB_TYPES, job_from_json
-from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+from landslide_mapper.core.jobs.events import parse_event
+from landslide_mapper.core.jobs.specs import JOB_TYPES, job_from_json
+from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage
 
 BASELINE = ROOT / "models" / "spectral_baseline.onnx"
 CASCADE = CASCADE_CHECKPOINT / "checkpoint.json"
@@ -378,7 +378,7 @@ def test_job_json_in_a_run_has_absolute_paths_and_reruns_from_anywhere(corpus, t
 def test_an_unforeseen_error_writes_a_crash_report_not_a_traceback(tmp_path, monkeypatch):
     """A bug (here: a ZeroDivisionError planted in the statistics) gives one line pointing to
     a crash report beside the output folder, with the traceback inside."""
-    from landslide_mapper.core import mapping
+    from landslide_mapper.core.mapping import job as mapping
 
     def broken(*_a, **_k):
         return 1 / 0

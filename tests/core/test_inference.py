@@ -6,12 +6,12 @@ import shapely
 
 from conftest import forest_with_scars, write_raster
 from onnx_factory import conv_model, nhwc_identity_mean_model
-from landslide_mapper.core.bands import build_channels, required_spectral
-from landslide_mapper.core import probability
-from landslide_mapper.core.inference import PROB_NODATA, predict_raster
-from landslide_mapper.core.model import OnnxModel
-from landslide_mapper.core.raster import YearRaster
-from landslide_mapper.core.vectorize import landslide_polygons
+from landslide_mapper.core.geodata.bands import build_channels, required_spectral
+from landslide_mapper.core.mapping import probability
+from landslide_mapper.core.mapping.inference import PROB_NODATA, predict_raster
+from landslide_mapper.core.mapping.model import OnnxModel
+from landslide_mapper.core.geodata.raster import YearRaster
+from landslide_mapper.core.mapping.vectorize import landslide_polygons
 
 
 def whole_image_prediction(raster_path, model: OnnxModel) -> np.ndarray:

@@ -11,7 +11,7 @@ from conftest import NO_TRAINING
 keras = pytest.importorskip("keras", reason=NO_TRAINING)
 tf = pytest.importorskip("tensorflow", reason=NO_TRAINING)
 
-from landslide_mapper.core import losses as L  # noqa: E402
+from landslide_mapper.core.training import losses as L  # noqa: E402
 from landslide_mapper.core.errors import InputError  # noqa: E402
 
 # y = [1, 1, 0, 0], p = [0.9, 0.2, 0.3, 0.0]  →  TP = 0.9 + 0.2 = 1.1,

@@ -10,10 +10,10 @@ from rasterio.transform import from_origin
 from conftest import forest_with_scars, shared, write_raster
 from onnx_factory import conv_model, metadata
 from landslide_mapper.core.errors import Cancelled, InputError, ModelError, OutputError
-from landslide_mapper.core.jobs import InferenceJob, YearInput, job_from_json, job_to_json
-from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput, job_from_json, job_to_json
+from landslide_mapper.core.mapping.job import run_inference
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.vector_io import list_layers, read_layer
+from landslide_mapper.core.geodata.vector_io import list_layers, read_layer
 
 
 def two_years(tmp_path):
@@ -48,7 +48,7 @@ def test_two_years_end_to_end(tmp_path, baseline_model):
     new = read_layer(result.geopackage, "new_2018")
     assert new.fields["change"].tolist() == ["new"] and new.fields["area_m2"].tolist() == [30 * 50 * 9.0]
     assert new.fields["mean_prob"][0] > 0.5
-    # and the images changed under it (core.change_evidence): forest became bare ground
+    # and the images changed under it (core.inventory.change_evidence): forest became bare ground
     assert new.fields["evidence"].tolist() == ["confirmed"] and new.fields["ndvi_change"][0] < -0.3
     assert [s["count"] for s in result.statistics] == [1, 2]
     assert [s["new"] for s in result.statistics] == [None, 1]
@@ -317,7 +317,7 @@ def test_job_fields_of_the_wrong_type():
 
 
 def test_two_runs_with_one_name_in_one_process_do_not_collide(tmp_path):
-    from landslide_mapper.core.run_folder import RunFolder
+    from landslide_mapper.core.jobs.run_folder import RunFolder
     with RunFolder(tmp_path, "same") as a, RunFolder(tmp_path, "same") as b:
         a.path("x").write_text("a")
         b.path("x").write_text("b")

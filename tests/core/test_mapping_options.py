@@ -9,15 +9,15 @@ import rasterio
 from rasterio.transform import from_origin
 
 from conftest import forest_with_scars, write_raster
-from landslide_mapper.core import bundled
+from landslide_mapper.core.mapping import bundled
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.inference import UNC_NODATA, predict_tta, uncertainty
-from landslide_mapper.core.jobs import InferenceJob, YearInput
-from landslide_mapper.core.mapping import RESAMPLE_TOLERANCE, _target_resolution, run_inference
-from landslide_mapper.core.model import OnnxModel
+from landslide_mapper.core.mapping.inference import UNC_NODATA, predict_tta, uncertainty
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput
+from landslide_mapper.core.mapping.job import RESAMPLE_TOLERANCE, _target_resolution, run_inference
+from landslide_mapper.core.mapping.model import OnnxModel
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.review import suggest_review_areas
-from landslide_mapper.core.vector_io import list_layers, read_layer
+from landslide_mapper.core.mapping.review import suggest_review_areas
+from landslide_mapper.core.geodata.vector_io import list_layers, read_layer
 from onnx_factory import conv_model, metadata
 
 
@@ -176,7 +176,7 @@ def collared(tmp_path, value=0, reproject=False):
 
 @pytest.mark.parametrize("reproject", [False, True])
 def test_a_nodata_value_keeps_a_collar_out_of_the_map(tmp_path, reproject):
-    from landslide_mapper.core.inference import PROB_NODATA
+    from landslide_mapper.core.mapping.inference import PROB_NODATA
 
     path = collared(tmp_path, 7, reproject)
     mdl = model(tmp_path)
@@ -197,7 +197,7 @@ def test_a_nodata_value_keeps_a_collar_out_of_the_map(tmp_path, reproject):
 
 
 def test_nodata_travels_in_the_job_spec_and_is_checked():
-    from landslide_mapper.core.jobs import job_from_json, job_to_json
+    from landslide_mapper.core.jobs.specs import job_from_json, job_to_json
 
     job = InferenceJob(years=[YearInput(2017, "a.tif", nodata=0)], model="m.onnx", output_dir="o")
     assert job_from_json(job_to_json(job)).years[0].nodata == 0
@@ -206,7 +206,7 @@ def test_nodata_travels_in_the_job_spec_and_is_checked():
 
 
 def test_the_command_line_takes_a_nodata_value_per_year_or_for_all():
-    from landslide_mapper.core.cli import _parse_years
+    from landslide_mapper.core.jobs.cli import _parse_years
     from landslide_mapper.core.errors import LandslideMapperError
 
     years = _parse_years(["2017=a.tif", "2018=b.tif"], [], None, ["0", "2018:-9999"])

@@ -5,7 +5,7 @@ import pytest
 import shapely
 
 from conftest import write_raster
-from landslide_mapper.core.metrics import PixelScores, pixel_scores
+from landslide_mapper.core.inventory.metrics import PixelScores, pixel_scores
 
 
 def test_hand_counted_confusion(tmp_path):
@@ -31,7 +31,7 @@ def test_degenerate_scores_are_nan_not_errors():
 
 
 def test_grid_for_bounds_snaps_outwards_to_pixel_multiples():
-    from landslide_mapper.core.metrics import grid_for_bounds
+    from landslide_mapper.core.inventory.metrics import grid_for_bounds
 
     g = grid_for_bounds((-7.5, 1.0, 10.0, 9.1), 3.0)
     assert g.bounds == (-9.0, 0.0, 12.0, 12.0)
@@ -41,8 +41,8 @@ def test_grid_for_bounds_snaps_outwards_to_pixel_multiples():
 
 
 def test_pixel_scores_on_grid_with_area_and_windows(monkeypatch):
-    from landslide_mapper.core import metrics
-    from landslide_mapper.core.metrics import grid_for_bounds, pixel_scores_on_grid
+    from landslide_mapper.core.inventory import metrics
+    from landslide_mapper.core.inventory.metrics import grid_for_bounds, pixel_scores_on_grid
 
     grid = grid_for_bounds((0, 0, 10, 10), 1.0)                 # 100 pixels
     predicted = np.array([shapely.box(0, 0, 5, 10)])            # left half, 50 px

@@ -9,7 +9,8 @@ from conftest import NO_TRAINING
 keras = pytest.importorskip("keras", reason=NO_TRAINING)
 tf = pytest.importorskip("tensorflow", reason=NO_TRAINING)
 
-from landslide_mapper.core import losses, nets  # noqa: E402
+from landslide_mapper.core.training import losses
+from landslide_mapper.core.training import nets  # noqa: E402
 from landslide_mapper.core.errors import InputError  # noqa: E402
 
 F = 4          # tiny base filters keep every test fast

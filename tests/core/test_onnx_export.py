@@ -17,7 +17,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from landslide_mapper.core.errors import ModelError  # noqa: E402
-from landslide_mapper.core.onnx_export import export_onnx, keras_to_onnx  # noqa: E402
+from landslide_mapper.core.training.onnx_export import export_onnx, keras_to_onnx  # noqa: E402
 
 L = keras.layers
 ATOL = 1e-4

@@ -19,15 +19,15 @@ import rasterio  # noqa: E402
 import shapely  # noqa: E402
 
 from conftest import shared  # noqa: E402
-from landslide_mapper.core import nets  # noqa: E402
-from landslide_mapper.core.checkpoint import load_checkpoint  # noqa: E402
-from landslide_mapper.core.composite import CompositeSpec, generate_composite  # noqa: E402
-from landslide_mapper.core.jobs import InferenceJob, TrainingSource, TrainJob, YearInput  # noqa: E402
-from landslide_mapper.core.mapping import run_inference  # noqa: E402
-from landslide_mapper.core.model import OnnxModel  # noqa: E402
+from landslide_mapper.core.training import nets  # noqa: E402
+from landslide_mapper.core.training.checkpoint import load_checkpoint  # noqa: E402
+from landslide_mapper.core.training.corpus.composite import CompositeSpec, generate_composite  # noqa: E402
+from landslide_mapper.core.jobs.specs import InferenceJob, TrainingSource, TrainJob, YearInput  # noqa: E402
+from landslide_mapper.core.mapping.job import run_inference  # noqa: E402
+from landslide_mapper.core.mapping.model import OnnxModel  # noqa: E402
 from landslide_mapper.core.progress import Reporter  # noqa: E402
-from landslide_mapper.core.training import run_training  # noqa: E402
-from landslide_mapper.core.vector_io import VectorLayer, list_layers, write_geopackage  # noqa: E402
+from landslide_mapper.core.training.loop import run_training  # noqa: E402
+from landslide_mapper.core.geodata.vector_io import VectorLayer, list_layers, write_geopackage  # noqa: E402
 
 TINY = dict(base_filters=4, patch_size=64, steps=4, batch_size=4, loss="bce", learning_rate=1e-3)
 
@@ -141,7 +141,7 @@ def test_transferred_weights_equal_the_full_network_without_the_dropped_bands():
 
 def test_training_jobs_with_the_new_fields_round_trip(scenes):
     from landslide_mapper.core.errors import InputError
-    from landslide_mapper.core.jobs import job_from_json, job_to_json
+    from landslide_mapper.core.jobs.specs import job_from_json, job_to_json
 
     train, _ = scenes
     job = TrainJob(sources=sources(train, "validation"), output_dir="o", name="n", steps=10, hard_negative_weight=2.0)

@@ -8,8 +8,8 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from landslide_mapper.core.inventory import YearInventory, clean_polygons, parse_layer_refs, read_series
-from landslide_mapper.core.subtraction import (ENLARGED, NEW, SubtractionSettings, subtract_pair,
+from landslide_mapper.core.inventory.series import YearInventory, clean_polygons, parse_layer_refs, read_series
+from landslide_mapper.core.inventory.subtraction import (ENLARGED, NEW, SubtractionSettings, subtract_pair,
                                                subtract_series)
 
 from conftest import shared

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from landslide_mapper.core.errors import InputError
-from landslide_mapper.core.tiling import TileGrid, axis_tiles
+from landslide_mapper.core.mapping.tiling import TileGrid, axis_tiles
 
 
 @settings(max_examples=300, deadline=None)

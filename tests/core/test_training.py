@@ -13,18 +13,18 @@ import rasterio
 from rasterio.windows import Window
 
 from conftest import NO_TRAINING, write_raster
-from landslide_mapper.core import probability
-from landslide_mapper.core.checkpoint import load_checkpoint
-from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
+from landslide_mapper.core.mapping import probability
+from landslide_mapper.core.training.checkpoint import load_checkpoint
+from landslide_mapper.core.demo import SceneSpec, generate_scene
 from landslide_mapper.core.errors import Cancelled, InputError, ModelError
-from landslide_mapper.core.jobs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json, job_to_json
-from landslide_mapper.core.model import OnnxModel
+from landslide_mapper.core.jobs.specs import InferenceJob, TrainingSource, TrainJob, YearInput, job_from_json, job_to_json
+from landslide_mapper.core.mapping.model import OnnxModel
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.weight_storage import compact_checkpoint
+from landslide_mapper.core.training.weight_storage import compact_checkpoint
 
 keras = pytest.importorskip("keras", reason=NO_TRAINING)
 
-from landslide_mapper.core.training import run_training  # noqa: E402  (after the skip)
+from landslide_mapper.core.training.loop import run_training  # noqa: E402  (after the skip)
 
 TINY = dict(base_filters=4, patch_size=64, epochs=2, max_steps_per_epoch=2, batch_size=4, augment=True)
 
@@ -103,8 +103,8 @@ def test_finetune_appends_a_stage_and_leaves_the_base_untouched(trained, finetun
 def test_onnx_export_matches_keras_through_tiled_inference(finetuned, scene, tmp_path):
     """Fine-tuned Keras network on a whole 128×128 raster == the mapping pipeline on it with
     one 128 px tile (export, metadata, normalisation and tiling all in the loop)."""
-    from landslide_mapper.core.bands import build_channels
-    from landslide_mapper.core.mapping import run_inference
+    from landslide_mapper.core.geodata.bands import build_channels
+    from landslide_mapper.core.mapping.job import run_inference
 
     ckpt = load_checkpoint(finetuned[0].checkpoint)
     assert len(ckpt.lineage) == 2
@@ -211,7 +211,7 @@ def test_cli_train_then_finetune(scene, tmp_path):
     import subprocess
     import sys
 
-    from landslide_mapper.core.events import parse_event
+    from landslide_mapper.core.jobs.events import parse_event
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "landslide_mapper", *map(str, args)], capture_output=True,
@@ -255,7 +255,7 @@ def test_cancel_while_writing_discards_the_checkpoint(trained, scene, tmp_path):
 
 
 def test_mapping_finds_the_onnx_of_a_checkpoint_from_any_file_in_it(trained, tmp_path):
-    from landslide_mapper.core.model import resolve_model_path
+    from landslide_mapper.core.mapping.model import resolve_model_path
 
     folder = Path(trained[0].checkpoint)
     for p in (folder, folder / "checkpoint.json", folder / "model.keras", folder / "model.onnx"):
@@ -278,7 +278,7 @@ def test_freezing_needs_a_base_and_must_leave_something_to_train(trained, scene,
 
 @pytest.mark.parametrize("channels", [["B", "G", "R", "NIR", "NDVI"], ["G", "R", "NDVI"], ["R", "NIR"]])
 def test_radiometric_jitter_keeps_ndvi_consistent(channels):
-    from landslide_mapper.core.augment import radiometric_jitter
+    from landslide_mapper.core.training.augment import radiometric_jitter
 
     rng = np.random.default_rng(1)
     img = rng.uniform(0.02, 0.4, (8, 8, len(channels))).astype(np.float32)
@@ -293,8 +293,8 @@ def test_radiometric_jitter_keeps_ndvi_consistent(channels):
 
 def test_batch_norm_statistics_are_recalibrated_on_clean_patches():
     """Moving statistics left by augmented batches are replaced by those of clean patches."""
-    from landslide_mapper.core import nets
-    from landslide_mapper.core.training import recalibrate_batch_norm
+    from landslide_mapper.core.training import nets
+    from landslide_mapper.core.training.loop import recalibrate_batch_norm
 
     model = nets.build_model("unet", 2, 4)
     bn = model.get_layer("enc1_bn1")
@@ -310,7 +310,7 @@ def test_batch_norm_statistics_are_recalibrated_on_clean_patches():
 
 
 def test_threshold_calibration_picks_the_best_validation_f1():
-    from landslide_mapper.core.calibration import calibrate_threshold
+    from landslide_mapper.core.training.calibration import calibrate_threshold
 
     truth = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
     probs = np.array([0.9, 0.85, 0.8, 0.6, 0.7, 0.55, 0.2, 0.1], np.float32)
@@ -327,7 +327,7 @@ def test_threshold_calibration_picks_the_best_validation_f1():
 
 def test_threshold_calibration_has_no_ceiling():
     """Nearly binary outputs that over-predict: the old 0.95 ceiling kept every false alarm."""
-    from landslide_mapper.core.calibration import calibrate_threshold
+    from landslide_mapper.core.training.calibration import calibrate_threshold
 
     rng = np.random.default_rng(0)
     truth = rng.random(20000) < 0.1
@@ -339,7 +339,7 @@ def test_threshold_calibration_has_no_ceiling():
 
 
 def test_a_compact_checkpoint_is_half_the_size_and_maps_and_fine_tunes_the_same(trained, scene, tmp_path):
-    from landslide_mapper.core.cli import main
+    from landslide_mapper.core.jobs.cli import main
 
     src = load_checkpoint(trained[0].checkpoint)
     hand = "\n## Benchmark added by hand\n\nkept.\n"

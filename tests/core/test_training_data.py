@@ -9,12 +9,12 @@ from rasterio.crs import CRS
 
 from conftest import forest_with_scars, needs_training, write_raster
 from landslide_mapper.core.errors import Cancelled, InputError
-from landslide_mapper.core.jobs import TrainingSource
+from landslide_mapper.core.jobs.specs import TrainingSource
 from landslide_mapper.core.progress import Reporter
-from landslide_mapper.core.augment import make_augmenter
-from landslide_mapper.core.patch_split import split_patches
-from landslide_mapper.core.training_data import PatchSet, normalisation, prepare_patches
-from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+from landslide_mapper.core.training.augment import make_augmenter
+from landslide_mapper.core.training.split import split_patches
+from landslide_mapper.core.training.patches import PatchSet, normalisation, prepare_patches
+from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage
 
 UTM = CRS.from_epsg(32645)
 X0, Y0, PX = 300000.0, 3100000.0, 3.0          # conftest.write_raster's default grid

@@ -3,7 +3,7 @@ import pytest
 import shapely
 
 from landslide_mapper.core.errors import InputError, OutputError
-from landslide_mapper.core.vector_io import VectorLayer, list_layers, read_layer, write_geopackage
+from landslide_mapper.core.geodata.vector_io import VectorLayer, list_layers, read_layer, write_geopackage
 
 WKT = 'PROJCS["WGS 84 / UTM zone 45N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",87],PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32645"]]'
 

@@ -6,8 +6,9 @@ from rasterio.transform import Affine
 from scipy import ndimage
 
 from conftest import write_raster
-from landslide_mapper.core import probability, vectorize
-from landslide_mapper.core.probability import LEGACY_NODATA as PROB_NODATA  # float32 files of earlier versions
+from landslide_mapper.core.mapping import probability
+from landslide_mapper.core.mapping import vectorize
+from landslide_mapper.core.mapping.probability import LEGACY_NODATA as PROB_NODATA  # float32 files of earlier versions
 
 
 def blobs(shape, seed=0):

@@ -14,10 +14,10 @@ import pytest
 import shapely
 from osgeo import osr
 
-from landslide_mapper.core.analysis import run_subtract
-from landslide_mapper.core.charts import write_chart
-from landslide_mapper.core.jobs import InventoryLayer, SubtractJob
-from landslide_mapper.core.vector_io import VectorLayer, write_geopackage
+from landslide_mapper.core.inventory.analysis import run_subtract
+from landslide_mapper.core.inventory.charts import write_chart
+from landslide_mapper.core.jobs.specs import InventoryLayer, SubtractJob
+from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage
 from landslide_mapper.ui.chart_panel import ChartPanel, chart_years, filter_years
 
 COUNTS = {2016: 60, 2017: 150, 2018: 100}
@@ -293,7 +293,7 @@ def test_every_fit_can_be_shown(panel, run_dir):
 
 
 def test_a_fit_on_few_polygons_is_flagged(panel, run_dir):
-    from landslide_mapper.core.fad import FEW_TAIL_AREAS
+    from landslide_mapper.core.inventory.fad import FEW_TAIL_AREAS
 
     panel.show_run(run_dir)
     stats = {r["year"]: r for r in json.loads((panel.run_dir / "statistics.json").read_text())["years"]}
@@ -317,7 +317,7 @@ def test_a_fit_on_few_polygons_is_flagged(panel, run_dir):
 
 
 def test_the_report_flags_a_fit_on_few_polygons_too(run_dir, tmp_path):
-    from landslide_mapper.core.report import write_report
+    from landslide_mapper.core.inventory.report import write_report
 
     rows = json.loads((Path(run_dir) / "statistics.json").read_text())["years"]
     page = write_report(tmp_path, "Statistics", rows, []).read_text()

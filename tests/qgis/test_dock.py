@@ -12,9 +12,9 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from conftest import ROOT, forest_with_scars, write_raster
-from landslide_mapper.core.bundled import AUTO, CASCADE_CHECKPOINT, RGB_CHECKPOINT
-from landslide_mapper.core.jobs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
-from landslide_mapper.core.vector_io import VectorLayer, read_layer, write_geopackage
+from landslide_mapper.core.mapping.bundled import AUTO, CASCADE_CHECKPOINT, RGB_CHECKPOINT
+from landslide_mapper.core.jobs.specs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from landslide_mapper.core.geodata.vector_io import VectorLayer, read_layer, write_geopackage
 from landslide_mapper.ui.dock import LandslideMapperDock
 from landslide_mapper.qgis_io.inputs import year_from_name
 
@@ -311,7 +311,7 @@ def test_the_area_to_map_reaches_the_job(dock, project, tmp_path, qgis_canvas):
     layer's selected polygon is copied for the worker); each wrong choice is said under it."""
     from qgis.core import QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsRectangle
 
-    from landslide_mapper.core.area import area_of_interest, read_polygons
+    from landslide_mapper.core.geodata.area import area_of_interest, read_polygons
 
     jobs = []
     dock.jobRequested.connect(lambda job, title: jobs.append(job))
@@ -449,8 +449,8 @@ def test_a_very_large_job_asks_first(dock, project, tmp_path, monkeypatch):
 
 
 def test_the_forms_mapping_defaults_are_the_job_specs(dock):
-    """One place says the defaults (core/jobs.py): the dock, Processing and the CLI read them."""
-    from landslide_mapper.core.cli import build_parser
+    """One place says the defaults (core/jobs/specs.py): the dock, Processing and the CLI read them."""
+    from landslide_mapper.core.jobs.cli import build_parser
 
     assert (dock.overlapSpin.value(), dock.batchSpin.value(), dock.minAreaSpin.value()) == \
         (InferenceJob.overlap, InferenceJob.batch_size, InferenceJob.min_area_m2)

@@ -19,9 +19,9 @@ from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QApplication, QPushButton
 
 from conftest import ROOT, needs_training
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT
-from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
-from landslide_mapper.core.vector_io import read_layer
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT
+from landslide_mapper.core.demo import SceneSpec, generate_scene
+from landslide_mapper.core.geodata.vector_io import read_layer
 from landslide_mapper.plugin import make_controller
 from landslide_mapper.ui.chart_panel import ChartPanel
 from landslide_mapper.ui.dock import LandslideMapperDock

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from conftest import ROOT, needs_training
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
 
 TOOL = ROOT / "tools" / "package_plugin.py"
 PACKAGE = "landslide_mapper"
@@ -279,7 +279,7 @@ ALGORITHMS = ("map_landslides", "subtract_inventories", "inventory_statistics", 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
+    from landslide_mapper.core.demo import SceneSpec, generate_scene
 
     return generate_scene(tmp_path_factory.mktemp("scene"), SceneSpec(size=192, years=(2016, 2017), seed=5))
 

@@ -16,10 +16,10 @@ from qgis.core import (Qgis, QgsApplication, QgsCategorizedSymbolRenderer, QgsFe
 
 from conftest import ROOT, forest_with_scars, needs_training, write_raster
 from landslide_mapper import qgis_compat
-from landslide_mapper.core.jobs import InferenceJob
-from landslide_mapper.core.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
-from landslide_mapper.core.demo_scene import SceneSpec, generate_scene
-from landslide_mapper.core.vector_io import read_layer
+from landslide_mapper.core.jobs.specs import InferenceJob
+from landslide_mapper.core.mapping.bundled import CASCADE_CHECKPOINT, RGB_CHECKPOINT
+from landslide_mapper.core.demo import SceneSpec, generate_scene
+from landslide_mapper.core.geodata.vector_io import read_layer
 from landslide_mapper.plugin import LandslideMapperPlugin
 from landslide_mapper.processing_provider.provider import PROVIDER_ID
 

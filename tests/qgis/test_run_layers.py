@@ -8,8 +8,8 @@ import pytest
 from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsSingleBandPseudoColorRenderer, QgsVectorLayer
 
 from conftest import ROOT, forest_with_scars, write_raster
-from landslide_mapper.core.jobs import InferenceJob, YearInput
-from landslide_mapper.core.mapping import run_inference
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput
+from landslide_mapper.core.mapping.job import run_inference
 from landslide_mapper.core.palette import label_colours
 from landslide_mapper.qgis_io.run_layers import add_run_to_project, year_colour
 

@@ -16,7 +16,7 @@ import pytest
 from qgis.core import QgsApplication, QgsTask
 
 from conftest import ROOT, run_task
-from landslide_mapper.core.jobs import TRAINING_MODULES
+from landslide_mapper.core.jobs.specs import TRAINING_MODULES
 from landslide_mapper.tasks import worker_env
 from landslide_mapper.tasks import worker_platform as wp
 from landslide_mapper.tasks.environment_setup import EnvironmentSetupTask

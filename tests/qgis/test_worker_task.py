@@ -10,8 +10,8 @@ from pathlib import Path
 from qgis.core import QgsTask
 
 from conftest import ROOT, forest_with_scars, run_task, write_raster
-from landslide_mapper.core.events import parse_event
-from landslide_mapper.core.jobs import InferenceJob, YearInput, job_to_json
+from landslide_mapper.core.jobs.events import parse_event
+from landslide_mapper.core.jobs.specs import InferenceJob, YearInput, job_to_json
 from landslide_mapper.tasks.worker_process import worker_environment
 from landslide_mapper.tasks.worker_task import WorkerTask
 
@@ -99,7 +99,7 @@ def test_an_interpreter_that_cannot_start_is_reported(qgis_app, tmp_path):
 
 def test_a_worker_without_tensorflow_maps_but_refuses_training_clearly(tmp_path):
     """Python 3.14 has no TensorFlow: simulated by hiding it from a real worker process."""
-    from landslide_mapper.core.jobs import TrainingSource, TrainJob
+    from landslide_mapper.core.jobs.specs import TrainingSource, TrainJob
 
     hide = tmp_path / "hide"
     hide.mkdir()

@@ -1,0 +1,2 @@
+"""Jobs: their specs, the runner, events, run folders, faults, the command line and the
+worker's entry point."""
