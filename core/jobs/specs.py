@@ -312,21 +312,33 @@ def _validate_layers(layers: list[InventoryLayer], what: str, minimum: int = 1) 
 
 
 @dataclass
-class SubtractJob(Spec):
-    """New and enlarged landslides of every year against the year before (E_T = P_T − P_{T−1})."""
+class InventoryJob(Spec):
+    """What the jobs on a series of inventories share: a layer per year, and where their
+    run folder goes."""
 
-    kind: ClassVar[str] = "subtract"
+    MIN_YEARS: ClassVar[int] = 1
     years: list[InventoryLayer]
     output_dir: str
     run_name: str | None = None
+
+    def validate(self) -> None:
+        self.check_types()
+        _validate_layers(self.years, "inventory years", self.MIN_YEARS)
+        check_run_name(self.run_name)
+
+
+@dataclass
+class SubtractJob(InventoryJob):
+    """New and enlarged landslides of every year against the year before (E_T = P_T − P_{T−1})."""
+
+    kind: ClassVar[str] = "subtract"
+    MIN_YEARS: ClassVar[int] = 2
     pixel_size_m: float = 3.0                # of the imagery the inventories were mapped on
     sliver_px: float = 1.0                   # buffer of the opening, in pixels
     min_remnant_px: float = 9.0              # smallest part kept, in pixels (~3×3 px)
 
     def validate(self) -> None:
-        self.check_types()
-        _validate_layers(self.years, "inventory years", 2)
-        check_run_name(self.run_name)
+        super().validate()
         if self.pixel_size_m <= 0:
             raise InputError(f"Pixel size must be positive, got {self.pixel_size_m}.")
         if self.sliver_px < 0 or self.min_remnant_px < 0:
@@ -334,13 +346,10 @@ class SubtractJob(Spec):
 
 
 @dataclass
-class AnalyseJob(Spec):
+class AnalyseJob(InventoryJob):
     """Per-year statistics, frequency-area distributions and their fits, and charts."""
 
     kind: ClassVar[str] = "analyse"
-    years: list[InventoryLayer]
-    output_dir: str
-    run_name: str | None = None
     min_area_m2: float = 0.0                 # polygons below it are left out (and counted)
     mapped_area_km2: float | None = None     # for densities; None: from `extent` or the bounding box
     extent: str | None = None                # PATH[:LAYER] of the mapped-area polygon(s)
@@ -348,9 +357,7 @@ class AnalyseJob(Spec):
     true_exponent: float | None = None       # drawn on the FAD chart when known (synthetic scenes)
 
     def validate(self) -> None:
-        self.check_types()
-        _validate_layers(self.years, "inventory years")
-        check_run_name(self.run_name)
+        super().validate()
         if self.min_area_m2 < 0:
             raise InputError(f"Minimum area must not be negative, got {self.min_area_m2}.")
         if self.mapped_area_km2 is not None and self.mapped_area_km2 <= 0:
