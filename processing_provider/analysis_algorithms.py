@@ -17,11 +17,7 @@ from .job_algorithm import JobAlgorithm, advanced, load_on_completion, report_ou
 class _InventoryAlgorithm(JobAlgorithm):
     """Algorithms whose input is one polygon layer (an inventory) per year."""
 
-    def group(self):
-        return self.tr("Inventory analysis")
-
-    def groupId(self):  # noqa: N802
-        return "analysis"
+    GROUP, GROUP_ID = "Inventory analysis", "analysis"
 
     def add_inventories(self, name: str = "INVENTORIES", years: str = "YEARS",
                         label: str = "Landslide inventories, one polygon layer per year") -> None:
@@ -59,22 +55,19 @@ class SubtractInventories(_InventoryAlgorithm):
             "Give the pixel size of the imagery the inventories were mapped on: the sliver and remnant "
             "sizes are in its pixels.")
 
-    def name(self):
-        return "subtract_inventories"
-
-    def displayName(self):  # noqa: N802
-        return self.tr("Temporal subtraction (new and enlarged landslides)")
+    NAME, DISPLAY_NAME = "subtract_inventories", "Temporal subtraction (new and enlarged landslides)"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_inventories()
         self.addParameter(QgsProcessingParameterNumber(
             "PIXEL_SIZE", self.tr("Pixel size of the mapped imagery (m)"), qgis_compat.NUMBER_DOUBLE,
-            3.0, False, 0.01, 1000.0))
+            SubtractJob.pixel_size_m, False, 0.01, 1000.0))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "SLIVER_PX", self.tr("Sliver buffer (pixels)"), qgis_compat.NUMBER_DOUBLE, 1.0, False, 0.0, 50.0)))
+            "SLIVER_PX", self.tr("Sliver buffer (pixels)"), qgis_compat.NUMBER_DOUBLE, SubtractJob.sliver_px, False,
+            0.0, 50.0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            "MIN_REMNANT_PX", self.tr("Smallest part kept (pixels)"), qgis_compat.NUMBER_DOUBLE, 9.0,
-            False, 0.0, 10000.0)))
+            "MIN_REMNANT_PX", self.tr("Smallest part kept (pixels)"), qgis_compat.NUMBER_DOUBLE,
+            SubtractJob.min_remnant_px, False, 0.0, 10000.0)))
         self.add_output_folder()
         self.add_statistics_outputs()
         self.addOutput(QgsProcessingOutputMultipleLayers("CHANGES", self.tr("New and enlarged landslides per year")))
@@ -112,17 +105,13 @@ class InventoryStatistics(_InventoryAlgorithm):
             "Densities need the area that was mapped: give it in km², or a polygon layer of the mapped "
             "extent; otherwise the bounding box of all years is used, which overstates it.")
 
-    def name(self):
-        return "inventory_statistics"
-
-    def displayName(self):  # noqa: N802
-        return self.tr("Inventory statistics and frequency-area distribution")
+    NAME, DISPLAY_NAME = "inventory_statistics", "Inventory statistics and frequency-area distribution"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_inventories()
         self.addParameter(QgsProcessingParameterNumber(
             "MIN_AREA", self.tr("Leave out polygons smaller than (m²)"), qgis_compat.NUMBER_DOUBLE,
-            0.0, False, 0.0))
+            AnalyseJob.min_area_m2, False, 0.0))
         self.addParameter(QgsProcessingParameterNumber(
             "MAPPED_AREA", self.tr("Mapped area (km²; empty: from the extent layer or the bounding box)"),
             qgis_compat.NUMBER_DOUBLE, None, True, 0.0))
@@ -130,7 +119,7 @@ class InventoryStatistics(_InventoryAlgorithm):
             "EXTENT", self.tr("Mapped extent (polygons)"), [qgis_compat.SOURCE_POLYGON], None, True))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "BOOTSTRAP", self.tr("Bootstrap resamples for the uncertainty of x_min and α"),
-            qgis_compat.NUMBER_INTEGER, 0, False, 0, 10000)))
+            qgis_compat.NUMBER_INTEGER, AnalyseJob.bootstrap, False, 0, 10000)))
         self.add_output_folder()
         self.add_statistics_outputs()
 
@@ -165,11 +154,7 @@ class AssessAccuracy(_InventoryAlgorithm):
             "missed) and loaded coloured by it.\n\n"
             "An assessment area (polygons) limits the comparison to where the reference is complete.")
 
-    def name(self):
-        return "assess_accuracy"
-
-    def displayName(self):  # noqa: N802
-        return self.tr("Accuracy against reference inventories")
+    NAME, DISPLAY_NAME = "assess_accuracy", "Accuracy against reference inventories"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_inventories("PREDICTED", "PREDICTED_YEARS", "Predicted inventories, one per year")
@@ -178,7 +163,7 @@ class AssessAccuracy(_InventoryAlgorithm):
             "AREA", self.tr("Assessment area (polygons)"), [qgis_compat.SOURCE_POLYGON], None, True))
         self.addParameter(QgsProcessingParameterNumber(
             "PIXEL_SIZE", self.tr("Pixel size of the comparison grid (m)"), qgis_compat.NUMBER_DOUBLE,
-            3.0, False, 0.01, 1000.0))
+            AssessJob.pixel_size_m, False, 0.01, 1000.0))
         self.add_output_folder()
         self.addParameter(QgsProcessingParameterFeatureSink(
             "ACCURACY", self.tr("Accuracy per year"), qgis_compat.SOURCE_VECTOR, QgsProcessing.TEMPORARY_OUTPUT,

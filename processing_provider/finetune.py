@@ -35,17 +35,8 @@ class FinetuneCheckpoint(JobAlgorithm):
             "New checkpoints go to the checkpoints folder of the Landslide Mapper dock by default, so the "
             "dock lists them.")
 
-    def name(self):
-        return "finetune_checkpoint"
-
-    def displayName(self):  # noqa: N802
-        return self.tr("Fine-tune a checkpoint on corrected landslides")
-
-    def group(self):
-        return self.tr("Training")
-
-    def groupId(self):  # noqa: N802
-        return "training"
+    NAME, DISPLAY_NAME = "finetune_checkpoint", "Fine-tune a checkpoint on corrected landslides"
+    GROUP, GROUP_ID = "Training", "training"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(model_parameter("BASE_CHECKPOINT", self.tr("Base checkpoint (empty: the bundled one)")))

@@ -68,6 +68,7 @@ class JobAlgorithm(QgsProcessingAlgorithm):
     ``outputs``; this class runs the job and turns failures into Processing errors."""
 
     HELP = ""
+    NAME = DISPLAY_NAME = GROUP = GROUP_ID = ""     # each algorithm's identity (QGIS asks by methods)
 
     def __init__(self):
         super().__init__()
@@ -77,6 +78,18 @@ class JobAlgorithm(QgsProcessingAlgorithm):
     # -- identity -------------------------------------------------------------------
     def createInstance(self):  # noqa: N802 (QGIS API)
         return type(self)()
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self):
+        return self.tr(self.GROUP)
+
+    def groupId(self):  # noqa: N802
+        return self.GROUP_ID
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("LandslideMapper", text)

@@ -56,17 +56,8 @@ class MapLandslides(JobAlgorithm):
             "distributions with their power-law fits, charts and an HTML report.\n\n"
             "An existing run folder is never overwritten: a run name that is taken gets a number.")
 
-    def name(self):
-        return "map_landslides"
-
-    def displayName(self):  # noqa: N802
-        return self.tr("Map landslides (one image per year)")
-
-    def group(self):
-        return self.tr("Mapping")
-
-    def groupId(self):  # noqa: N802
-        return "mapping"
+    NAME, DISPLAY_NAME = "map_landslides", "Map landslides (one image per year)"
+    GROUP, GROUP_ID = "Mapping", "mapping"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         tr = self.tr
