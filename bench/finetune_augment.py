@@ -17,23 +17,16 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-import shapely  # noqa: E402
 
 from change_evidence import SCENES  # noqa: E402
-from real_scoring import map_scene, score_run  # noqa: E402
+from real_scoring import finetune_west, halves, map_scene, score_run  # noqa: E402
 
-from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage  # noqa: E402
-from landslide_mapper.core.jobs.specs import TrainingSource, TrainJob  # noqa: E402
 from landslide_mapper.core.mapping.bundled import AUTO  # noqa: E402
-from landslide_mapper.core.progress import Reporter  # noqa: E402
 from landslide_mapper.core.training import loop  # noqa: E402
 from landslide_mapper.core.training.corpus.composite import load_or_generate  # noqa: E402
 
@@ -48,27 +41,13 @@ def main() -> None:
     loop.STRONG_AUGMENT_BELOW = 10**9 if args.augment == "strong" else 0
     work = Path(args.work)
     scene = load_or_generate(work / SCENE, SCENES[SCENE])
-    with rasterio.open(scene.rasters[min(scene.rasters)]) as ds:
-        x0, y0, x1, y1 = ds.bounds
-        wkt = ds.crs.to_wkt()
-    mid = (x0 + x1) / 2
-    east = (mid, x1 + 1)
+    _, _, east = halves(scene.rasters[min(scene.rasters)])
     out: dict = {"augment": args.augment}
     zero = map_scene(AUTO, scene.rasters, work / "runs", f"zero_{args.augment}")
     out["zero_shot_east"] = score_run(zero, scene.truth_path, east)
-    reviewed = work / "reviewed_west.gpkg"
-    reviewed.unlink(missing_ok=True)
-    write_geopackage(reviewed, {"reviewed": VectorLayer(np.array([shapely.box(x0, y0, mid, y1)], dtype=object), {},
-                                                        wkt)})
-    sources = [TrainingSource(raster=scene.rasters[y], labels=scene.truth_path, labels_layer=f"landslides_{y}",
-                              reviewed=str(reviewed), region=f"{SCENE}, western half", year=y)
-               for y in sorted(scene.rasters)]
-    t = time.time()
-    tuned = loop.run_training(TrainJob(sources=sources, output_dir=str(work / "checkpoints"),
-                                       name=f"west_{args.augment}", base_checkpoint=str(zero.model)),
-                              Reporter(on_log=lambda m: print("   ", m, flush=True)
-                                       if m.startswith(("Augmentation", "Threshold", "The new", "Base")) else None))
-    out.update(seconds=round(time.time() - t, 1), validation=tuned.validation, base_validation=tuned.base_validation)
+    tuned, seconds = finetune_west(zero.model, scene, work, f"{SCENE}_{args.augment}", SCENE,
+                                   ("Augmentation", "Threshold", "The new", "Base"))
+    out.update(seconds=seconds, validation=tuned.validation, base_validation=tuned.base_validation)
     after = map_scene(tuned.checkpoint, scene.rasters, work / "runs", f"tuned_{args.augment}")
     out["finetuned_east"] = score_run(after, scene.truth_path, east)
     for key in ("zero_shot_east", "finetuned_east"):

@@ -7,6 +7,7 @@ truth polygons; object scores match new-in-year polygons to the truth's new ones
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,38 @@ def map_scene(model: str, rasters: dict[int, str], out: Path, name: str, **kw):
     job = InferenceJob(years=[YearInput(y, p) for y, p in sorted(rasters.items())], model=str(model),
                        output_dir=str(out), run_name=name, **kw)
     return run_inference(job, Reporter())
+
+
+def halves(raster: str):
+    """The scene's bounds, CRS (WKT) and the x range of its eastern half."""
+    with rasterio.open(raster) as ds:
+        x0, y0, x1, y1 = ds.bounds
+        wkt = ds.crs.to_wkt()
+    return (x0, y0, x1, y1), wkt, ((x0 + x1) / 2, x1 + 1)
+
+
+def finetune_west(base, scene, work: Path, name: str, region: str, log_prefixes: tuple[str, ...], **job) -> tuple:
+    """Fine-tune ``base`` as a user would: the truth of the western half of every year as
+    the corrected polygons, the western half as the reviewed area, the job defaults (but
+    ``job``). Returns (the TrainResult, its wall time in seconds)."""
+    from landslide_mapper.core.geodata.vector_io import VectorLayer, write_geopackage
+    from landslide_mapper.core.jobs.specs import TrainingSource, TrainJob
+    from landslide_mapper.core.training.loop import run_training
+
+    (x0, y0, x1, y1), wkt, _ = halves(scene.rasters[min(scene.rasters)])
+    work.mkdir(parents=True, exist_ok=True)
+    reviewed = work / f"{name}_reviewed_west.gpkg"
+    reviewed.unlink(missing_ok=True)
+    write_geopackage(reviewed, {"reviewed": VectorLayer(np.array([shapely.box(x0, y0, (x0 + x1) / 2, y1)],
+                                                                 dtype=object), {}, wkt)})
+    sources = [TrainingSource(raster=scene.rasters[y], labels=scene.truth_path, labels_layer=f"landslides_{y}",
+                              reviewed=str(reviewed), region=f"{region}, western half", year=y)
+               for y in sorted(scene.rasters)]
+    log = Reporter(on_log=lambda m: print("   ", m, flush=True) if m.startswith(log_prefixes) else None)
+    t = time.time()
+    tuned = run_training(TrainJob(sources=sources, output_dir=str(work / "checkpoints"), name=f"{name}_west",
+                                  base_checkpoint=str(base), **job), log)
+    return tuned, round(time.time() - t, 1)
 
 
 def score_run(result, truth_path: str, x_range=None) -> dict:

@@ -37,22 +37,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-import shapely  # noqa: E402
 
-from real_scoring import map_scene, pixel_scores, score_run  # noqa: E402
+from real_scoring import finetune_west, halves, map_scene, pixel_scores, score_run  # noqa: E402
 
 from landslide_mapper.core.training.corpus.backgrounds import missing_files  # noqa: E402
 from landslide_mapper.core.mapping.bundled import AUTO  # noqa: E402
 from landslide_mapper.core.training.corpus.composite import load_or_generate  # noqa: E402
 from landslide_mapper.core.demo import SceneSpec  # noqa: E402
 from landslide_mapper.core.demo import load_or_generate as load_demo  # noqa: E402
-from landslide_mapper.core.jobs.specs import TrainingSource, TrainJob  # noqa: E402
 from landslide_mapper.core.training.corpus.pretrained import HELD_OUT, HELD_OUT_PLACE  # noqa: E402
-from landslide_mapper.core.progress import Reporter  # noqa: E402
-from landslide_mapper.core.training.loop import run_training  # noqa: E402
-from landslide_mapper.core.geodata.vector_io import VectorLayer, read_layer, write_geopackage  # noqa: E402
+from landslide_mapper.core.geodata.vector_io import read_layer  # noqa: E402
 
 
 def table(title: str, scores: dict, years) -> list[str]:
@@ -73,11 +67,7 @@ def bench_scene(name: str, spec, args, work: Path) -> dict:
     report: dict = {"scene": spec.to_dict()}
     held = load_or_generate(work / name, spec)
     years = list(spec.years)
-    with rasterio.open(held.rasters[years[0]]) as ds:
-        x0, y0, x1, y1 = ds.bounds
-        wkt = ds.crs.to_wkt()
-    mid = (x0 + x1) / 2
-    east = (mid, x1 + 1)
+    _, _, east = halves(held.rasters[years[0]])
     t = time.time()
     zero = map_scene(args.model, held.rasters, work / "runs", f"{name}_zero_shot")
     report["model"] = zero.model
@@ -94,20 +84,10 @@ def bench_scene(name: str, spec, args, work: Path) -> dict:
         print("\n".join(table(f"{name}: fine-tuned on the western half (earlier run, {reuse[name]}), eastern half",
                               report["finetuned_east"], years)), flush=True)
     elif not args.skip_finetune:
-        reviewed = work / f"{name}_reviewed_west.gpkg"
-        reviewed.unlink(missing_ok=True)
-        write_geopackage(reviewed, {"reviewed": VectorLayer(np.array([shapely.box(x0, y0, mid, y1)], dtype=object),
-                                                            {}, wkt)})
-        sources = [TrainingSource(raster=held.rasters[y], labels=held.truth_path, labels_layer=f"landslides_{y}",
-                                  reviewed=str(reviewed), region=f"{name} (benchmark), western half", year=y)
-                   for y in years]
         extra = {"steps": args.steps} if args.steps else {}
-        log = Reporter(on_log=lambda m: print("   ", m, flush=True)
-                       if m.startswith(("round", "Threshold", "The new", "Warning", "Base", "Blocked")) else None)
-        t = time.time()
-        tuned = run_training(TrainJob(sources=sources, output_dir=str(work / "checkpoints"), name=f"{name}_west",
-                                      base_checkpoint=str(zero.model), **extra), log)
-        report["finetune"] = {"seconds": round(time.time() - t, 1), "checkpoint": tuned.checkpoint,
+        tuned, seconds = finetune_west(zero.model, held, work, name, f"{name} (benchmark)",
+                                       ("round", "Threshold", "The new", "Warning", "Base", "Blocked"), **extra)
+        report["finetune"] = {"seconds": seconds, "checkpoint": tuned.checkpoint,
                               "patches": tuned.patches, "validation": tuned.validation,
                               "base_validation": tuned.base_validation, "improved": tuned.improved,
                               "threshold": tuned.threshold, "rounds": tuned.epochs_run}

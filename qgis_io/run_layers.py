@@ -133,8 +133,14 @@ class LayerSpec:
     name: str
     raster: bool
     style: Callable
-    visible: bool          # ticked when loaded: the newest year's polygons only
+    newest: bool           # of the newest year (the one shown when loaded)
     rank: int              # place within its year, 0 on top
+    hidden: bool = False   # unticked even when its year is shown (rasters, unconfirmed parts)
+
+    @property
+    def visible(self) -> bool:
+        """Ticked when loaded: the newest year's layers that are not hidden."""
+        return self.newest and not self.hidden
 
 
 RANKS = 5                  # the highest rank a layer of a year can have
@@ -162,14 +168,14 @@ def run_layer_specs(result: dict) -> list[LayerSpec]:
                                    top, 1))
         if year in unconfirmed:
             specs.append(LayerSpec("UNCONFIRMED", year, f"{gpkg}|layername={unconfirmed_layer(year)}",
-                                   f"unconfirmed new {year}", False, style_unconfirmed, False, 2))
+                                   f"unconfirmed new {year}", False, style_unconfirmed, top, 2, hidden=True))
         specs.append(LayerSpec("LANDSLIDES", year, f"{gpkg}|layername={y['layer']}", f"landslides {year}", False,
                                lambda layer, y=year: style_landslides(layer, y), top, 3))
         if y.get("uncertainty"):
             specs.append(LayerSpec("UNCERTAINTY_LAYERS", year, str(run_dir / y["uncertainty"]),
-                                   f"uncertainty {year}", True, style_uncertainty, False, 4))
+                                   f"uncertainty {year}", True, style_uncertainty, top, 4, hidden=True))
         specs.append(LayerSpec("PROBABILITY", year, str(run_dir / y["probability"]), f"probability {year}", True,
-                               style_probability, False, RANKS))
+                               style_probability, top, RANKS, hidden=True))
     return specs
 
 
@@ -186,7 +192,7 @@ def add_run_to_project(result: dict, project: QgsProject | None = None,
             subgroups[spec.year].setItemVisibilityChecked(not len(subgroups) - 1)
         layer = QgsRasterLayer(spec.uri, spec.name) if spec.raster else QgsVectorLayer(spec.uri, spec.name, "ogr")
         node = _add_layer(project, subgroups[spec.year], layer, spec.style)
-        if node is not None and (spec.raster or spec.output == "UNCONFIRMED"):
+        if node is not None and spec.hidden:
             node.setItemVisibilityChecked(False)
     return group
 

@@ -136,16 +136,19 @@ def required_spectral(channels: Sequence[str]) -> list[str]:
     return need
 
 
+def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """(NIR − R) / (NIR + R), 0 where the sum is not positive (float32)."""
+    den = nir + red
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (nir - red) / np.where(den > 0, den, 1), 0).astype(np.float32, copy=False)
+
+
 def build_channels(spectral: Mapping[str, np.ndarray], channels: Sequence[str]) -> np.ndarray:
     """Stack the model's channels (float32, reflectance units) from spectral arrays."""
     out = []
     for ch in channels:
         if ch == "NDVI":
-            red, nir = spectral["R"], spectral["NIR"]
-            den = nir + red
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ndvi = np.where(den > 0, (nir - red) / np.where(den > 0, den, 1), 0)
-            out.append(ndvi.astype(np.float32, copy=False))
+            out.append(ndvi(spectral["R"], spectral["NIR"]))
         else:
             out.append(spectral[ch])
     return np.stack(out).astype(np.float32, copy=False)

@@ -35,7 +35,7 @@ import rasterio.features
 import rasterio.windows
 import shapely
 
-from ..geodata.bands import SPECTRAL_CHANNELS
+from ..geodata.bands import SPECTRAL_CHANNELS, ndvi as ndvi_of
 from ..names import CONFIRMED, NO_CHANGE, NOT_OBSERVED, UNMEASURED
 from ..progress import Reporter
 from ..geodata.raster import YearRaster
@@ -53,7 +53,7 @@ DARK = 0.01                 # reflectance added before taking logs, so deep shad
 
 @dataclass
 class Evidence:
-    """Per part: the share seen in T−1, the two measures (NaN when unmeasurable) and the verdict."""
+    """Per part: the share seen in T−1, the measures (NaN when unmeasurable) and the verdict."""
 
     observed: np.ndarray
     measures: dict[str, np.ndarray]      # MEASURES, NaN where not measurable
@@ -97,7 +97,7 @@ def _contrasts(raster: YearRaster, part_geom, ring_geom, near: np.ndarray, bound
                               (max(float(data[c][r].mean()), 0.0) + DARK)) for c in channels])
     ndvi = None
     if "R" in data and "NIR" in data:
-        nd = (data["NIR"] - data["R"]) / np.maximum(data["NIR"] + data["R"], 1e-6)
+        nd = ndvi_of(data["R"], data["NIR"])
         ndvi = float(nd[p].mean() - nd[r].mean())
     return observed, logs, ndvi
 

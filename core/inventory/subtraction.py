@@ -210,9 +210,7 @@ def subtract_pair(current: YearInventory, previous: YearInventory | None,
         fields={k: v[source[~small]] for k, v in carried.items()})
     source = source[~small]
     order = np.argsort(source, kind="stable")   # parts in the order of their source polygons
-    for name in ("geometries", "change", "parent_fid", "source_fid"):
-        setattr(out, name, getattr(out, name)[order])
-    out.fields = {k: v[order] for k, v in out.fields.items()}
+    out = out.subset(order)
     source = source[order]
     _assign_parents(out, source, ci, pj, previous, settings.sliver_buffer_m)
     return out
