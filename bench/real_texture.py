@@ -47,6 +47,7 @@ from landslide_mapper.core.demo import SceneSpec  # noqa: E402
 from landslide_mapper.core.demo import load_or_generate as load_demo  # noqa: E402
 from landslide_mapper.core.training.corpus.pretrained import HELD_OUT, HELD_OUT_PLACE  # noqa: E402
 from landslide_mapper.core.geodata.vector_io import read_layer  # noqa: E402
+from landslide_mapper.core.jobs.specs import TrainJob  # noqa: E402
 
 
 def table(title: str, scores: dict, years) -> list[str]:
@@ -84,13 +85,15 @@ def bench_scene(name: str, spec, args, work: Path) -> dict:
         print("\n".join(table(f"{name}: fine-tuned on the western half (earlier run, {reuse[name]}), eastern half",
                               report["finetuned_east"], years)), flush=True)
     elif not args.skip_finetune:
-        extra = {"steps": args.steps} if args.steps else {}
+        extra = ({"steps": args.steps} if args.steps else {}) | {"distill_weight": args.distill}
         tuned, seconds = finetune_west(zero.model, held, work, name, f"{name} (benchmark)",
-                                       ("round", "Threshold", "The new", "Warning", "Base", "Blocked"), **extra)
+                                       ("round", "Threshold", "The new", "Warning", "Base", "Blocked", "On ",
+                                        "They weigh"), **extra)
         report["finetune"] = {"seconds": seconds, "checkpoint": tuned.checkpoint,
                               "patches": tuned.patches, "validation": tuned.validation,
                               "base_validation": tuned.base_validation, "improved": tuned.improved,
-                              "threshold": tuned.threshold, "rounds": tuned.epochs_run}
+                              "threshold": tuned.threshold, "rounds": tuned.epochs_run,
+                              "distill_weight": args.distill, "unreviewed": tuned.unreviewed}
         after = map_scene(tuned.checkpoint, held.rasters, work / "runs", f"{name}_finetuned")
         report["finetuned_east"] = score_run(after, held.truth_path, east)
         print("\n".join(table(f"{name}: fine-tuned on the western half ({report['finetune']['seconds']:.0f} s), "
@@ -118,6 +121,9 @@ def main() -> None:
     ap.add_argument("--work", default="bench_output/real_texture")
     ap.add_argument("--scenes", default="zion,dolomites_east", help="held-out scenes to run")
     ap.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the job default)")
+    ap.add_argument("--distill", type=float, default=TrainJob.distill_weight,
+                    help="the fine-tuning's weight of the base's mapping on the unreviewed half "
+                         f"(TrainJob.distill_weight, default {TrainJob.distill_weight:g})")
     ap.add_argument("--skip-finetune", action="store_true")
     ap.add_argument("--finetuned", action="append", default=[], metavar="SCENE=CHECKPOINT",
                     help="map with a checkpoint an earlier run fine-tuned for SCENE instead of training again")

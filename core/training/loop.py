@@ -47,6 +47,7 @@ class TrainResult:
     threshold: float | None = None
     base_validation: dict[str, float] | None = None   # the base on the same validation patches
     improved: bool | None = None                       # None: trained from scratch
+    unreviewed: dict[str, Any] | None = None           # new vs base on unreviewed ground (anchors.drift)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +118,7 @@ def recalibrate_batch_norm(model, inputs, idx: np.ndarray, batch_size: int, seed
 # Label codes of a patch mask during augmentation (moved by nearest neighbour, so they
 # survive any warp) and the loss weight of each.
 NEGATIVE, LANDSLIDE, HARD_NEGATIVE, UNKNOWN, NODATA = 0, 1, 2, 3, 4
+BASE_NEGATIVE, BASE_LANDSLIDE = 5, 6      # anchor patches: the base's decision (core/training/anchors.py)
 MIN_ROUND_STEPS = 25        # optimisation steps between validations, however few the patches
 # Training patches under which augmentation is strong (a few dozen: item 5 of the real-ground
 # issue). It was 400; a fine-tuning of 213 patches on a validation place where the base is
@@ -136,12 +138,21 @@ def _codes(patches, hard: np.ndarray | None) -> np.ndarray:
     return code
 
 
-def _target(code: np.ndarray, hard_weight: float) -> np.ndarray:
-    """(…, 2) float32: label and pixel weight (0 unknown/nodata, ``hard_weight`` hard negatives)."""
+def _target(code: np.ndarray, hard_weight: float, anchor_weight: float = 0.0) -> np.ndarray:
+    """(…, 2) float32: label and pixel weight (0 unknown/nodata, ``hard_weight`` hard negatives,
+    ``anchor_weight`` the base's decisions on unreviewed ground)."""
     weight = np.ones(code.shape, np.float32)
     weight[code == HARD_NEGATIVE] = hard_weight
-    weight[code >= UNKNOWN] = 0.0
-    return np.stack([(code == LANDSLIDE).astype(np.float32), weight], -1)
+    weight[(code == UNKNOWN) | (code == NODATA)] = 0.0
+    weight[code >= BASE_NEGATIVE] = anchor_weight
+    label = (code == LANDSLIDE) | (code == BASE_LANDSLIDE)
+    return np.stack([label.astype(np.float32), weight], -1)
+
+
+def _anchor_codes(anchors) -> np.ndarray:
+    code = np.where(anchors.base, BASE_LANDSLIDE, BASE_NEGATIVE).astype(np.uint8)
+    code[~anchors.valid] = NODATA
+    return code
 
 
 def _onnx_session(onnx_path):
@@ -158,6 +169,13 @@ def _onnx_probs(sess, x_nhwc: np.ndarray, reporter: Reporter) -> np.ndarray:
         reporter.check_cancelled()
         out[s:s + 16] = sess.run(None, {name: np.ascontiguousarray(x_nhwc[s:s + 16].transpose(0, 3, 1, 2))})[0][:, 0]
     return out
+
+
+def _normalised(images: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The network's input: normalised channels, nodata as zeros (as inference sees it)."""
+    x = (images - mean) / std
+    x[~valid] = 0.0
+    return x
 
 
 def _pixel_range(sizes, base: Checkpoint | None) -> list[float]:
@@ -195,6 +213,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     job.validate()
     require_training_stack()
     t0 = time.time()
+    from .anchors import ANCHOR_SHARE, drift, drift_text, sample_anchors
     from .augment import make_augmenter, radiometric_jitter
     from .split import split_patches
     from .patches import normalisation, prepare_patches
@@ -243,16 +262,14 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     images, valid = patches.images, patches.valid
 
     def inputs(idx) -> np.ndarray:
-        x = (images[idx] - mean_a) / std_a
-        x[~valid[idx]] = 0.0            # nodata as inference sees it
-        return x
+        return _normalised(images[idx], valid[idx], mean_a, std_a)
 
     x_val = inputs(val_idx)
     known_val = patches.known[val_idx]
     truth_val = labels[val_idx]
 
     # -- the base on the same patches: its validation scores, and its false alarms ------
-    base_scores, hard, hard_pixels = None, None, 0
+    base_scores, hard, hard_pixels, anchors = None, None, 0, None
     if base is not None and reduced_from is None:
         sess = _onnx_session(base.onnx_path)
         base_probs = _onnx_probs(sess, x_val, reporter)
@@ -274,6 +291,14 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             hard_pixels = int(hard.sum())
             reporter.log(f"{hard_pixels:,} training pixels the base maps as landslide but the labels do not "
                          f"(deleted false alarms) weigh ×{job.hard_negative_weight:g} in the loss.")
+        # unreviewed ground with the base's mapping: trained on (distill_weight) and/or
+        # used to report how far the new checkpoint strays from its base there
+        anchors = sample_anchors(job.sources, channels, job.patch_size, math.ceil(ANCHOR_SHARE * len(train_idx)),
+                                 lambda img, ok: _onnx_probs(sess, _normalised(img, ok, mean_a, std_a), reporter),
+                                 bt, job.seed, reporter)
+        if anchors is not None and job.distill_weight > 0:
+            reporter.log(f"They weigh ×{job.distill_weight:g} in the loss, so the new checkpoint keeps the base's "
+                         "mapping where nobody corrected it unless the corrections teach otherwise.")
     codes = _codes(patches, hard)
 
     keras, tf, mixed, where = _configure_tensorflow(job, reporter)
@@ -312,7 +337,13 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                   loss_weights=loss_lib.in_output_order(weights, output_names))
 
     # -- schedule: by optimisation steps, validated every round ---------------------------
-    per_pass = math.ceil(len(train_idx) / job.batch_size)
+    # anchor patches follow the labelled ones in the sample order (indexes from len(patches) on)
+    trained_anchors = anchors if anchors is not None and job.distill_weight > 0 else None
+    n_patches = len(patches)
+    anchor_codes = _anchor_codes(trained_anchors) if trained_anchors is not None else None
+    order_idx = train_idx if trained_anchors is None else \
+        np.concatenate([train_idx, n_patches + np.arange(len(trained_anchors))])
+    per_pass = math.ceil(len(order_idx) / job.batch_size)
     round_steps = max(per_pass, MIN_ROUND_STEPS)
     if job.max_steps_per_epoch:
         round_steps = min(round_steps, job.max_steps_per_epoch)
@@ -330,14 +361,17 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     def train_samples():
         rng = np.random.default_rng(job.seed)
         while True:
-            for i in rng.permutation(train_idx):
-                img, code = images[i], codes[i]
+            for i in rng.permutation(order_idx):
+                if i < n_patches:
+                    img, code = images[i], codes[i]
+                else:
+                    img, code = trained_anchors.images[i - n_patches], anchor_codes[i - n_patches]
                 if augment is not None:
                     img, code = augment(img, code)
                     img = jitter(img)
                 x = (img - mean_a) / std_a
                 x[code == NODATA] = 0.0
-                yield x, _target(code, hard_w)
+                yield x, _target(code, hard_w, job.distill_weight)
 
     def with_targets(x, y):
         return x, loss_lib.targets_in_order(y, output_names)
@@ -431,6 +465,15 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         improved = new_f1 is not None and (base_f1 is None or new_f1 > base_f1 + IMPROVEMENT_MARGIN)
         text = improvement_text({"base_validation": base_scores, "improved": improved, "validation": val_scores})
         reporter.log(text if improved else f"Warning: {text}")
+    unreviewed = None
+    if anchors is not None:
+        new = np.empty(anchors.base.shape, bool)
+        for s in range(0, len(anchors), 32):
+            reporter.check_cancelled()
+            x = _normalised(anchors.images[s:s + 32], anchors.valid[s:s + 32], mean_a, std_a)
+            new[s:s + 32] = np.asarray(prob_model(x, training=False), np.float32)[..., 0] >= threshold
+        unreviewed = drift(anchors, new) | {"distill_weight": float(job.distill_weight)}
+        reporter.log(drift_text(unreviewed))
     # The checkpoint holds a fresh float32, fully trainable, uncompiled copy: no optimizer
     # state (a third of the size), no mixed-precision policy (inference and later
     # fine-tuning may run without a GPU), no freezing (that is chosen per fine-tuning run).
@@ -463,6 +506,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         stage["base_validation"] = {k: (None if v is None else round(float(v), 4)) for k, v in base_scores.items()}
         stage["improved"] = bool(improved)
         stage["hard_negative_pixels"] = hard_pixels
+    if unreviewed is not None:
+        stage["unreviewed"] = unreviewed
     if reduced_from:
         stage["channels_from"] = reduced_from
     if job.description:
@@ -503,4 +548,5 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         patches=stage["patches"], validation=stage["validation"], history=history,
         onnx_max_abs_diff=written.info.get("onnx_max_abs_diff"), device=where,
         seconds=round(time.time() - t0, 1), threshold=stage["threshold"],
-        base_validation=stage.get("base_validation"), improved=stage.get("improved"))
+        base_validation=stage.get("base_validation"), improved=stage.get("improved"),
+        unreviewed=stage.get("unreviewed"))

@@ -100,6 +100,36 @@ def test_finetune_on_a_corrected_half_then_map_with_review_areas(scenes, pretrai
     assert {"review_2016", "review_2017", "landslides_2017", "new_2017"} <= set(list_layers(res.geopackage))
 
 
+def test_finetune_keeps_the_base_on_unreviewed_ground_when_asked(scenes, pretrained, tmp_path):
+    """Anchor patches from the unreviewed (eastern) half carry the base's mapping; their drift
+    is reported either way, and with a weight they are trained on."""
+    train, _ = scenes
+    with rasterio.open(train.rasters[2017]) as ds:
+        x0, y0, x1, y1 = ds.bounds
+        wkt = ds.crs.to_wkt()
+    reviewed = tmp_path / "reviewed.gpkg"
+    write_geopackage(reviewed, {"reviewed": VectorLayer(np.array([shapely.box(x0, y0, (x0 + x1) / 2, y1)],
+                                                                 dtype=object), {}, wkt)})
+    runs = {}
+    for weight in (0.0, 0.5):
+        logs = []
+        result = run_training(TrainJob(sources=sources(train, reviewed=str(reviewed)), output_dir=str(tmp_path),
+                                       name=f"w{weight}", base_checkpoint=pretrained[0].checkpoint,
+                                       distill_weight=weight, calibrate_threshold=False,
+                                       **{k: v for k, v in TINY.items() if k != "base_filters"}),
+                              Reporter(on_log=logs.append))
+        runs[weight] = (result, logs)
+        drift = result.unreviewed
+        # the eastern 64 px column of each 128 px year: two cells per year, two years
+        assert drift["patches"] == 2 and drift["distill_weight"] == weight
+        assert 0.0 <= drift["agreement_f1"] <= 1.0
+        assert load_checkpoint(result.checkpoint).lineage[-1]["unreviewed"] == drift
+        assert any("patches of unreviewed ground the new checkpoint maps" in m for m in logs)
+        assert any(m.startswith("Training ") and "rounds of" in m for m in logs)
+    assert not any("weigh ×0.5 in the loss, so the new checkpoint keeps" in m for m in runs[0.0][1])
+    assert any("weigh ×0.5 in the loss, so the new checkpoint keeps" in m for m in runs[0.5][1])
+
+
 def test_a_finetune_that_is_not_better_is_said_so(scenes, pretrained, tmp_path):
     train, val = scenes
     result = run_training(TrainJob(sources=sources(train) + sources(val, "validation"), output_dir=str(tmp_path),
@@ -147,7 +177,8 @@ def test_training_jobs_with_the_new_fields_round_trip(scenes):
     job = TrainJob(sources=sources(train, "validation"), output_dir="o", name="n", steps=10, hard_negative_weight=2.0)
     assert job_from_json(job_to_json(job)) == job
     assert json.loads(job_to_json(job))["sources"][0]["split"] == "validation"
-    for bad, match in ((dict(steps=0), "Steps"), (dict(hard_negative_weight=0.5), "hard-negative")):
+    for bad, match in ((dict(steps=0), "Steps"), (dict(hard_negative_weight=0.5), "hard-negative"),
+                       (dict(distill_weight=-1.0), "unreviewed ground")):
         with pytest.raises(InputError, match=match):
             TrainJob(sources=sources(train), output_dir="o", name="n", **bad).validate()
     with pytest.raises(InputError, match="split must be"):
