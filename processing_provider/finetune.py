@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessingOutputBoolean, QgsProcessingOutputFolder,
                        QgsProcessingParameterString)
 
 from .. import qgis_compat
-from ..core.training.checkpoint import INFO_NAME, improvement_text
+from ..core.training.checkpoint import INFO_NAME, improvement_text, unreviewed_text
 from ..core.jobs.specs import DEFAULT_LOSS, LOSSES, TrainingSource, TrainJob
 from ..qgis_io import inputs
 from ..qgis_io.model_catalog import user_checkpoint_dir
@@ -87,7 +87,11 @@ class FinetuneCheckpoint(JobAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "HARD_NEGATIVE_WEIGHT", self.tr("Weight of deleted false alarms (pixels the base maps as landslide "
                                             "inside reviewed areas but the polygons do not)"),
-            qgis_compat.NUMBER_DOUBLE, 3.0, False, 1.0, 100.0)))
+            qgis_compat.NUMBER_DOUBLE, TrainJob.hard_negative_weight, False, 1.0, 100.0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            "DISTILL_WEIGHT", self.tr("Weight of the base's own mapping outside the reviewed areas (keeps the "
+                                      "new checkpoint close to its base where nobody corrected it; 0: off)"),
+            qgis_compat.NUMBER_DOUBLE, TrainJob.distill_weight, False, 0.0, 100.0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             "SEED", self.tr("Random seed"), qgis_compat.NUMBER_INTEGER, 0, False, 0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
@@ -172,6 +176,7 @@ class FinetuneCheckpoint(JobAlgorithm):
             max_steps_per_epoch=self.parameterAsInt(parameters, "MAX_STEPS", context) or None,
             steps=self.parameterAsInt(parameters, "STEPS", context) or None,
             hard_negative_weight=self.parameterAsDouble(parameters, "HARD_NEGATIVE_WEIGHT", context),
+            distill_weight=self.parameterAsDouble(parameters, "DISTILL_WEIGHT", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
             mixed_precision=PRECISION_CHOICES[self.parameterAsEnum(parameters, "MIXED_PRECISION", context)],
             device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
@@ -184,6 +189,8 @@ class FinetuneCheckpoint(JobAlgorithm):
         verdict = improvement_text(result)
         if verdict:
             (feedback.pushInfo if result.get("improved") else feedback.reportError)(verdict)
+        if unreviewed_text(result):
+            feedback.pushInfo(unreviewed_text(result))
         return {"CHECKPOINT": result["checkpoint"], "CHECKPOINT_ID": result["id"], "STAGE": result["stage"],
                 "VALIDATION_F1": f1 if isinstance(f1, (int, float)) else None,
                 "IMPROVED": None if result.get("improved") is None else bool(result["improved"])}

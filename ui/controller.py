@@ -17,7 +17,7 @@ from qgis.PyQt.QtCore import QObject, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
 
-from ..core.training.checkpoint import improvement_text, model_name
+from ..core.training.checkpoint import improvement_text, model_name, unreviewed_text
 from ..core.jobs.specs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
 from ..core.inventory.report import run_report
 from ..tasks.worker_task import WorkerTask
@@ -150,9 +150,11 @@ class JobController(QObject):
             if self.on_checkpoint is not None:            # one that is not better is listed, not chosen
                 self.on_checkpoint(result["checkpoint"], better)
             if not better:
-                self._push(task.description(), f"{text} {improvement_text(result)}", Qgis.MessageLevel.Warning)
+                self._push(task.description(), f"{text} {improvement_text(result)} {unreviewed_text(result)}".rstrip(),
+                           Qgis.MessageLevel.Warning)
                 return
             text += f" {improvement_text(result)}".rstrip()
+            text += f" {unreviewed_text(result)}".rstrip()
         elif isinstance(job, SubtractJob):
             report_kind = "subtract"
             add_changes_to_project(result, project)

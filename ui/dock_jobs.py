@@ -9,8 +9,8 @@ from qgis.PyQt.QtWidgets import QLabel, QMessageBox
 from ..core.mapping.bundled import AUTO
 from ..core.mapping.cluster import parse_cluster
 from ..core.errors import InputError
-from ..core.jobs.specs import (LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, InventoryLayer, SubtractJob,
-                         TrainingSource, TrainJob, YearInput, pixels_text)
+from ..core.jobs.specs import (DISTILL_WEIGHT, LARGE_JOB_PIXELS, AnalyseJob, AssessJob, InferenceJob, InventoryLayer,
+                               SubtractJob, TrainingSource, TrainJob, YearInput, pixels_text)
 from ..qgis_io import inputs
 from ..qgis_io.inputs import Problem, blocking
 from .dock_checks import MAP_SCOPE
@@ -115,6 +115,7 @@ class JobForms:
             learning_rate=self.learningRateSpin.value(), loss=None if loss == "default" else loss,
             freeze=self.freezeCombo.currentText(), patience=self.patienceSpin.value(),
             augment=self.augmentCheck.isChecked(), device=self.trainDeviceCombo.currentText().lower(),
+            distill_weight=DISTILL_WEIGHT if self.keepBaseCheck.isChecked() else 0.0,
             trigger=self.triggerEdit.text().strip())
 
     def _inventory_layers(self, rows) -> list[InventoryLayer]:

@@ -145,7 +145,7 @@ def _train_job(args, base: str | None) -> TrainJob:
     if base is None:
         extra.update(architecture=args.architecture, base_filters=args.base_filters)
     else:
-        extra.update(hard_negative_weight=args.hard_negative_weight)
+        extra.update(hard_negative_weight=args.hard_negative_weight, distill_weight=args.distill_weight)
     return TrainJob(
         sources=sources, output_dir=args.output, name=args.name, base_checkpoint=base,
         patch_size=args.patch_size, stride=args.stride, drop_empty=args.drop_empty,
@@ -158,7 +158,7 @@ def _train_job(args, base: str | None) -> TrainJob:
 
 
 def cmd_train(args) -> int:
-    from ..training.checkpoint import improvement_text
+    from ..training.checkpoint import improvement_text, unreviewed_text
     from ..training.loop import run_training
 
     base = getattr(args, "checkpoint", None)
@@ -173,9 +173,9 @@ def cmd_train(args) -> int:
         print(f"\nCheckpoint: {result.checkpoint}  (stage {result.stage}, id {result.id}, best round "
               f"{result.best_epoch} marked *, threshold {result.threshold:g}, {result.seconds:.0f} s on "
               f"{result.device})")
-        verdict = improvement_text(result.to_dict())
-        if verdict:
-            print(verdict)
+        for text in (improvement_text(result.to_dict()), unreviewed_text(result.to_dict())):
+            if text:
+                print(text)
 
     return _run(args, lambda reporter: run_training(_train_job(args, base), reporter), show)
 

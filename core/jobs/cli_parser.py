@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--hard-negative-weight", type=float, default=TrainJob.hard_negative_weight,
                            help="loss weight of pixels the base maps as landslide but the labels do not "
                                 f"(deleted false alarms; default {TrainJob.hard_negative_weight:g})")
+            p.add_argument("--distill-weight", type=float, default=TrainJob.distill_weight,
+                           help="loss weight of the base's own mapping on the ground no reviewed area covers, "
+                                "which keeps the new checkpoint close to its base where nobody corrected it "
+                                f"(0: off; default {TrainJob.distill_weight:g})")
         p.add_argument("--steps", type=int, help="optimisation steps in all (default: epochs × rounds of at "
                                                   "least 25 steps); validated after every round")
         p.add_argument("--epochs", type=int, default=30, help="validation rounds (default 30): each one pass over "

@@ -179,6 +179,10 @@ class TrainingSource(Spec):
 FREEZE_CHOICES = ("none", "encoder")         # or "upto:<block>", e.g. "upto:enc3"
 LOSSES = ("adsms", "tversky", "focal_tversky", "dice", "bce", "bce_focal_tversky")
 DEFAULT_LOSS = "dice"
+# Loss weight of the base's own mapping on unreviewed ground when a fine-tuning keeps it,
+# before it is scaled by the base's validation F1 (core/training/anchors.py; README
+# "Fine-tuning where the model is already good").
+DISTILL_WEIGHT = 1.0
 
 
 # The modules a training job imports beyond mapping's: some worker Pythons cannot have them
@@ -221,7 +225,7 @@ class TrainJob(Spec):
     max_steps_per_epoch: int | None = None   # cap for quick runs and tests
     steps: int | None = None                 # total optimisation steps; None: epochs × rounds
     hard_negative_weight: float = 3.0        # fine-tuning: loss weight of the base's false alarms
-    distill_weight: float = 0.0              # fine-tuning: loss weight of the base's mapping on unreviewed ground
+    distill_weight: float = 0.0              # fine-tuning: weight of the base's mapping on unreviewed ground
     calibrate_threshold: bool = True         # store the validation-F1-optimal threshold
     device: str = "auto"
 

@@ -207,6 +207,8 @@ def model_card(info: dict[str, Any]) -> str:
         for s in stages:
             if improvement_text(s):
                 lines += ["", f"Stage {s['stage']}: " + improvement_text(s).replace("NOT better", "**not better**")]
+            if unreviewed_text(s):
+                lines += ["", f"Stage {s['stage']}: " + unreviewed_text(s)]
         notes = [s for s in stages if s.get("notes")]
         for s in notes:
             lines += ["", f"Stage {s['stage']}: {s['notes']}"]
@@ -231,6 +233,20 @@ def improvement_text(stage: dict) -> str:
                 f"{_num(new_f1)} against {_num(base.get('f1'))}.")
     return (f"The new checkpoint is NOT better than its base on the same validation patches (F1 {_num(new_f1)} "
             f"against {_num(base.get('f1'))}): keep mapping with the base, or add corrections and train again.")
+
+
+def unreviewed_text(stage: dict) -> str:
+    """What a fine-tuning stage (or its result) maps on unreviewed ground of its images against
+    its base (``stage["unreviewed"]``, core/training/anchors.py); empty when not measured."""
+    d = stage.get("unreviewed")
+    if not d:
+        return ""
+    ratio = f" ({d['area_ratio']:g} times)" if d.get("area_ratio") is not None else ""
+    return (f"On {d['patches']} patches of unreviewed ground the new checkpoint maps "
+            f"{100 * d['new_share']:.2f} % of the pixels as landslide, its base {100 * d['base_share']:.2f} %"
+            f"{ratio}; the two maps agree with F1 {d['agreement_f1']:.2f}. Nobody has checked that ground: "
+            "where the base missed landslides the difference is the gain, where it was right it is new "
+            "error, so look at a quiet year there before trusting the new stage.")
 
 
 def _pixel_text(px) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..geodata.bands import DEFAULT_CHANNELS
-from .checkpoint import Checkpoint, improvement_text, load_checkpoint, new_id, today, write_checkpoint
+from .checkpoint import (Checkpoint, improvement_text, load_checkpoint, new_id, today, unreviewed_text,
+                         write_checkpoint)
 from ..errors import InputError, ModelError
 from ..jobs.specs import TRAINING_MODULES, TrainJob
 from .calibration import calibrate_threshold, score_text, validation_scores
@@ -213,7 +214,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     job.validate()
     require_training_stack()
     t0 = time.time()
-    from .anchors import ANCHOR_SHARE, drift, drift_text, sample_anchors
+    from .anchors import ANCHOR_SHARE, drift, sample_anchors
     from .augment import make_augmenter, radiometric_jitter
     from .split import split_patches
     from .patches import normalisation, prepare_patches
@@ -269,7 +270,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     truth_val = labels[val_idx]
 
     # -- the base on the same patches: its validation scores, and its false alarms ------
-    base_scores, hard, hard_pixels, anchors = None, None, 0, None
+    base_scores, hard, hard_pixels, anchors, anchor_weight = None, None, 0, None, 0.0
     if base is not None and reduced_from is None:
         sess = _onnx_session(base.onnx_path)
         base_probs = _onnx_probs(sess, x_val, reporter)
@@ -296,9 +297,13 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         anchors = sample_anchors(job.sources, channels, job.patch_size, math.ceil(ANCHOR_SHARE * len(train_idx)),
                                  lambda img, ok: _onnx_probs(sess, _normalised(img, ok, mean_a, std_a), reporter),
                                  bt, job.seed, reporter)
-        if anchors is not None and job.distill_weight > 0:
-            reporter.log(f"They weigh ×{job.distill_weight:g} in the loss, so the new checkpoint keeps the base's "
-                         "mapping where nobody corrected it unless the corrections teach otherwise.")
+        # trusted as far as the base proved right where it was checked: a base that fails on
+        # this ground (validation F1 near 0) would otherwise teach its misses back
+        anchor_weight = float(job.distill_weight) * float(base_scores["f1"] or 0.0)
+        if anchors is not None and anchor_weight > 0:
+            reporter.log(f"They weigh ×{anchor_weight:.3g} in the loss ({job.distill_weight:g} × the base's validation "
+                         f"F1), so the new checkpoint keeps the base's mapping where nobody corrected it unless the "
+                         "corrections teach otherwise.")
     codes = _codes(patches, hard)
 
     keras, tf, mixed, where = _configure_tensorflow(job, reporter)
@@ -338,7 +343,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
 
     # -- schedule: by optimisation steps, validated every round ---------------------------
     # anchor patches follow the labelled ones in the sample order (indexes from len(patches) on)
-    trained_anchors = anchors if anchors is not None and job.distill_weight > 0 else None
+    trained_anchors = anchors if anchors is not None and anchor_weight > 0 else None
     n_patches = len(patches)
     anchor_codes = _anchor_codes(trained_anchors) if trained_anchors is not None else None
     order_idx = train_idx if trained_anchors is None else \
@@ -371,7 +376,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                     img = jitter(img)
                 x = (img - mean_a) / std_a
                 x[code == NODATA] = 0.0
-                yield x, _target(code, hard_w, job.distill_weight)
+                yield x, _target(code, hard_w, anchor_weight)
 
     def with_targets(x, y):
         return x, loss_lib.targets_in_order(y, output_names)
@@ -472,8 +477,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             reporter.check_cancelled()
             x = _normalised(anchors.images[s:s + 32], anchors.valid[s:s + 32], mean_a, std_a)
             new[s:s + 32] = np.asarray(prob_model(x, training=False), np.float32)[..., 0] >= threshold
-        unreviewed = drift(anchors, new) | {"distill_weight": float(job.distill_weight)}
-        reporter.log(drift_text(unreviewed))
+        unreviewed = drift(anchors, new) | {"anchor_weight": round(anchor_weight, 4)}
+        reporter.log(unreviewed_text({"unreviewed": unreviewed}))
     # The checkpoint holds a fresh float32, fully trainable, uncompiled copy: no optimizer
     # state (a third of the size), no mixed-precision policy (inference and later
     # fine-tuning may run without a GPU), no freezing (that is chosen per fine-tuning run).
@@ -506,6 +511,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         stage["base_validation"] = {k: (None if v is None else round(float(v), 4)) for k, v in base_scores.items()}
         stage["improved"] = bool(improved)
         stage["hard_negative_pixels"] = hard_pixels
+        stage["distill_weight"] = float(job.distill_weight)
     if unreviewed is not None:
         stage["unreviewed"] = unreviewed
     if reduced_from:

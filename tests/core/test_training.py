@@ -229,10 +229,11 @@ def test_cli_train_then_finetune(scene, tmp_path):
     assert load_checkpoint(ckpt).lineage[0]["region"] == "CLI valley"
 
     r = cli("finetune", "--checkpoint", ckpt, "--source", f"raster={scene.rasters[2017]};labels={labels};region=More",
-            "--output", tmp_path, "--name", "cli", "--freeze", "upto:enc2", *tiny[2:])
+            "--output", tmp_path, "--name", "cli", "--freeze", "upto:enc2", "--distill-weight", 0.5, *tiny[2:])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Checkpoint:" in r.stdout and "stage 2" in r.stdout
-    assert [s["region"] for s in load_checkpoint(tmp_path / "cli_2").lineage] == ["CLI valley", "More"]
+    lineage = load_checkpoint(tmp_path / "cli_2").lineage
+    assert [s["region"] for s in lineage] == ["CLI valley", "More"] and lineage[-1]["distill_weight"] == 0.5
 
     r = cli("finetune", "--checkpoint", tmp_path / "missing", "--raster", scene.rasters[2017], "--labels", labels,
             "--output", tmp_path, "--name", "bad")

@@ -13,7 +13,8 @@ from shapely.geometry import box
 
 from conftest import ROOT, forest_with_scars, write_raster
 from landslide_mapper.core.mapping.bundled import AUTO, CASCADE_CHECKPOINT, RGB_CHECKPOINT
-from landslide_mapper.core.jobs.specs import AnalyseJob, AssessJob, InferenceJob, SubtractJob, TrainJob
+from landslide_mapper.core.jobs.specs import (DISTILL_WEIGHT, AnalyseJob, AssessJob, InferenceJob, SubtractJob,
+                                                 TrainJob)
 from landslide_mapper.core.geodata.vector_io import VectorLayer, read_layer, write_geopackage
 from landslide_mapper.ui.dock import LandslideMapperDock
 from landslide_mapper.qgis_io.inputs import year_from_name
@@ -183,6 +184,12 @@ def test_fine_tune_job_from_edited_and_digitised_layers(dock, project, tmp_path)
     # the memory layer was copied to a GeoPackage the worker can read
     assert source.reviewed.endswith(".gpkg") and len(read_layer(source.reviewed, source.reviewed_layer).geometries) == 1
     assert job.output_dir == str(tmp_path / "checkpoints") and job.loss is None
+    # the option to keep the base's mapping where nobody reviewed starts as the job's default
+    assert dock.keepBaseCheck.isChecked() == (TrainJob.distill_weight > 0)
+    assert job.distill_weight == (DISTILL_WEIGHT if dock.keepBaseCheck.isChecked() else 0.0)
+    dock.keepBaseCheck.setChecked(not dock.keepBaseCheck.isChecked())
+    dock.runTrainButton.click()
+    assert jobs[-1].distill_weight == (DISTILL_WEIGHT if dock.keepBaseCheck.isChecked() else 0.0)
     job.validate()
 
 

@@ -256,7 +256,7 @@ def test_fine_tuning_adds_a_cascade_stage(plugin, scenes, tmp_path):
     result = run("finetune_checkpoint", {
         "IMAGES": [str(scene.rasters[2017])], "LABELS": [truth(scene, 2017)], "NAME": "valley_stage",
         "REGION": "Demo valley", "TRIGGER": "earthquake", "EPOCHS": 1, "BATCH_SIZE": 4, "PATCH_SIZE": 0,
-        "MAX_STEPS": 2, "OUTPUT_FOLDER": str(tmp_path / "checkpoints")}, feedback=feedback)
+        "MAX_STEPS": 2, "DISTILL_WEIGHT": 0.25, "OUTPUT_FOLDER": str(tmp_path / "checkpoints")}, feedback=feedback)
     new = Path(result["CHECKPOINT"])
     assert new == tmp_path / "checkpoints" / "valley_stage"
     info = json.loads((new / "checkpoint.json").read_text())
@@ -264,6 +264,7 @@ def test_fine_tuning_adds_a_cascade_stage(plugin, scenes, tmp_path):
     assert result["STAGE"] == len(base["lineage"]) + 1 == len(info["lineage"])
     assert info["lineage"][-1]["base_id"] == base["id"] and info["lineage"][-1]["region"] == "Demo valley"
     assert info["lineage"][-1]["years"] == [2017] and info["lineage"][-1]["trigger"] == "earthquake"
+    assert info["lineage"][-1]["distill_weight"] == 0.25
     assert result["CHECKPOINT_ID"] == info["id"]
     assert any(m.startswith("round 1 (step ") for m in messages)
     # the new stage maps: it is a complete checkpoint
