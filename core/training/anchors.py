@@ -6,10 +6,11 @@ the unseen half of the images worse where the base had been right (pre-event yea
 badly, and its validation patches, from the same half, could not tell. The rest of the
 images is still there, and nobody has said the base is wrong on it. So patches are
 sampled from ground no reviewed area touches, the base checkpoint's decisions on them
-become their targets, and the loss weighs them by ``TrainJob.distill_weight`` times the
-base's F1 on the validation patches: trusted as far as the base proved right where it was
-checked, so a base that fails on this ground (Zion: F1 0.13) does not teach its misses
-back, and the corrections win where the two disagree. The same patches measure how
+become their targets, and the loss weighs them by ``TrainJob.distill_weight``. They are
+trusted as far as the base proved right where it was checked: a share of them equal to
+its F1 on the validation patches is trained on, so a base that fails on this ground
+(Zion: F1 0.13) neither teaches its misses back nor takes the corrections' place in the
+batches; where the two disagree on like ground, the corrections win. The same patches measure how
 far the new checkpoint strays from its base where nobody checked (:func:`drift`), which
 the log, the model card, the dock and Processing report whether or not they were trained
 on (``checkpoint.unreviewed_text``).
@@ -48,6 +49,10 @@ class Anchors:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def subset(self, idx) -> "Anchors":
+        idx = np.sort(np.asarray(idx, np.int64))
+        return Anchors(self.images[idx], self.valid[idx], self.base[idx], self.source[idx])
 
 
 def unreviewed_cells(raster: YearRaster, reviewed: np.ndarray, size: int,

@@ -270,7 +270,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     truth_val = labels[val_idx]
 
     # -- the base on the same patches: its validation scores, and its false alarms ------
-    base_scores, hard, hard_pixels, anchors, anchor_weight = None, None, 0, None, 0.0
+    base_scores, hard, hard_pixels, anchors, trained_anchors, anchor_weight = None, None, 0, None, None, 0.0
     if base is not None and reduced_from is None:
         sess = _onnx_session(base.onnx_path)
         base_probs = _onnx_probs(sess, x_val, reporter)
@@ -297,13 +297,17 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         anchors = sample_anchors(job.sources, channels, job.patch_size, math.ceil(ANCHOR_SHARE * len(train_idx)),
                                  lambda img, ok: _onnx_probs(sess, _normalised(img, ok, mean_a, std_a), reporter),
                                  bt, job.seed, reporter)
-        # trusted as far as the base proved right where it was checked: a base that fails on
-        # this ground (validation F1 near 0) would otherwise teach its misses back
-        anchor_weight = float(job.distill_weight) * float(base_scores["f1"] or 0.0)
-        if anchors is not None and anchor_weight > 0:
-            reporter.log(f"They weigh ×{anchor_weight:.3g} in the loss ({job.distill_weight:g} × the base's validation "
-                         f"F1), so the new checkpoint keeps the base's mapping where nobody corrected it unless the "
-                         "corrections teach otherwise.")
+        # trusted as far as the base proved right where it was checked: a share of them equal
+        # to its validation F1 is trained on, so a base that fails on this ground (F1 near 0)
+        # neither teaches its misses back nor takes the corrections' place in the batches
+        if anchors is not None and job.distill_weight > 0:
+            keep = math.ceil(float(base_scores["f1"] or 0.0) * len(anchors))
+            if keep:
+                anchor_weight = float(job.distill_weight)
+                trained_anchors = anchors.subset(np.random.default_rng(job.seed).permutation(len(anchors))[:keep])
+                reporter.log(f"{keep} of them (the base's validation F1 × {len(anchors)}) weigh ×{anchor_weight:g} in "
+                             "the loss, so the new checkpoint keeps the base's mapping where nobody corrected it "
+                             "unless the corrections teach otherwise.")
     codes = _codes(patches, hard)
 
     keras, tf, mixed, where = _configure_tensorflow(job, reporter)
@@ -343,7 +347,6 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
 
     # -- schedule: by optimisation steps, validated every round ---------------------------
     # anchor patches follow the labelled ones in the sample order (indexes from len(patches) on)
-    trained_anchors = anchors if anchors is not None and anchor_weight > 0 else None
     n_patches = len(patches)
     anchor_codes = _anchor_codes(trained_anchors) if trained_anchors is not None else None
     order_idx = train_idx if trained_anchors is None else \
@@ -477,7 +480,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             reporter.check_cancelled()
             x = _normalised(anchors.images[s:s + 32], anchors.valid[s:s + 32], mean_a, std_a)
             new[s:s + 32] = np.asarray(prob_model(x, training=False), np.float32)[..., 0] >= threshold
-        unreviewed = drift(anchors, new) | {"anchor_weight": round(anchor_weight, 4)}
+        unreviewed = drift(anchors, new) | {"trained_on": 0 if trained_anchors is None else len(trained_anchors),
+                                            "weight": anchor_weight}
         reporter.log(unreviewed_text({"unreviewed": unreviewed}))
     # The checkpoint holds a fresh float32, fully trainable, uncompiled copy: no optimizer
     # state (a third of the size), no mixed-precision policy (inference and later
