@@ -51,7 +51,7 @@ def main() -> None:
     zero = map_scene(AUTO, scene.rasters, work / "runs", f"zero_{tag}")
     out["zero_shot_east"] = score_run(zero, scene.truth_path, east)
     tuned, seconds = finetune_west(zero.model, scene, work, f"{SCENE}_{tag}", SCENE,
-                                   ("Augmentation", "Threshold", "The new", "Base", "On ", "They weigh"),
+                                   ("Augmentation", "Threshold", "The new", "Base", "On ", "Anchors"),
                                    distill_weight=args.distill)
     out.update(seconds=seconds, validation=tuned.validation, base_validation=tuned.base_validation,
                unreviewed=tuned.unreviewed)

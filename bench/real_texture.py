@@ -88,7 +88,7 @@ def bench_scene(name: str, spec, args, work: Path) -> dict:
         extra = ({"steps": args.steps} if args.steps else {}) | {"distill_weight": args.distill}
         tuned, seconds = finetune_west(zero.model, held, work, name, f"{name} (benchmark)",
                                        ("round", "Threshold", "The new", "Warning", "Base", "Blocked", "On ",
-                                        "They weigh"), **extra)
+                                        "Anchors"), **extra)
         report["finetune"] = {"seconds": seconds, "checkpoint": tuned.checkpoint,
                               "patches": tuned.patches, "validation": tuned.validation,
                               "base_validation": tuned.base_validation, "improved": tuned.improved,

@@ -31,7 +31,7 @@ from ..geodata.bands import build_channels, required_spectral
 from ..geodata.raster import YearRaster
 from ..jobs.specs import TrainingSource
 from ..progress import Reporter
-from .patches import MIN_KNOWN, _read_polygons
+from .patches import MIN_KNOWN, read_polygons
 
 ANCHOR_SHARE = 1.0     # anchor patches per labelled training patch (as many, where the ground allows)
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (images, valid) → base probabilities
@@ -65,8 +65,9 @@ def unreviewed_cells(raster: YearRaster, reviewed: np.ndarray, size: int,
     if not len(rows) or not len(cols):
         return rows[:0], cols[:0]
     r, c = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
-    t = raster.transform
-    corners = [t * (c + dc, r + dr) for dc, dr in ((0, 0), (size, 0), (size, size), (0, size))]
+    t = raster.transform      # applied by its coefficients: newer affine deprecates ``t * point``
+    corners = [(t.a * (c + dc) + t.b * (r + dr) + t.c, t.d * (c + dc) + t.e * (r + dr) + t.f)
+               for dc, dr in ((0, 0), (size, 0), (size, size), (0, size))]
     ring = np.stack([np.stack(xy, -1) for xy in corners], 1)          # (n, 4, 2)
     cells = shapely.polygons(ring)
     if len(reviewed):
@@ -94,7 +95,7 @@ def sample_anchors(sources: Sequence[TrainingSource], channels: Sequence[str], s
         reporter.check_cancelled()
         src = sources[i]
         with YearRaster(src.raster, src.year or 0, src.bands, src.reflectance_scale) as raster:
-            reviewed = _read_polygons(src.reviewed, src.reviewed_layer, "reviewed-area layer", raster,
+            reviewed = read_polygons(src.reviewed, src.reviewed_layer, "reviewed-area layer", raster,
                                       lambda _m: None)
             rows, cols = unreviewed_cells(raster, reviewed, size)
             order = rng.permutation(len(rows))[:3 * quota]        # a few spares for nodata cells
@@ -114,7 +115,7 @@ def sample_anchors(sources: Sequence[TrainingSource], channels: Sequence[str], s
     img = np.stack(images).astype(np.float32, copy=False)
     ok = np.stack(valid)
     base = (predict(img, ok) >= threshold) & ok
-    reporter.log(f"{len(img)} patches of unreviewed ground from {len(set(source))} image(s) carry the base's "
+    reporter.log(f"Anchors: {len(img)} patches of unreviewed ground from {len(set(source))} image(s) carry the base's "
                  f"mapping ({100 * base[ok].mean():.2f} % landslide pixels).")
     return Anchors(img, ok, base, np.asarray(source, np.int64))
 

@@ -172,6 +172,19 @@ def _onnx_probs(sess, x_nhwc: np.ndarray, reporter: Reporter) -> np.ndarray:
     return out
 
 
+def _keras_probs(prob_model, n: int, batch, reporter: Reporter, size: int = 32) -> np.ndarray:
+    """Probabilities of the Keras ``prob`` head on ``n`` patches, ``batch(slice)`` giving each
+    batch's normalised input, so no more than a batch is normalised at once."""
+    out = None
+    for s in range(0, n, size):
+        reporter.check_cancelled()
+        p = np.asarray(prob_model(batch(slice(s, s + size)), training=False), np.float32)[..., 0]
+        if out is None:
+            out = np.empty((n,) + p.shape[1:], np.float32)
+        out[s:s + size] = p
+    return out if out is not None else np.empty((0,), np.float32)
+
+
 def _normalised(images: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """The network's input: normalised channels, nodata as zeros (as inference sees it)."""
     x = (images - mean) / std
@@ -305,9 +318,9 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             if keep:
                 anchor_weight = float(job.distill_weight)
                 trained_anchors = anchors.subset(np.random.default_rng(job.seed).permutation(len(anchors))[:keep])
-                reporter.log(f"{keep} of them (the base's validation F1 × {len(anchors)}) weigh ×{anchor_weight:g} in "
-                             "the loss, so the new checkpoint keeps the base's mapping where nobody corrected it "
-                             "unless the corrections teach otherwise.")
+                reporter.log(f"Anchors: {keep} of them (the base's validation F1 × {len(anchors)}) weigh "
+                             f"×{anchor_weight:g} in the loss, so the new checkpoint keeps the base's mapping where "
+                             "nobody corrected it unless the corrections teach otherwise.")
     codes = _codes(patches, hard)
 
     keras, tf, mixed, where = _configure_tensorflow(job, reporter)
@@ -413,10 +426,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             recalibrate_batch_norm(self.model, inputs, train_idx, job.batch_size, job.seed + epoch, reporter)
-            probs = np.empty(truth_val.shape, np.float32)
-            for s in range(0, len(x_val), 32):
-                reporter.check_cancelled()
-                probs[s:s + 32] = np.asarray(prob_model(x_val[s:s + 32], training=False), np.float32)[..., 0]
+            probs = _keras_probs(prob_model, len(x_val), lambda sl: x_val[sl], reporter)
             # The losses pool over a batch, so the validation loss pools over the whole
             # validation set (Keras' own would average per-batch values, and a batch without
             # landslides scores ~1 whatever the network does); it is what the LR schedule,
@@ -475,11 +485,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         reporter.log(text if improved else f"Warning: {text}")
     unreviewed = None
     if anchors is not None:
-        new = np.empty(anchors.base.shape, bool)
-        for s in range(0, len(anchors), 32):
-            reporter.check_cancelled()
-            x = _normalised(anchors.images[s:s + 32], anchors.valid[s:s + 32], mean_a, std_a)
-            new[s:s + 32] = np.asarray(prob_model(x, training=False), np.float32)[..., 0] >= threshold
+        new = _keras_probs(prob_model, len(anchors), lambda sl: _normalised(
+            anchors.images[sl], anchors.valid[sl], mean_a, std_a), reporter) >= threshold
         unreviewed = drift(anchors, new) | {"trained_on": 0 if trained_anchors is None else len(trained_anchors),
                                             "weight": anchor_weight}
         reporter.log(unreviewed_text({"unreviewed": unreviewed}))

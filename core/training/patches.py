@@ -87,7 +87,7 @@ def _layer_name(path: str, layer: str | None) -> str:
     return f"layer {layer!r} of {path}" if layer else f"the first layer of {path}"
 
 
-def _read_polygons(path: str, layer: str | None, what: str, raster: YearRaster,
+def read_polygons(path: str, layer: str | None, what: str, raster: YearRaster,
                    log: Callable[[str], None], allow_empty: bool = False) -> np.ndarray:
     """Polygons of one layer in the raster's CRS; refuses empty and polygon-less layers
     (an empty label layer is fine with ``allow_empty``: a reviewed area without landslides)."""
@@ -266,7 +266,7 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
         if problem:
             log(f"{src.raster} is {crs_rules.describe(raster.crs)}, {problem}: patches are cut on its "
                 "own grid, and its pixel size is given in its own units.")
-        labels = _read_polygons(src.labels, src.labels_layer, "label layer", raster, log,
+        labels = read_polygons(src.labels, src.labels_layer, "label layer", raster, log,
                                 allow_empty=bool(src.reviewed))
         if len(labels) and not _touching(labels, raster_bounds).any():
             raise InputError(
@@ -275,7 +275,7 @@ def _source_patches(src: TrainingSource, spectral, channels, size, stride, drop_
                 f"the raster {_fmt_bounds(raster_bounds)} (in {crs_rules.describe(raster.crs)}). "
                 "Check that both show the same place and that the layer's CRS is set right.")
         if src.reviewed:
-            reviewed = _read_polygons(src.reviewed, src.reviewed_layer, "reviewed-area layer", raster, log)
+            reviewed = read_polygons(src.reviewed, src.reviewed_layer, "reviewed-area layer", raster, log)
             inside = _touching(reviewed, raster_bounds)
             if not inside.any():
                 raise InputError(
