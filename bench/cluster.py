@@ -1,8 +1,9 @@
 """Benchmark: one mapping job in one process and on Dask LocalClusters of 1 and 2 workers.
 
-The same job (a generated scene, one year, the free ``baseline`` model unless ``--model``)
-runs through ``python -m landslide_mapper infer`` with ``--cluster local``, ``local:1``
-and ``local:2`` (or ``--workers``), each in a fresh process, in the same session. Reports
+The same job (a generated scene, one year or ``--years`` N with the scene as each, the
+free ``baseline`` model unless ``--model``) runs through ``python -m landslide_mapper
+infer`` with ``--cluster local``, ``local:1`` and ``local:2`` (or ``--workers``), each in
+a fresh process, in the same session. Reports
 wall time (cluster start-up included), Mpx/s, the speed-up over one worker and the
 slowdown of one worker against the single process, peak memory of the whole process tree
 (client, scheduler and workers together, sampled every 0.2 s) and whether the outputs are
@@ -41,9 +42,10 @@ def tree_rss_mb(proc) -> float:
     return total / 2**20
 
 
-def run(raster: str, model: str, out: Path, cluster: str, tile: int | None) -> dict:
+def run(raster: str, model: str, out: Path, cluster: str, tile: int | None, years: int = 1) -> dict:
     name = cluster.replace(":", "_")
-    cmd = [sys.executable, "-m", "landslide_mapper", "infer", f"2017={raster}", "--model", model, "-o", str(out),
+    inputs = [f"{2017 + k}={raster}" for k in range(years)]       # the same scene as every year
+    cmd = [sys.executable, "-m", "landslide_mapper", "infer", *inputs, "--model", model, "-o", str(out),
            "--run-name", name, "--cluster", cluster, "--yes", "--jsonl"]
     if tile:
         cmd += ["--tile", str(tile)]
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--model", default=None, help="default: the free baseline model")
     ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--years", type=int, default=1, help="map the scene as this many years (one job)")
     ap.add_argument("--workdir", default=str(ROOT / "bench_output"))
     args = ap.parse_args()
 
@@ -97,9 +100,9 @@ def main() -> None:
     model = args.model or str(BASELINE_MODEL)
     out = work / f"cluster_{args.size}"
     shutil.rmtree(out, ignore_errors=True)
-    rows = [run(raster, model, out, "local", args.tile)]
-    rows += [run(raster, model, out, f"local:{n}", args.tile) for n in args.workers]
-    pixels = args.size ** 2
+    rows = [run(raster, model, out, "local", args.tile, args.years)]
+    rows += [run(raster, model, out, f"local:{n}", args.tile, args.years) for n in args.workers]
+    pixels = args.size ** 2 * args.years
     base = rows[0]
     by = {r["cluster"]: r for r in rows}
     print(f"\n{'execution':>10} {'s':>7} {'Mpx/s':>7} {'peak tree RSS MB':>17} {'polygons':>9} identical")
@@ -114,7 +117,8 @@ def main() -> None:
         for n in args.workers:
             if n > 1 and f"local:{n}" in by:
                 print(f"{n} workers: {one['seconds'] / by[f'local:{n}']['seconds']:.2f}× the speed of 1 worker")
-    (work / f"bench_cluster_{args.size}.json").write_text(json.dumps(rows, indent=2))
+    suffix = "" if args.years == 1 else f"x{args.years}"
+    (work / f"bench_cluster_{args.size}{suffix}.json").write_text(json.dumps(rows, indent=2))
     shutil.rmtree(out, ignore_errors=True)
 
 

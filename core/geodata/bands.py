@@ -136,19 +136,26 @@ def required_spectral(channels: Sequence[str]) -> list[str]:
     return need
 
 
-def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
-    """(NIR − R) / (NIR + R), 0 where the sum is not positive (float32)."""
+def ndvi(red: np.ndarray, nir: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(NIR − R) / (NIR + R), 0 where the sum is not positive (float32), into ``out`` if given."""
     den = nir + red
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, (nir - red) / np.where(den > 0, den, 1), 0).astype(np.float32, copy=False)
+    positive = den > 0
+    num = np.subtract(nir, red, out=out, dtype=np.float32)
+    np.divide(num, den, out=num, where=positive)
+    num[~positive] = 0
+    return num
 
 
-def build_channels(spectral: Mapping[str, np.ndarray], channels: Sequence[str]) -> np.ndarray:
-    """Stack the model's channels (float32, reflectance units) from spectral arrays."""
-    out = []
-    for ch in channels:
+def build_channels(spectral: Mapping[str, np.ndarray], channels: Sequence[str],
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """Stack the model's channels (float32, reflectance units) from spectral arrays, into
+    ``out`` (C, H, W) if given: a slot of the network's batch, with no stack copied first."""
+    if out is None:
+        first = spectral[next(iter(spectral))]
+        out = np.empty((len(channels),) + first.shape, np.float32)
+    for c, ch in enumerate(channels):
         if ch == "NDVI":
-            out.append(ndvi(spectral["R"], spectral["NIR"]))
+            ndvi(spectral["R"], spectral["NIR"], out=out[c])
         else:
-            out.append(spectral[ch])
-    return np.stack(out).astype(np.float32, copy=False)
+            out[c] = spectral[ch]
+    return out

@@ -14,6 +14,7 @@ polygon with the region's exact area.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -43,10 +44,10 @@ FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 def _has_osgeo_arrow() -> bool:
     try:
-        from osgeo import gdal, ogr
+        from osgeo import gdal, ogr  # noqa: F401  (gdal: Polygonize)
     except ImportError:
         return False
-    return hasattr(ogr.Layer, "GetArrowStreamAsNumPy") and hasattr(gdal, "ExceptionMgr")
+    return hasattr(ogr.Layer, "GetArrowStreamAsNumPy")
 
 
 _OSGEO = _has_osgeo_arrow()
@@ -56,14 +57,16 @@ except ImportError:
     cv2 = None
 
 
-def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected labels of a boolean mask (int32, 0 = background) and their count."""
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """4-connected labels of a boolean mask (int32, 0 = background), their count and the
+    pixels of each label (index 0: the background). OpenCV counts them while labelling;
+    a separate bincount over every pixel holds the GIL."""
     if cv2 is not None:
-        n, labels = cv2.connectedComponents(np.ascontiguousarray(mask).view(np.uint8), connectivity=4,
-                                            ltype=cv2.CV_32S)
-        return labels, n - 1
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask).view(np.uint8),
+                                                               connectivity=4, ltype=cv2.CV_32S)
+        return labels, n - 1, stats[:, cv2.CC_STAT_AREA].astype(np.int64)
     labels, n = ndimage.label(mask, FOUR_CONNECTED)
-    return labels.astype(np.int32, copy=False), n
+    return labels.astype(np.int32, copy=False), n, np.bincount(labels.ravel(), minlength=n + 1)
 
 
 def strip_rows(width: int) -> int:
@@ -93,8 +96,7 @@ def _strip_mask(ds, row: int, h: int, threshold: float, nodata: float, min_pixel
     mask = probability.landslide(prob, threshold, nodata)
     if halo:
         valid = prob != nodata
-        background, n = _label(valid & ~mask)
-        size = np.bincount(background.ravel(), minlength=n + 1)
+        background, n, size = _label(valid & ~mask)
         open_ = np.zeros(n + 1, bool)   # reaches the window or raster edge, or nodata
         open_[background[0]] = open_[background[-1]] = True
         open_[background[:, 0]] = open_[background[:, -1]] = True
@@ -119,8 +121,7 @@ def _stitch(ds, rows: tuple[int, int], threshold: float, nodata: float, min_pixe
     first_row = None
     row0, row1 = rows
     for row, h in _strips(row0, row1, ds.width):
-        labels, n = _label(_strip_mask(ds, row, h, threshold, nodata, min_pixels))
-        size = np.bincount(labels.ravel(), minlength=n + 1)
+        labels, n, size = _label(_strip_mask(ds, row, h, threshold, nodata, min_pixels))
         on_edge = np.zeros(n + 1, bool)
         on_edge[labels[0]] = on_edge[labels[-1]] = True
         keep = (size >= min_pixels) | on_edge
@@ -211,8 +212,9 @@ def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: 
                         win = Window(0, row - row0, ds.width, h)
                         labels = final[lab_ds.read(1, window=win)]        # candidates → regions
                         labels[~keep[labels]] = 0
-                        values = probability.as_probability(ds.read(1, window=Window(0, row, ds.width, h)))
-                        sums += np.bincount(labels.ravel(), weights=values.ravel(), minlength=len(pixels))
+                        inside = labels > 0       # a few per cent of the pixels: weigh only those
+                        values = probability.as_probability(ds.read(1, window=Window(0, row, ds.width, h))[inside])
+                        sums += np.bincount(labels[inside], weights=values, minlength=len(pixels))
                         lab_ds.write(labels, 1, window=win)
                         if mask_ds is not None:
                             mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)
@@ -238,19 +240,23 @@ def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: 
 def _polygonise(label_path: str, mask_path: str | None, reporter: Reporter) -> tuple[np.ndarray, np.ndarray]:
     """One polygon per region id of the label raster (0 = none): polygons and their ids.
 
-    With GDAL's own Python bindings (always there in QGIS) the polygoniser releases the
-    GIL, so blocks polygonise in parallel threads, and the polygons come back as WKB in one
-    Arrow batch; otherwise through rasterio, which needs a mask raster."""
+    With GDAL's own Python bindings (always there in QGIS; GDAL 3.6 or newer) the
+    polygoniser releases the GIL, so blocks polygonise in parallel threads, and the
+    polygons come back as WKB in one Arrow batch; otherwise through rasterio, which needs
+    a mask raster."""
     if _OSGEO:
         from osgeo import gdal, ogr
 
-        with gdal.ExceptionMgr(useExceptions=True), ogr.ExceptionMgr(useExceptions=True):
+        with _gdal_errors(gdal, ogr):
             src = gdal.Open(label_path)
+            if src is None:
+                raise OSError(f"GDAL could not open {label_path}: {gdal.GetLastErrorMsg()}")
             band = src.GetRasterBand(1)
             out = ogr.GetDriverByName("Memory").CreateDataSource("")
             layer = out.CreateLayer("regions", geom_type=ogr.wkbPolygon)
             layer.CreateField(ogr.FieldDefn("id", ogr.OFTInteger))
-            gdal.Polygonize(band, band.GetMaskBand(), layer, 0, [])
+            if gdal.Polygonize(band, band.GetMaskBand(), layer, 0, []) != 0:
+                raise OSError(f"GDAL could not polygonise {label_path}: {gdal.GetLastErrorMsg()}")
             reporter.check_cancelled()
             geoms, ids = [np.empty(0, object)], [np.empty(0, np.int64)]
             for batch in layer.GetArrowStreamAsNumPy(options=["USE_MASKED_ARRAYS=NO"]):
@@ -271,6 +277,17 @@ def _polygonise(label_path: str, mask_path: str | None, reporter: Reporter) -> t
             if len(ids) % 1000 == 0:
                 reporter.check_cancelled()
     return _polygons(rings, ring_ends, poly_ends), np.array(ids, dtype=np.int64)
+
+
+def _gdal_errors(gdal, ogr) -> contextlib.ExitStack:
+    """GDAL errors as exceptions for the calls inside, where GDAL can scope them (3.7+);
+    before that the calls' return values are checked, and the host's global setting (QGIS
+    Python's) is left alone."""
+    stack = contextlib.ExitStack()
+    if hasattr(gdal, "ExceptionMgr"):
+        stack.enter_context(gdal.ExceptionMgr(useExceptions=True))
+        stack.enter_context(ogr.ExceptionMgr(useExceptions=True))
+    return stack
 
 
 def merge_blocks(blocks: list[BlockRegions], transform, min_pixels: int = 1):

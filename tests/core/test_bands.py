@@ -47,3 +47,18 @@ def test_ndvi_channel():
     assert x[4, 0, 0] == 0.0
     assert required_spectral(["B", "G", "R", "NIR", "NDVI"]) == ["B", "G", "R", "NIR"]
     assert required_spectral(["NDVI"]) == ["R", "NIR"]
+
+
+def test_channels_built_into_a_batch_slot_equal_the_stacked_ones():
+    """Inference builds each tile's channels straight into its batch slot: same values as
+    the stacked form, from strided views of a wider window, NaN-free where R + NIR ≤ 0."""
+    rng = np.random.default_rng(3)
+    window = {c: rng.uniform(0, 0.5, (8, 20)).astype(np.float32) for c in ("B", "G", "R", "NIR")}
+    window["R"][2, 5] = window["NIR"][2, 5] = 0.0
+    views = {c: a[:, 4:12] for c, a in window.items()}
+    channels = ["NDVI", "B", "G", "R", "NIR"]
+    batch = np.full((2, 5, 8, 8), np.nan, np.float32)
+    out = build_channels(views, channels, out=batch[1])
+    assert out is batch[1] or np.shares_memory(out, batch)
+    np.testing.assert_array_equal(batch[1], build_channels({c: v.copy() for c, v in views.items()}, channels))
+    assert batch[1, 0, 2, 1] == 0.0 and np.isnan(batch[0]).all()

@@ -122,3 +122,25 @@ def test_alpha_band_and_nan_are_masked(tmp_path, baseline_model, dtype):
     assert (tiled[:, :blank] == PROB_NODATA).all() and (tiled[50:] == PROB_NODATA).all()
     assert (tiled[:50, blank:] > 0.5).all()
     assert stats.valid_pixels == 50 * (80 - blank)
+
+
+def test_prefetcher_runs_a_stopped_generators_cleanup():
+    """A run stopped early (cancel, an error downstream) must not leave the reading thread
+    or an inner reader behind: the generator's own cleanup runs when it is closed."""
+    import threading
+
+    from landslide_mapper.core.mapping.inference import _Prefetcher
+
+    cleaned = threading.Event()
+
+    def items():
+        try:
+            for i in range(1000):
+                yield i
+        finally:
+            cleaned.set()
+
+    pre = _Prefetcher(items())
+    assert next(iter(pre)) == 0
+    pre.close()
+    assert cleaned.wait(5) and not pre._thread.is_alive()
