@@ -29,6 +29,14 @@ from ..errors import InputError
 Log = Callable[[str], None]
 
 
+def apply_transform(transform, x, y):
+    """``transform`` (an affine.Affine) applied to x, y (numbers or arrays) by its
+    coefficients: newer affine deprecates ``transform * (x, y)`` for ``@``, which the
+    affine of Debian 12 lacks. ``~transform`` maps map coordinates to pixels."""
+    t = transform
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
+
+
 def _default_scale(src, path: str, log: Log) -> float:
     """Value of reflectance 1.0 in the file's units (Planet SR: 10,000)."""
     dtype = np.dtype(src.dtypes[0])

@@ -38,7 +38,7 @@ import shapely
 from ..geodata.bands import SPECTRAL_CHANNELS, ndvi as ndvi_of
 from ..names import CONFIRMED, NO_CHANGE, NOT_OBSERVED, UNMEASURED
 from ..progress import Reporter
-from ..geodata.raster import YearRaster
+from ..geodata.raster import YearRaster, apply_transform
 from .subtraction import YearChange
 
 KEPT = (CONFIRMED, UNMEASURED)
@@ -105,7 +105,7 @@ def _contrasts(raster: YearRaster, part_geom, ring_geom, near: np.ndarray, bound
 def _window(raster: YearRaster, x0: float, y0: float, x1: float, y1: float):
     """The whole pixels of ``raster``'s grid covering the bounds, clipped to it; None outside."""
     inv = ~raster.transform
-    cols, rows = zip(*(inv * (x, y) for x in (x0, x1) for y in (y0, y1)))
+    cols, rows = zip(*(apply_transform(inv, x, y) for x in (x0, x1) for y in (y0, y1)))
     c0, r0 = max(0, math.floor(min(cols))), max(0, math.floor(min(rows)))
     c1, r1 = min(raster.width, math.ceil(max(cols))), min(raster.height, math.ceil(max(rows)))
     if c1 <= c0 or r1 <= r0:

@@ -23,6 +23,8 @@ import shapely
 from affine import Affine
 from rasterio.windows import Window
 
+from ..geodata.raster import apply_transform
+
 WINDOW = 1024
 
 
@@ -131,7 +133,7 @@ def _pixel_range(grid: Grid, area: np.ndarray) -> tuple[int, int, int, int]:
     """Rows and columns (r0, r1, c0, c1) of the grid that the area's bounding box covers."""
     minx, miny, maxx, maxy = shapely.total_bounds(area)
     inv = ~grid.transform
-    cols, rows = zip(*(inv * (x, y) for x in (minx, maxx) for y in (miny, maxy)))
+    cols, rows = zip(*(apply_transform(inv, x, y) for x in (minx, maxx) for y in (miny, maxy)))
     r0 = max(0, int(math.floor(min(rows))))
     r1 = min(grid.height, int(math.ceil(max(rows))))
     c0 = max(0, int(math.floor(min(cols))))

@@ -18,6 +18,7 @@ import shapely
 from rasterio.windows import Window
 
 from . import probability
+from ..geodata.raster import apply_transform
 from ..geodata.vector_io import VectorLayer
 
 MIN_VALID = 0.5        # a window needs this share of valid pixels to be suggested
@@ -74,8 +75,8 @@ def suggest_review_areas(uncertainty_path: str | os.PathLike, probability_path: 
     for k, (r, c) in enumerate(picks, start=1):
         c0, r0 = c * window, r * window
         c1, r1 = min(width, c0 + window), min(height, r0 + window)
-        x0, y0 = transform * (c0, r0)
-        x1, y1 = transform * (c1, r1)
+        x0, y0 = apply_transform(transform, c0, r0)
+        x1, y1 = apply_transform(transform, c1, r1)
         geoms.append(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
         fields["rank"].append(k)
         fields["year"].append(int(year))

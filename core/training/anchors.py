@@ -28,7 +28,7 @@ import shapely
 from rasterio.windows import Window
 
 from ..geodata.bands import build_channels, required_spectral
-from ..geodata.raster import YearRaster
+from ..geodata.raster import YearRaster, apply_transform
 from ..jobs.specs import TrainingSource
 from ..progress import Reporter
 from .patches import MIN_KNOWN, read_polygons
@@ -65,8 +65,7 @@ def unreviewed_cells(raster: YearRaster, reviewed: np.ndarray, size: int,
     if not len(rows) or not len(cols):
         return rows[:0], cols[:0]
     r, c = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
-    t = raster.transform      # applied by its coefficients: newer affine deprecates ``t * point``
-    corners = [(t.a * (c + dc) + t.b * (r + dr) + t.c, t.d * (c + dc) + t.e * (r + dr) + t.f)
+    corners = [apply_transform(raster.transform, c + dc, r + dr)
                for dc, dr in ((0, 0), (size, 0), (size, size), (0, size))]
     ring = np.stack([np.stack(xy, -1) for xy in corners], 1)          # (n, 4, 2)
     cells = shapely.polygons(ring)

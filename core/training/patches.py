@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..inventory.series import parse_crs, to_crs
 from ..jobs.specs import TrainingSource
 from ..progress import Reporter
-from ..geodata.raster import YearRaster
+from ..geodata.raster import YearRaster, apply_transform
 from ..geodata.vector_io import read_layer
 
 STD_FLOOR = 1e-3
@@ -163,7 +163,7 @@ def _pixel_window(raster: YearRaster, bounds) -> Window | None:
     """Smallest window holding every pixel whose centre may fall in ``bounds``; None if empty."""
     inv = ~raster.transform
     x0, y0, x1, y1 = bounds
-    corners = np.array([inv * (x, y) for x in (x0, x1) for y in (y0, y1)])
+    corners = np.array([apply_transform(inv, x, y) for x in (x0, x1) for y in (y0, y1)])
     c0 = max(0, math.floor(corners[:, 0].min()))
     r0 = max(0, math.floor(corners[:, 1].min()))
     c1 = min(raster.width, math.ceil(corners[:, 0].max()))

@@ -42,3 +42,18 @@ def test_grid_counts_and_order():
 def test_bad_geometry_is_refused(tile, overlap):
     with pytest.raises(InputError):
         TileGrid(100, 100, tile, overlap)
+
+
+def test_apply_transform_maps_pixels_and_back_for_numbers_and_arrays():
+    import numpy as np
+    from rasterio.transform import Affine
+
+    from landslide_mapper.core.geodata.raster import apply_transform
+
+    t = Affine(3.0, 0.5, 600000.0, -0.25, -3.0, 5200000.0)    # rotated, as some rasters are
+    assert apply_transform(t, 10, 20) == pytest.approx((600000.0 + 30 + 10, 5200000.0 - 2.5 - 60))
+    cols, rows = np.array([0.0, 7.5, 4096.0]), np.array([0.0, 3.25, 2048.0])
+    x, y = apply_transform(t, cols, rows)
+    back = apply_transform(~t, x, y)
+    np.testing.assert_allclose(back[0], cols, atol=1e-6)
+    np.testing.assert_allclose(back[1], rows, atol=1e-6)

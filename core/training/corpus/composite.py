@@ -39,6 +39,7 @@ from . import backgrounds as bgs
 from . import scars
 from ...names import changes_layer, landslides_layer
 from .outlines import OutlineLibrary, load_outlines, place
+from ...geodata.raster import apply_transform
 from ...geodata.vector_io import VectorLayer, write_geopackage
 from .composite_spec import (_DESCRIPTIONS, _HAZE, _PRE_YEARS, CLOUD, GENERATOR_VERSION, RENDER_RECOVERY,
                              SCENE_JSON, SENSORS, TRUTH_NAME, VISIBLE_RECOVERY, CompositeManifest, CompositeSpec)
@@ -139,7 +140,7 @@ class _Scene:
                     idx = int(rng.choice(usable))
                     cell = int(rng.choice(flat.size, p=flat))
                     r, c = divmod(cell, self.w)
-                    x, y = self.transform * (c + 0.5, r + 0.5)
+                    x, y = apply_transform(self.transform, c + 0.5, r + 0.5)
                     geom = place(lib.shapes[idx], x, y, float(rng.uniform(0, 360)), float(rng.uniform(0.8, 1.25)))
                     mask, win = self._burn(geom, pad=2)
                     if mask is None or (occupied[win] & mask).any():
@@ -186,8 +187,8 @@ class _Scene:
     def _window(self, geom, pad: int):
         inv = ~self.transform
         x0, y0, x1, y1 = geom.bounds
-        c0, r0 = inv * (x0, y1)
-        c1, r1 = inv * (x1, y0)
+        c0, r0 = apply_transform(inv, x0, y1)
+        c1, r1 = apply_transform(inv, x1, y0)
         c0, r0 = max(0, int(math.floor(c0)) - pad), max(0, int(math.floor(r0)) - pad)
         c1, r1 = min(self.w, int(math.ceil(c1)) + pad), min(self.h, int(math.ceil(r1)) + pad)
         if c1 <= c0 or r1 <= r0:
