@@ -20,8 +20,17 @@ but browner than meadow; signed rules failed on the validation scenes' high moun
 * ``ndvi_change``: the change of the NDVI contrast (part − ring), where there are R and NIR.
 
 A part is confirmed when any measure reaches its threshold (:data:`THRESHOLDS`), *not
-observed* when less than :data:`MIN_OBSERVED` of it had valid pixels in T−1 (nobody can say
-when it appeared), and *unmeasured* (kept) when it has no ring of valid surrounding ground.
+observed* when less than :data:`MIN_OBSERVED` of it had valid pixels in T−1 or when cloud
+(or snow) covered its ring in T−1 and is gone from the ring in T (nobody can say when it
+appeared), and *unmeasured* (kept) when it has no ring of valid surrounding ground.
+
+Cloud-like pixels are found with the tests of Fmask (Zhu & Woodcock 2012) that need only
+blue, green, red and NIR: the haze-optimised transform B − 0.5 R − 0.08 > 0, whiteness
+(Σ|band − mean| / mean over B, G, R) < 0.7 and NDVI < 0.8. Bright rock and snow pass them
+too; requiring the cover to be gone from the ring in T keeps a part whose surroundings
+are as white in both years (scree, a snowfield with new debris on it), and requiring the
+ring to have been at least twice as bright in T−1 keeps one seen through a haze (which
+the haze test flags by design). The ring, not the part, is tested: the part is what changed.
 The thresholds were calibrated on validation scenes only (``bench/change_evidence.py``),
 never on the held-out benchmark.
 """
@@ -46,6 +55,11 @@ KEPT = (CONFIRMED, UNMEASURED)
 MEASURES = ("brightness_change", "colour_change", "ndvi_change")
 THRESHOLDS = {"brightness_change": 0.3, "colour_change": 0.075}      # on the absolute value
 MIN_OBSERVED = 0.5          # share of the part with valid pixels in T−1
+COVERED = 0.5               # share of the ring cloud-like: covered in that year
+OPAQUE = 2.0                # ... and the ring at least this much brighter in T−1 than in T (not haze)
+HOT_OFFSET = 0.08           # Fmask's haze-optimised transform: B − 0.5 R − HOT_OFFSET > 0
+WHITENESS_MAX = 0.7         # Fmask: Σ|band − mean| / mean over B, G, R below this
+NDVI_MAX = 0.8              # Fmask's basic test: vegetation is not cloud
 RING_PX = 5                 # width of the ring of surrounding ground, in pixels
 MIN_RING_PIXELS = 8         # fewer valid ring pixels than this: the contrast cannot be measured
 DARK = 0.01                 # reflectance added before taking logs, so deep shadow does not explode
@@ -53,15 +67,22 @@ DARK = 0.01                 # reflectance added before taking logs, so deep shad
 
 @dataclass
 class Evidence:
-    """Per part: the share seen in T−1, the measures (NaN when unmeasurable) and the verdict."""
+    """Per part: the share seen in T−1, the measures (NaN when unmeasurable), the share of
+    its ring that is cloud-like in T−1 and in T (NaN without B, G and R) and the verdict."""
 
     observed: np.ndarray
     measures: dict[str, np.ndarray]      # MEASURES, NaN where not measurable
     verdict: np.ndarray
+    cover: dict[str, np.ndarray] | None = None     # COVER_FIELDS, NaN where not testable
 
     def fields(self) -> dict[str, np.ndarray]:
-        return {"seen_before": np.round(self.observed, 3),
+        n = len(self.observed)
+        cover = self.cover or {k: np.full(n, np.nan) for k in COVER_FIELDS}
+        return {"seen_before": np.round(self.observed, 3), **{k: np.round(v, 3) for k, v in cover.items()},
                 **{k: np.round(v, 3) for k, v in self.measures.items()}, "evidence": self.verdict.astype(object)}
+
+
+COVER_FIELDS = ("cover_before", "cover_now", "ring_dimming")
 
 
 def common_channels(current: YearRaster, previous: YearRaster) -> list[str]:
@@ -73,13 +94,38 @@ def common_channels(current: YearRaster, previous: YearRaster) -> list[str]:
 PART, RING, OFF = 1, 2, 3        # burn values: the part, its ring, other landslides (not ring)
 
 
+def cloud_like(data: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Pixels that pass Fmask's cloud tests needing only B, G, R (and NIR when there is
+    one): bright, flat in the visible, blue-rich, not vegetated. None without B, G, R."""
+    if not {"B", "G", "R"} <= data.keys():
+        return None
+    b, g, r = (np.asarray(data[c], np.float32) for c in ("B", "G", "R"))
+    mean = (b + g + r) / 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        white = (np.abs(b - mean) + np.abs(g - mean) + np.abs(r - mean)) / mean
+    out = (b - 0.5 * r - HOT_OFFSET > 0) & (white < WHITENESS_MAX)
+    if "NIR" in data:
+        out &= ndvi_of(data["R"], data["NIR"]) < NDVI_MAX
+    return out
+
+
+@dataclass
+class _Side:
+    """One year's view of a part, on that year's own grid."""
+
+    observed: float                      # share of the part with valid pixels
+    logs: np.ndarray | None = None       # per channel ln((part + DARK) / (ring + DARK))
+    ndvi: float | None = None            # NDVI contrast, part − ring
+    cover: float = np.nan                # share of the ring's valid pixels that are cloud-like
+    ring_visible: float = np.nan         # mean B, G, R reflectance of the ring
+
+
 def _contrasts(raster: YearRaster, part_geom, ring_geom, near: np.ndarray, bounds,
-               channels: list[str]) -> tuple[float, np.ndarray | None, float | None]:
-    """(share of the part with valid pixels, per-channel ln((part+DARK)/(ring+DARK)) or
-    None, NDVI contrast or None) on ``raster``'s own grid: one read, one rasterisation."""
+               channels: list[str]) -> _Side:
+    """The part against its ring on ``raster``'s own grid: one read, one rasterisation."""
     win = _window(raster, *bounds)
     if win is None:
-        return 0.0, None, None
+        return _Side(0.0)
     shape = (int(win.height), int(win.width))
     transform = rasterio.windows.transform(win, raster.transform)
     shapes = [(ring_geom, RING), *((g, OFF) for g in near), (part_geom, PART)]     # later ones win
@@ -91,15 +137,21 @@ def _contrasts(raster: YearRaster, part_geom, ring_geom, near: np.ndarray, bound
     data, valid = raster.read(win, channels)
     observed = float((part & valid).sum()) / max(int(part.sum()), 1)
     p, r = part & valid, (burnt == RING) & valid & ~part
+    side = _Side(observed)
+    cloudy = cloud_like(data)       # on the ring: the part itself is what changed
+    if cloudy is not None and r.any():
+        side.cover = float(cloudy[r].mean())
+        side.ring_visible = float(np.mean([data[c][r].mean() for c in ("B", "G", "R")]))
     if not p.any() or r.sum() < MIN_RING_PIXELS:
-        return observed, None, None
+        return side
     logs = np.array([math.log((max(float(data[c][p].mean()), 0.0) + DARK) /
                               (max(float(data[c][r].mean()), 0.0) + DARK)) for c in channels])
     ndvi = None
     if "R" in data and "NIR" in data:
         nd = ndvi_of(data["R"], data["NIR"])
         ndvi = float(nd[p].mean() - nd[r].mean())
-    return observed, logs, ndvi
+    side.logs, side.ndvi = logs, ndvi
+    return side
 
 
 def _window(raster: YearRaster, x0: float, y0: float, x1: float, y1: float):
@@ -119,6 +171,8 @@ def measure(change: YearChange, current: YearRaster, previous: YearRaster, lands
     off ``landslides`` (the mapped polygons of T and T−1)."""
     n = len(change)
     observed = np.zeros(n)
+    cover = {k: np.full(n, np.nan) for k in COVER_FIELDS}
+    unseen = np.zeros(n, bool)
     values = {k: np.full(n, np.nan) for k in MEASURES}
     verdict = np.full(n, UNMEASURED, object)
     channels = common_channels(current, previous)
@@ -136,26 +190,42 @@ def measure(change: YearChange, current: YearRaster, previous: YearRaster, lands
             if reporter is not None and i % 200 == 0:
                 reporter.progress(i / max(n, 1), f"Checking the images under the new parts of {change.year}")
             near = landslides[near_slide[starts[i]:starts[i + 1]]]
-            _, now, ndvi_now = _contrasts(current, parts[i], rings[i], near, bounds[i], channels)
-            observed[i], before, ndvi_before = _contrasts(previous, parts[i], rings[i], near, bounds[i], channels)
-            _record(i, observed[i], now, before, ndvi_now, ndvi_before, values, verdict)
+            now = _contrasts(current, parts[i], rings[i], near, bounds[i], channels)
+            before = _contrasts(previous, parts[i], rings[i], near, bounds[i], channels)
+            observed[i] = before.observed
+            cover["cover_before"][i], cover["cover_now"][i] = before.cover, now.cover
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cover["ring_dimming"][i] = np.float64(before.ring_visible) / np.float64(now.ring_visible)
+            hidden = covered_then(cover["cover_before"][i], cover["cover_now"][i], cover["ring_dimming"][i])
+            unseen[i] = observed[i] < MIN_OBSERVED or bool(hidden)
+            if observed[i] >= MIN_OBSERVED:
+                _record(i, now, before, values)
     measured = ~np.isnan(values["brightness_change"])
     verdict[measured] = np.where(changed(values)[measured], CONFIRMED, NO_CHANGE)
-    return Evidence(observed, values, verdict)
+    verdict[unseen] = NOT_OBSERVED      # measured or not: the measures stay, for a check by eye
+    return Evidence(observed, values, verdict, cover)
 
 
-def _record(i, observed, now, before, ndvi_now, ndvi_before, values, verdict) -> None:
-    """Part ``i``'s measures (or why there are none) from its contrasts in the two years."""
-    if observed < MIN_OBSERVED:
-        verdict[i] = NOT_OBSERVED
+def covered_then(cover_before, cover_now, ring_dimming):
+    """Was the part's ring under an opaque cover (cloud, snow) in T−1 that is gone in T:
+    cloud-like then, not now, and at least :data:`OPAQUE` times as bright then (a haze,
+    which the tests also flag, leaves the ground visible and hardly brightens it)?
+    Arrays or numbers; NaN (not testable) never is."""
+    before, now = np.asarray(cover_before, float), np.asarray(cover_now, float)
+    dimming = np.nan_to_num(np.asarray(ring_dimming, float), nan=0.0, posinf=0.0)
+    return (np.nan_to_num(before, nan=0.0) >= COVERED) & (np.nan_to_num(now, nan=1.0) < COVERED) & \
+        (dimming >= OPAQUE)
+
+
+def _record(i, now: _Side, before: _Side, values) -> None:
+    """Part ``i``'s measures from its contrasts in the two years (none without both)."""
+    if now.logs is None or before.logs is None:
         return
-    if now is None or before is None:
-        return
-    delta = now - before
+    delta = now.logs - before.logs
     values["brightness_change"][i] = float(delta.mean())
     values["colour_change"][i] = float(np.sqrt(np.mean((delta - delta.mean()) ** 2)))
-    if ndvi_now is not None and ndvi_before is not None:
-        values["ndvi_change"][i] = ndvi_now - ndvi_before
+    if now.ndvi is not None and before.ndvi is not None:
+        values["ndvi_change"][i] = now.ndvi - before.ndvi
 
 
 def changed(values: dict[str, np.ndarray], thresholds: dict[str, float] = THRESHOLDS) -> np.ndarray:
@@ -191,9 +261,11 @@ def confirm_changes(changes: list[YearChange], rasters: dict[int, YearRaster], l
         both = np.concatenate([landslides[change.year], landslides[change.previous_year]])
         evidence = measure(change, current, previous, both, part)
         k_change, a_change = split_by_evidence(change, evidence)
+        covered = int(covered_then(*(evidence.cover[k] for k in COVER_FIELDS)).sum()) if evidence.cover else 0
         reporter.log(f"{change.year}: {len(k_change)} new or enlarged parts show a change in the images; "
-                     f"{len(a_change)} set aside ({k_change.not_observed} not observed in {change.previous_year}, "
-                     f"{len(a_change) - k_change.not_observed} with no change seen).")
+                     f"{len(a_change)} set aside ({k_change.not_observed} not observed in {change.previous_year}"
+                     + (f", {covered} of them under cloud or snow then" if covered else "")
+                     + f", {len(a_change) - k_change.not_observed} with no change seen).")
         kept.append(k_change)
         aside.append(a_change)
     return kept, aside

@@ -119,6 +119,8 @@ def test_a_scar_darker_than_its_surroundings_counts_too(tmp_path):
     _change, kept, aside = _evidence(p17, p18, maps)
     assert len(kept) == 1 and len(aside) == 0
     assert kept.fields["brightness_change"][0] < -ce.THRESHOLDS["brightness_change"]
+    # snow passes the cloud tests in both years: white in T−1 and still around the debris in T
+    assert kept.fields["cover_before"][0] > 0.9 and kept.fields["cover_now"][0] >= ce.COVERED
 
 
 def test_years_on_different_grids_are_compared_on_their_own(tmp_path):
@@ -166,3 +168,35 @@ def test_rgb_images_are_judged_on_their_three_bands(tmp_path):
     by_x = dict(zip([round(g.centroid.x) for g in change.geometries], evidence.verdict))
     assert by_x[round(box(60, 40, 80, 55).centroid.x)] == ce.CONFIRMED
     assert by_x[round(box(10, 10, 30, 25).centroid.x)] == ce.NO_CHANGE
+
+
+CLOUD = np.array([0.42, 0.43, 0.45, 0.47])
+SANDSTONE = np.array([0.20, 0.25, 0.33, 0.38])
+
+
+def test_cloud_like_pixels_follow_fmask_visible_tests():
+    covers = np.stack([FOREST, SOIL, SANDSTONE, CLOUD, SNOW])
+    data = {c: covers[:, i].astype(np.float32) for i, c in enumerate(("B", "G", "R", "NIR"))}
+    assert ce.cloud_like(data).tolist() == [False, False, False, True, True]
+    assert ce.cloud_like({c: data[c] for c in ("G", "R", "NIR")}) is None       # no blue: no test
+    assert ce.covered_then([0.9, 0.9, 0.2, np.nan, 0.9, 0.9], [0.1, 0.9, 0.1, 0.1, np.nan, 0.1],
+                           [3.0, 3.0, 3.0, 3.0, 3.0, 1.3]).tolist() == [True, False, False, False, False, False]
+
+
+def test_a_scar_hidden_by_cloud_the_year_before_is_not_observed(tmp_path):
+    """Under a cloud in T−1 the map could not see an old scar; in T it looks new, and the
+    cloud's going reads as a strong change: nobody can date it, so it is set aside."""
+    before, after = scene(), scene()
+    before[40:55, 60:80] = SOIL                     # the scar was already there ...
+    before[25:75, 45:100] = CLOUD                   # ... under a cloud
+    after[40:55, 60:80] = SOIL
+    after[40:55, 10:30] = SOIL                      # a truly new scar in clear sky
+    p17, p18 = write(tmp_path / "a.tif", before), write(tmp_path / "b.tif", after)
+    maps = {2017: [], 2018: [box(60, 40, 80, 55), box(10, 40, 30, 55)]}
+    _change, kept, aside = _evidence(p17, p18, maps)
+    assert len(kept) == 1 and kept.geometries[0].equals(box(10, 40, 30, 55))
+    assert list(aside.fields["evidence"]) == [ce.NOT_OBSERVED]
+    assert aside.fields["cover_before"][0] > 0.9 and aside.fields["cover_now"][0] < 0.1
+    assert aside.fields["ring_dimming"][0] > 5                # an opaque cloud over forest
+    assert "1 set aside (1 not observed in 2017, 1 of them under cloud or snow then, 0 with no change" in LOG[-1]
+    assert aside.fields["seen_before"][0] == 1.0          # valid pixels: it was the cloud that hid it
