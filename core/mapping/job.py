@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -257,38 +256,21 @@ def run_inference(job: InferenceJob, reporter: Reporter | None = None) -> Infere
 
 
 def _map_here(job, model, rasters, tile, threshold, run, reporter, share) -> list[tuple[int, object]]:
-    """Every year in this process: (valid pixels, landslide layer) each.
-
-    A year's polygons are built in a helper thread while the next year is predicted: the
-    prediction leaves about a third of two cores idle (its reader waits on decoding), and
-    vectorising (OpenCV, GDAL) runs mostly without the GIL. At most one year is vectorised
-    at a time, so memory holds one year's vectorising strips beside the prediction."""
-    out: list = []
+    """Every year in this process, one after another: (valid pixels, landslide layer) each."""
+    out = []
     n = len(rasters)
-    with ThreadPoolExecutor(1, thread_name_prefix="polygons") as pool:
-        pending = None
-        for i, raster in enumerate(rasters):
-            part = reporter.sub(i / n * share, (i + 1) / n * share)
-            part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
-                     f"bands {raster.mapping.describe()})")
-            prob = run.path(probability_file(raster.year))
-            unc = run.path(uncertainty_file(raster.year)) if job.uncertainty else None
-            stats = predict_raster(raster, model, prob, tile, job.overlap, job.batch_size, threshold,
-                                   part.sub(0.0, 0.9), tta=job.tta, uncertainty_path=unc)
-            if pending is not None:
-                out.append(pending.result())
-            last = i == n - 1      # the last year's polygons report their progress; the others' run quietly
-            pending = pool.submit(_year_polygons, stats.valid_pixels, prob, raster, threshold, job.min_area_m2,
-                                  part.sub(0.9, 1.0) if last else part.quiet())
-        if pending is not None:
-            out.append(pending.result())
+    for i, raster in enumerate(rasters):
+        part = reporter.sub(i / n * share, (i + 1) / n * share)
+        part.log(f"Year {raster.year}: {raster.path} ({raster.width}×{raster.height} px, "
+                 f"bands {raster.mapping.describe()})")
+        prob = run.path(probability_file(raster.year))
+        unc = run.path(uncertainty_file(raster.year)) if job.uncertainty else None
+        stats = predict_raster(raster, model, prob, tile, job.overlap, job.batch_size, threshold,
+                               part.sub(0.0, 0.9), tta=job.tta, uncertainty_path=unc)
+        layer = landslide_polygons(prob, raster.year, threshold, job.min_area_m2, raster.crs.to_wkt(),
+                                   part.sub(0.9, 1.0))
+        out.append((stats.valid_pixels, layer))
     return out
-
-
-def _year_polygons(valid_pixels: int, prob, raster: YearRaster, threshold: float, min_area_m2: float,
-                   reporter: Reporter) -> tuple[int, object]:
-    return valid_pixels, landslide_polygons(prob, raster.year, threshold, min_area_m2, raster.crs.to_wkt(),
-                                            reporter)
 
 
 def _map_years(job, model, rasters, tile, threshold, reporter) -> InferenceResult:
