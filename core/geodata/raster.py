@@ -71,6 +71,9 @@ class YearRaster:
         if Path(self.path).is_dir():
             raise InputError(f"{self.who}{self.path} is a folder, not a raster file.")
         try:
+            # Opened outside any GDAL_NUM_THREADS setting on purpose: GDAL reads it at open
+            # time, and with several decoding threads a truncated block reads as zeros
+            # instead of failing (tests/core/test_hostile_input.py, "truncated tif").
             with warnings.catch_warnings():            # an image without georeferencing is said below
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.src = rasterio.open(self.path)

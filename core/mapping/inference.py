@@ -56,8 +56,9 @@ def read_cache_bytes(raster: YearRaster, bands: int) -> int:
     (the bands read). A tile row's windows straddle two block rows, and the lower one is
     the next tile row's upper one: with room for less than about two and a half rows it
     is decoded twice (measured, reading an 8,192² DEFLATE scene in the pipeline's windows
-    with GDAL_NUM_THREADS decoding on 2 cores: 1.5 rows 1.9-2.1 s, 2 rows 1.6 s, 2.5 rows
-    1.1 s, 3 rows 1.0 s). At least 8 MB, at most 512 MB."""
+    on 2 cores, decoded on two threads: 1.5 rows 1.9-2.1 s, 2 rows 1.6 s, 2.5 rows 1.1 s,
+    3 rows 1.0 s; the pipeline decodes on one, see :class:`YearRaster`). At least 8 MB, at
+    most 512 MB."""
     ds = raster.dataset
     block_rows = ds.block_shapes[0][0] if ds.block_shapes else 256
     row_bytes = raster.width * min(block_rows, 1024) * bands * np.dtype(ds.dtypes[0]).itemsize
