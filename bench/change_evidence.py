@@ -81,8 +81,13 @@ def keep(p: dict, thresholds: dict, clouds: bool = True) -> np.ndarray:
     measured = ~np.isnan(p["brightness_change"])
     observed = p["seen_before"] >= ce.MIN_OBSERVED
     if clouds:
-        observed &= ~ce.covered_then(p["cover_before"], p["cover_now"], p["ring_dimming"])
+        observed &= ~covered(p)
     return observed & (~measured | ce.changed(p, thresholds))
+
+
+def covered(p: dict) -> np.ndarray:
+    """The parts whose ring was under an opaque cover in T−1 that is gone in T."""
+    return ce.covered_then(*(p[k] for k in ce.COVER_FIELDS))
 
 
 def text(thresholds: dict) -> str:
@@ -132,16 +137,15 @@ def main() -> None:
         none = [f1(p, t) for _, _, p, t in chosen]
         shipped = [f1(p, t, keep(p, ce.THRESHOLDS)) for _, _, p, t in chosen]
         cloudless = [f1(p, t, keep(p, ce.THRESHOLDS, clouds=False)) for _, _, p, t in chosen]
-        covered = [int(ce.covered_then(p["cover_before"], p["cover_now"], p["ring_dimming"]).sum())
-                   for _, _, p, _ in chosen]
+        n_covered = [int(covered(p).sum()) for _, _, p, _ in chosen]
         print(f"\n### {kind}: new-in-year object F1 per scene-year\n")
         print(f"| scene | year | parts | covered in T−1 | no evidence | shipped without the cloud rule | "
               f"shipped {text(ce.THRESHOLDS)} | best thresholds |")
         print("|---|---|---|---|---|---|---|---|")
         for k, (n, y, p, _) in enumerate(chosen):
-            print(f"| {n} | {y} | {len(p['geoms'])} | {covered[k]} | {none[k]:.3f} | {cloudless[k]:.3f} | "
+            print(f"| {n} | {y} | {len(p['geoms'])} | {n_covered[k]} | {none[k]:.3f} | {cloudless[k]:.3f} | "
                   f"{shipped[k]:.3f} | {grid[0][2][k]:.3f} |")
-        print(f"| **mean** | | | {sum(covered)} | {np.mean(none):.3f} | {np.mean(cloudless):.3f} | "
+        print(f"| **mean** | | | {sum(n_covered)} | {np.mean(none):.3f} | {np.mean(cloudless):.3f} | "
               f"{np.mean(shipped):.3f} | {grid[0][0]:.3f} |")
         print("\nBest thresholds (mean F1):", "; ".join(f"{g[0]:.3f} {text(g[1])}" for g in grid[:8]))
         report[kind] = {"none": none, "shipped": shipped, "shipped_without_cloud_rule": cloudless,

@@ -73,12 +73,15 @@ class Evidence:
     observed: np.ndarray
     measures: dict[str, np.ndarray]      # MEASURES, NaN where not measurable
     verdict: np.ndarray
-    cover: dict[str, np.ndarray] | None = None     # COVER_FIELDS, NaN where not testable
+    cover: dict[str, np.ndarray]         # COVER_FIELDS, NaN where not testable
+
+    @property
+    def covered(self) -> np.ndarray:
+        """Per part: was its ring under an opaque cover in T−1 that is gone in T?"""
+        return covered_then(*(self.cover[k] for k in COVER_FIELDS))
 
     def fields(self) -> dict[str, np.ndarray]:
-        n = len(self.observed)
-        cover = self.cover or {k: np.full(n, np.nan) for k in COVER_FIELDS}
-        return {"seen_before": np.round(self.observed, 3), **{k: np.round(v, 3) for k, v in cover.items()},
+        return {"seen_before": np.round(self.observed, 3), **{k: np.round(v, 3) for k, v in self.cover.items()},
                 **{k: np.round(v, 3) for k, v in self.measures.items()}, "evidence": self.verdict.astype(object)}
 
 
@@ -172,7 +175,7 @@ def measure(change: YearChange, current: YearRaster, previous: YearRaster, lands
     n = len(change)
     observed = np.zeros(n)
     cover = {k: np.full(n, np.nan) for k in COVER_FIELDS}
-    unseen = np.zeros(n, bool)
+    visible_before, visible_now = np.full(n, np.nan), np.full(n, np.nan)     # the rings' B, G, R means
     values = {k: np.full(n, np.nan) for k in MEASURES}
     verdict = np.full(n, UNMEASURED, object)
     channels = common_channels(current, previous)
@@ -194,16 +197,17 @@ def measure(change: YearChange, current: YearRaster, previous: YearRaster, lands
             before = _contrasts(previous, parts[i], rings[i], near, bounds[i], channels)
             observed[i] = before.observed
             cover["cover_before"][i], cover["cover_now"][i] = before.cover, now.cover
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cover["ring_dimming"][i] = np.float64(before.ring_visible) / np.float64(now.ring_visible)
-            hidden = covered_then(cover["cover_before"][i], cover["cover_now"][i], cover["ring_dimming"][i])
-            unseen[i] = observed[i] < MIN_OBSERVED or bool(hidden)
+            visible_before[i], visible_now[i] = before.ring_visible, now.ring_visible
             if observed[i] >= MIN_OBSERVED:
                 _record(i, now, before, values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cover["ring_dimming"] = visible_before / visible_now
     measured = ~np.isnan(values["brightness_change"])
     verdict[measured] = np.where(changed(values)[measured], CONFIRMED, NO_CHANGE)
-    verdict[unseen] = NOT_OBSERVED      # measured or not: the measures stay, for a check by eye
-    return Evidence(observed, values, verdict, cover)
+    evidence = Evidence(observed, values, verdict, cover)
+    # measured or not, a part nobody saw in T−1 is not dated; its measures stay, for a check by eye
+    verdict[(observed < MIN_OBSERVED) | evidence.covered] = NOT_OBSERVED
+    return evidence
 
 
 def covered_then(cover_before, cover_now, ring_dimming):
@@ -261,7 +265,7 @@ def confirm_changes(changes: list[YearChange], rasters: dict[int, YearRaster], l
         both = np.concatenate([landslides[change.year], landslides[change.previous_year]])
         evidence = measure(change, current, previous, both, part)
         k_change, a_change = split_by_evidence(change, evidence)
-        covered = int(covered_then(*(evidence.cover[k] for k in COVER_FIELDS)).sum()) if evidence.cover else 0
+        covered = int(evidence.covered.sum())
         reporter.log(f"{change.year}: {len(k_change)} new or enlarged parts show a change in the images; "
                      f"{len(a_change)} set aside ({k_change.not_observed} not observed in {change.previous_year}"
                      + (f", {covered} of them under cloud or snow then" if covered else "")

@@ -217,7 +217,7 @@ def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: 
                         sums += np.bincount(labels[inside], weights=values, minlength=len(pixels))
                         lab_ds.write(labels, 1, window=win)
                         if mask_ds is not None:
-                            mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)
+                            mask_ds.write(inside.astype(np.uint8), 1, window=win)
                         reporter.progress(0.4 + 0.3 * (row + h - row0) / (row1 - row0), "labelling landslide regions")
                 finally:
                     if mask_ds is not None:
