@@ -37,6 +37,13 @@ def apply_transform(transform, x, y):
     return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
 
 
+def compose(outer, inner):
+    """The affine ``outer`` after ``inner`` (``inner`` maps first): affine 3 warns on ``*``
+    between transforms and wants ``@``, which Debian 12's affine 2.4 lacks."""
+    matmul = getattr(type(outer), "__matmul__", None)
+    return matmul(outer, inner) if matmul is not None else outer * inner
+
+
 def _default_scale(src, path: str, log: Log) -> float:
     """Value of reflectance 1.0 in the file's units (Planet SR: 10,000)."""
     dtype = np.dtype(src.dtypes[0])

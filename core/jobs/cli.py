@@ -291,9 +291,11 @@ def cmd_build_pretrained(args) -> int:
         stages = str(work / "stages")
         cascade = build_real_stages(base, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
                                     loss=loss, data_root=args.data, reporter=reporter.sub(0.4, 0.8),
-                                    skip=args.skip_real, consolidation_steps=args.consolidation_steps)
+                                    skip=args.skip_real, consolidation_steps=args.consolidation_steps,
+                                    other_grounds=args.other_grounds)
         rgb = build_rgb(cascade, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
-                        loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 0.99))
+                        loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 0.99),
+                        other_grounds=args.other_grounds)
         # the bundled copies store float16 weights (core.training.weight_storage: the plugin ZIP's size)
         return [str(compact_checkpoint(cascade, args.output, REAL_NAME, CASCADE_DESCRIPTION)),
                 str(compact_checkpoint(rgb, args.output, RGB_NAME))]

@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-real", type=int, default=0, metavar="K",
                    help="--start-from is the checkpoint of the first K real-texture stages: train only the rest")
     p.add_argument("--steps", type=int, default=1500, help="optimisation steps of each real-texture stage")
+    p.add_argument("--other-grounds", action="store_true",
+                   help="add the optional stage on the training places dried and tinted (OTHER_GROUNDS; "
+                        "not in the shipped cascade)")
     p.add_argument("--consolidation-steps", type=int, default=0, metavar="N",
                    help="end with a consolidation stage of N steps over every region's event year (default: none)")
     p.add_argument("--loss", help="loss of the real-texture stages "

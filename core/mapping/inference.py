@@ -22,7 +22,7 @@ from ..geodata.bands import build_channels, required_spectral
 from ..errors import InputError
 from .model import OnnxModel
 from ..progress import Reporter
-from ..geodata.raster import YearRaster
+from ..geodata.raster import YearRaster, compose
 from .tiling import Tile, TileGrid
 
 PROB_NODATA = probability.NODATA
@@ -35,7 +35,7 @@ def geotiff_profile(raster: YearRaster, dtype: str, nodata, rows: tuple[int, int
                     threads: int | str = "ALL_CPUS") -> dict:
     """A tiled, compressed single-band GeoTIFF on the raster's grid, or on rows [r0, r1) of it."""
     r0, r1 = rows if rows is not None else (0, raster.height)
-    transform = raster.transform if r0 == 0 else raster.transform * raster.transform.translation(0, r0)
+    transform = raster.transform if r0 == 0 else compose(raster.transform, raster.transform.translation(0, r0))
     return dict(
         driver="GTiff", width=raster.width, height=r1 - r0, count=1, dtype=dtype,
         crs=raster.crs, transform=transform, nodata=nodata, tiled=True,

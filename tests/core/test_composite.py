@@ -18,7 +18,8 @@ from landslide_mapper.core.training.corpus.composite import (CompositeManifest, 
                                                              load_or_generate)
 from landslide_mapper.core.errors import InputError
 from landslide_mapper.core.training.corpus.outlines import load_outlines
-from landslide_mapper.core.training.corpus.pretrained import (HELD_OUT, HELD_OUT_PLACE, REAL_STAGES, REAL_VALIDATION,
+from landslide_mapper.core.training.corpus.pretrained import (HELD_OUT, HELD_OUT_PLACE, OTHER_GROUNDS,
+                                                              OTHER_GROUNDS_VALIDATION, REAL_STAGES, REAL_VALIDATION,
                                                               VISUAL_SCENES)
 from landslide_mapper.core.geodata.vector_io import list_layers, read_layer
 
@@ -103,6 +104,66 @@ def test_labels_are_exactly_what_was_burned_in(scene, bare):
     assert shapely.union_all(scars).buffer(0.01).contains(shapely.union_all(truth))
 
 
+@pytest.fixture(scope="module")
+def dry(data_root, tmp_path_factory):
+    """A dried and tinted Dolomites scene and the same ground without landslides."""
+    spec = CompositeSpec("dolomites", 5, **SMALL, bare_ground=1.0, ground_tint=0.3)
+    return (generate_composite(tmp_path_factory.mktemp("dry"), spec, data_root),
+            generate_composite(tmp_path_factory.mktemp("dry_bare"), dataclasses.replace(
+                spec, event_density=0.0, background_rate=0.0), data_root))
+
+
+def test_labels_are_exactly_what_was_burned_in_on_dried_tinted_ground(dry, tmp_path, data_root):
+    """Drying and tinting change the ground before any scar is burned in, the same way every
+    year and in every run: the labels are still exactly the scars."""
+    test_labels_are_exactly_what_was_burned_in(*dry)
+    again = generate_composite(tmp_path, dry[0].spec, data_root)
+    assert np.array_equal(read(dry[0].rasters[2018])[0], read(again.rasters[2018])[0])
+    ground = [read(dry[1].rasters[y])[0] for y in (2016, 2018)]
+    b, g, r, nir = ground[0]
+    ndvi = (nir - r) / np.maximum(nir + r, 1)
+    assert np.median(ndvi[b > 0]) < 0.3                                    # the forest is gone
+
+
+def test_strip_vegetation_dries_the_ground_and_keeps_its_relief(data_root):
+    img = backgrounds.load_background("dolomites", 0, 3.0, (0, 0, 200, 200), data_root)
+    refl, valid = img.reflectance, img.valid
+    b, g, r, nir = refl
+    ndvi = (nir - r) / np.maximum(nir + r, 1e-6)
+    forest = valid & (ndvi > 0.6)
+    assert forest.sum() > 1000
+    out = backgrounds.strip_vegetation(refl, valid, 1.0, np.random.default_rng(1))
+    assert np.array_equal(out, backgrounds.strip_vegetation(refl, valid, 1.0, np.random.default_rng(1)))
+    ob, og, orr, onir = out
+    dried = (onir - orr) / np.maximum(onir + orr, 1e-6)
+    assert (dried[forest] < 0.3).mean() > 0.8                 # most vegetation is now soil and rock
+    assert (dried[forest] > 0.33).mean() > 0.02               # scattered shrub clumps stay
+    assert orr[forest].mean() > 1.5 * r[forest].mean()        # dry ground is brighter in red than forest
+
+    def local(x):
+        from scipy import ndimage
+        m = x.mean(0)
+        return m / ndimage.gaussian_filter(m, 4)
+    corr = np.corrcoef(local(refl)[valid], local(out)[valid])[0, 1]
+    assert corr > 0.5                                         # the relief's texture is kept
+    assert backgrounds.strip_vegetation(refl, valid, 0.0, np.random.default_rng(1)) is refl
+    assert not out[:, ~valid].any()
+
+
+def test_tint_moves_the_grounds_colour_and_keeps_contrasts():
+    rng = np.random.default_rng(0)
+    refl = rng.uniform(0.02, 0.4, (4, 50, 50)).astype(np.float32)
+    valid = np.ones((50, 50), bool)
+    ratios = []
+    for seed in range(20):
+        out = backgrounds.tint(refl, valid, 0.3, np.random.default_rng(seed))
+        gain = out / refl
+        assert np.allclose(gain, gain[:, :1, :1], rtol=1e-4)  # one gain per band: contrasts kept
+        ratios.append(gain[2, 0, 0] / gain[0, 0, 0])
+    assert min(ratios) < 0.8 and max(ratios) > 1.25           # warmer and cooler grounds
+    assert backgrounds.tint(refl, valid, 0.0, rng) is refl
+
+
 def test_no_label_on_a_background_look_alike(scene, bare):
     """The background's own bare ground (fields, pond margins, roads) stays unlabelled."""
     year = 2018
@@ -157,8 +218,9 @@ def test_outline_sets_are_disjoint_places(data_root):
     assert np.all(train.areas >= 120) and np.all(np.abs(shapely.get_x(shapely.centroid(train.shapes))) < 1.0)
 
 
-TRAIN = [sc.spec for _, _, scenes in REAL_STAGES for sc in scenes] + [sc.spec for sc in VISUAL_SCENES]
-VALIDATION = [sc.spec for sc in REAL_VALIDATION]
+TRAIN = [sc.spec for _, _, scenes in REAL_STAGES + (OTHER_GROUNDS,) for sc in scenes] + [
+    sc.spec for sc in VISUAL_SCENES]
+VALIDATION = [sc.spec for sc in REAL_VALIDATION + (OTHER_GROUNDS_VALIDATION,)]
 
 
 def test_training_never_sees_the_benchmark():
@@ -193,6 +255,10 @@ def test_bad_specs():
         CompositeSpec("mars", 1)
     with pytest.raises(InputError, match="event year"):
         CompositeSpec("naip", 1, years=(2016, 2017), event_year=2020)
+    with pytest.raises(InputError, match="bare_ground"):
+        CompositeSpec("naip", 1, bare_ground=1.5)
+    with pytest.raises(InputError, match="ground_tint"):
+        CompositeSpec("naip", 1, ground_tint=-0.1)
 
 
 def test_texture_scale_is_documented_per_background():

@@ -27,7 +27,10 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
+from scipy import ndimage
 
+from .scars import noise
+from ...geodata.raster import compose
 from ...errors import InputError
 
 DATA_ENV = "LANDSLIDE_MAPPER_DATA"
@@ -161,7 +164,7 @@ def load_background(key: str, year_index: int, pixel_size: float, crop: tuple[in
         crs = ref.crs
         win_transform = ref.window_transform(rasterio.windows.Window(col, row, w, h))
     out_w, out_h = int(round(w * u)), int(round(h * u))
-    dst_transform = win_transform * win_transform.scale(w / out_w, h / out_h)
+    dst_transform = compose(win_transform, win_transform.scale(w / out_w, h / out_h))
     with rasterio.open(path) as src:
         dn = np.zeros((4, out_h, out_w), np.float32)
         ok = np.zeros((out_h, out_w), np.uint8)
@@ -183,3 +186,73 @@ def native_size(key: str, root: str | os.PathLike | None = None) -> tuple[int, i
     """(width, height) of the background's first file in native pixels."""
     with rasterio.open(data_root(root) / get(key).files[0]) as src:
         return src.width, src.height
+
+
+# Arid ground end-members, reflectance in B, G, R, NIR (approximate spectra of the kinds of
+# ground that dry mountains expose: canyon country, badlands, steppe, lava fields).
+ARID_GROUND = np.array([
+    [0.090, 0.130, 0.240, 0.310],    # iron-stained red sandstone
+    [0.190, 0.230, 0.280, 0.330],    # pale sandstone, limestone
+    [0.110, 0.140, 0.180, 0.230],    # grey-brown desert soil, gravel
+    [0.070, 0.100, 0.150, 0.250],    # dry grass and litter over soil
+    [0.070, 0.080, 0.090, 0.120],    # dark varnished rock, basalt
+], np.float32)
+
+
+def strip_vegetation(refl: np.ndarray, valid: np.ndarray, strength: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """The ground as it would look dry: vegetation and rock replaced by arid soil and rock.
+
+    Only four real backgrounds are available, three of them green; a model trained on them
+    learns "a bare patch in vegetated ground" and misses scars on bare ground. This keeps a
+    background's relief (its broad shading and its local texture, both taken from the
+    brightness of all four bands) and replaces its spectra by a mix of two arid
+    end-members laid out as broad geological units, leaving scattered shrub clumps of the
+    original vegetation and the water as it was. ``strength`` blends towards that look.
+    Returns a new (4, H, W) array; deterministic for a given ``rng``.
+    """
+    if strength <= 0:
+        return refl
+    h, w = valid.shape
+    b, g, r, nir = refl
+    bright = refl.mean(0)
+    med = float(np.median(bright[valid])) if valid.any() else 0.1
+    broad = ndimage.gaussian_filter(bright, 12)
+    local = np.clip(bright / np.maximum(ndimage.gaussian_filter(bright, 4), 1e-4), 0.4, 2.2)
+    relief = (np.clip(broad / max(med, 1e-4), 0.2, 3.0) ** 0.5) * local ** float(rng.uniform(0.6, 1.0))
+    pair = rng.choice(len(ARID_GROUND), 2, replace=False)
+    units = np.clip(noise((h, w), rng, (80.0, 40.0)) * 0.8 + 0.5, 0, 1)[None]   # broad units, soft borders
+    level = float(rng.uniform(0.8, 1.2))
+    arid = (ARID_GROUND[pair[0]][:, None, None] * (1 - units) + ARID_GROUND[pair[1]][:, None, None] * units)
+    arid = arid * level * relief[None]
+    ndvi = (nir - r) / np.maximum(nir + r, 1e-6)
+    veg = np.clip((ndvi - 0.2) / 0.4, 0, 1)
+    clumps = noise((h, w), rng, (1.5, 4.0)) > float(rng.uniform(0.8, 1.6))     # 5-20 % of the ground
+    keep = veg * clumps * float(rng.uniform(0.3, 0.7))
+    water = (nir < 0.06) | (ndvi < -0.05) & (nir < 0.12)
+    keep = np.where(water, 1.0, keep)[None]
+    out = refl * keep + arid * (1 - keep)
+    out = refl * (1 - strength) + out * strength
+    out[:, ~valid] = 0.0
+    return np.clip(out, 0.001, 1.2).astype(np.float32)
+
+
+def tint(refl: np.ndarray, valid: np.ndarray, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """The ground with its colour moved along the warm-cool axis (red up and blue down, or
+    the reverse, green half-way), by a log-normal amount of ``spread``, plus a small gain of
+    its own per band and an overall brightness.
+
+    The training grounds' colours are few (bluish Alpine forest, green crops, brown
+    moraine); a model then leans on the ground's absolute colour, and on ground of another
+    colour (the brown-red shrubland of a Landsat plateau) it missed most scars. Tinting the
+    ground alone, before the scars are burned in, keeps each scar's contrast to its
+    surroundings and takes the colour cue away. Natural ground varies from blue-grey to
+    red-brown, rarely towards magenta, hence the axis.
+    """
+    if spread <= 0:
+        return refl
+    warm = rng.normal(0.0, spread)
+    log_gain = np.array([-warm, 0.3 * warm, warm, 0.0]) + rng.normal(0.0, spread / 4, 4) + rng.normal(0, spread / 2)
+    out = refl * np.exp(log_gain).astype(np.float32)[:, None, None]
+    out[:, ~valid] = 0.0
+    return np.clip(out, 0.001, 1.2).astype(np.float32)

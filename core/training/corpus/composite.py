@@ -39,7 +39,7 @@ from . import backgrounds as bgs
 from . import scars
 from ...names import changes_layer, landslides_layer
 from .outlines import OutlineLibrary, load_outlines, place
-from ...geodata.raster import apply_transform
+from ...geodata.raster import apply_transform, compose
 from ...geodata.vector_io import VectorLayer, write_geopackage
 from .composite_spec import (_DESCRIPTIONS, _HAZE, _PRE_YEARS, CLOUD, GENERATOR_VERSION, RENDER_RECOVERY,
                              SCENE_JSON, SENSORS, TRUTH_NAME, VISIBLE_RECOVERY, CompositeManifest, CompositeSpec)
@@ -96,13 +96,23 @@ class _Scene:
         if spec.size is not None:
             self.w, self.h = min(self.w, spec.size[0]), min(self.h, spec.size[1])
         self.transform = Affine(self.px, 0, first.origin[0], 0, -self.px, first.origin[1])
-        self.first = first
+        self.first = self._fit(first)
 
     # -- inputs -------------------------------------------------------------------------
     def _background(self, k: int) -> bgs.BackgroundImage:
         img = bgs.load_background(self.spec.background, self.year_offset + k, self.px, self.crop, self.root)
-        if hasattr(self, "h"):
-            img.reflectance, img.valid = img.reflectance[:, :self.h, :self.w], img.valid[:self.h, :self.w]
+        return self._fit(img) if hasattr(self, "h") else img
+
+    def _fit(self, img: bgs.BackgroundImage) -> bgs.BackgroundImage:
+        """Cut to the scene's size; with ``bare_ground`` strip the vegetation, with ``ground_tint``
+        tint the ground (the same every year: one generator, one grid for all of them)."""
+        img.reflectance, img.valid = img.reflectance[:, :self.h, :self.w], img.valid[:self.h, :self.w]
+        if self.spec.bare_ground > 0:
+            img.reflectance = bgs.strip_vegetation(img.reflectance, img.valid, self.spec.bare_ground,
+                                                   _rng(self.spec.seed, "bare ground"))
+        if self.spec.ground_tint > 0:
+            img.reflectance = bgs.tint(img.reflectance, img.valid, self.spec.ground_tint,
+                                       _rng(self.spec.seed, "ground tint"))
         return img
 
     def _site_weights(self, refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -122,7 +132,7 @@ class _Scene:
     def plan(self) -> list[_Landslide]:
         spec = self.spec
         lib = _library(spec.outlines, self.root)
-        weights = self._site_weights(self.first.reflectance[:, :self.h, :self.w], self.first.valid[:self.h, :self.w])
+        weights = self._site_weights(self.first.reflectance, self.first.valid)
         flat = weights.ravel() / weights.sum()
         area_km2 = self.h * self.w * self.px ** 2 / 1e6
         max_area = spec.max_area_fraction * area_km2 * 1e6
@@ -199,14 +209,14 @@ class _Scene:
         win = win or self._window(geom, pad)
         if win is None:
             return None, None
-        t = self.transform * Affine.translation(win[1].start, win[0].start)
+        t = compose(self.transform, Affine.translation(win[1].start, win[0].start))
         shape = (win[0].stop - win[0].start, win[1].stop - win[1].start)
         m = rasterio.features.rasterize([(geom, 1)], out_shape=shape, transform=t, fill=0,
                                         all_touched=False, dtype="uint8").astype(bool)
         return (m, win) if m.any() else (None, None)
 
     def _burn_at(self, s: _Landslide, win) -> np.ndarray:
-        t = self.transform * Affine.translation(win[1].start, win[0].start)
+        t = compose(self.transform, Affine.translation(win[1].start, win[0].start))
         shape = (win[0].stop - win[0].start, win[1].stop - win[1].start)
         return rasterio.features.rasterize([(p.geom, 1) for p in s.parts], out_shape=shape, transform=t,
                                            fill=0, dtype="uint8").astype(bool)

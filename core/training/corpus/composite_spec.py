@@ -47,6 +47,10 @@ class CompositeSpec:
     max_area_fraction: float = 0.02              # largest landslide, of the scene's area
     region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)   # part of the background (x0, y0, x1, y1
     #                                            as fractions, y down) the scene is cut from: keeps places apart
+    bare_ground: float = 0.0                     # 0: the ground as imaged; 1: its vegetation stripped to arid
+    #                                            soil and rock (backgrounds.strip_vegetation), relief kept
+    ground_tint: float = 0.0                     # spread (log) of a per-band gain of the ground, drawn once
+    #                                            per scene before any scar is burned in (backgrounds.tint)
 
     def __post_init__(self):
         if self.sensor not in SENSORS:
@@ -59,6 +63,10 @@ class CompositeSpec:
         x0, y0, x1, y1 = self.region
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise InputError(f"The region must be fractions x0 < x1, y0 < y1 within 0-1, got {self.region}.")
+        if not 0.0 <= self.bare_ground <= 1.0:
+            raise InputError(f"bare_ground is a fraction within 0-1, got {self.bare_ground}.")
+        if not 0.0 <= self.ground_tint <= 1.0:
+            raise InputError(f"ground_tint is a log spread within 0-1, got {self.ground_tint}.")
 
     @property
     def resolved_pixel_size(self) -> float:
