@@ -28,6 +28,7 @@ from rasterio.warp import reproject  # noqa: E402
 
 from real_scoring import map_scene, pixel_scores  # noqa: E402
 
+from landslide_mapper.core.geodata.raster import compose  # noqa: E402
 from landslide_mapper.core.mapping.bundled import AUTO  # noqa: E402
 from landslide_mapper.core.training.corpus.composite import load_or_generate  # noqa: E402
 from landslide_mapper.core.mapping.job import RESAMPLE_TOLERANCE  # noqa: E402
@@ -39,7 +40,7 @@ def resampled(src_path: str, px: float, out: Path) -> str:
     with rasterio.open(src_path) as src:
         f = px / src.res[0]
         w, h = int(round(src.width / f)), int(round(src.height / f))
-        t = src.transform * src.transform.scale(src.width / w, src.height / h)
+        t = compose(src.transform, src.transform.scale(src.width / w, src.height / h))
         data = np.zeros((src.count, h, w), src.dtypes[0])
         reproject(src.read(), data, src_transform=src.transform, src_crs=src.crs, dst_transform=t,
                   dst_crs=src.crs, src_nodata=0, dst_nodata=0,

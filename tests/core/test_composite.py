@@ -119,10 +119,26 @@ def test_labels_are_exactly_what_was_burned_in_on_dried_tinted_ground(dry, tmp_p
     test_labels_are_exactly_what_was_burned_in(*dry)
     again = generate_composite(tmp_path, dry[0].spec, data_root)
     assert np.array_equal(read(dry[0].rasters[2018])[0], read(again.rasters[2018])[0])
-    ground = [read(dry[1].rasters[y])[0] for y in (2016, 2018)]
-    b, g, r, nir = ground[0]
+    b, g, r, nir = read(dry[1].rasters[2016])[0]
     ndvi = (nir - r) / np.maximum(nir + r, 1)
     assert np.median(ndvi[b > 0]) < 0.3                                    # the forest is gone
+    ob, _, orr, _ = read(plain_twin(dry[1].spec, tmp_path / "plain", data_root).rasters[2016])[0]
+    assert np.median(ob[ob > 0]) > np.median(orr[ob > 0])                 # bluish forest as imaged,
+    assert np.median(r[b > 0]) > np.median(b[b > 0])                      # warm dry ground
+
+
+def plain_twin(spec, folder, data_root):
+    return generate_composite(folder, dataclasses.replace(spec, bare_ground=0.0, ground_tint=0.0), data_root)
+
+
+def test_every_scene_has_a_work_folder_of_its_own():
+    """A dried or tinted scene shares its twin's seed (the same place) but never its folder."""
+    from landslide_mapper.core.training.corpus.pretrained import scene_folder_name
+
+    specs = TRAIN + VALIDATION + [HELD_OUT, HELD_OUT_PLACE]
+    names = [scene_folder_name(s) for s in specs]
+    assert len(set(names)) == len(names)
+    assert scene_folder_name(REAL_VALIDATION[0].spec) == "composite_everest_31"     # old work folders reused
 
 
 def test_strip_vegetation_dries_the_ground_and_keeps_its_relief(data_root):

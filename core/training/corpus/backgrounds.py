@@ -199,6 +199,17 @@ ARID_GROUND = np.array([
 ], np.float32)
 
 
+def normalised_difference(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """NDVI of reflectance arrays (0 where both are 0)."""
+    return (nir - red) / np.maximum(nir + red, 1e-6)
+
+
+def water_mask(refl: np.ndarray) -> np.ndarray:
+    """Open water in (B, G, R, NIR) reflectance: dark in NIR, or darker in NIR than in red."""
+    r, nir = refl[2], refl[3]
+    return (nir < 0.06) | (normalised_difference(nir, r) < -0.05) & (nir < 0.12)
+
+
 def strip_vegetation(refl: np.ndarray, valid: np.ndarray, strength: float,
                      rng: np.random.Generator) -> np.ndarray:
     """The ground as it would look dry: vegetation and rock replaced by arid soil and rock.
@@ -225,12 +236,11 @@ def strip_vegetation(refl: np.ndarray, valid: np.ndarray, strength: float,
     level = float(rng.uniform(0.8, 1.2))
     arid = (ARID_GROUND[pair[0]][:, None, None] * (1 - units) + ARID_GROUND[pair[1]][:, None, None] * units)
     arid = arid * level * relief[None]
-    ndvi = (nir - r) / np.maximum(nir + r, 1e-6)
+    ndvi = normalised_difference(nir, r)
     veg = np.clip((ndvi - 0.2) / 0.4, 0, 1)
     clumps = noise((h, w), rng, (1.5, 4.0)) > float(rng.uniform(0.8, 1.6))     # 5-20 % of the ground
     keep = veg * clumps * float(rng.uniform(0.3, 0.7))
-    water = (nir < 0.06) | (ndvi < -0.05) & (nir < 0.12)
-    keep = np.where(water, 1.0, keep)[None]
+    keep = np.where(water_mask(refl), 1.0, keep)[None]
     out = refl * keep + arid * (1 - keep)
     out = refl * (1 - strength) + out * strength
     out[:, ~valid] = 0.0
@@ -245,9 +255,10 @@ def tint(refl: np.ndarray, valid: np.ndarray, spread: float, rng: np.random.Gene
     The training grounds' colours are few (bluish Alpine forest, green crops, brown
     moraine); a model then leans on the ground's absolute colour, and on ground of another
     colour (the brown-red shrubland of a Landsat plateau) it missed most scars. Tinting the
-    ground alone, before the scars are burned in, keeps each scar's contrast to its
-    surroundings and takes the colour cue away. Natural ground varies from blue-grey to
-    red-brown, rarely towards magenta, hence the axis.
+    ground alone, before the scars are burned in, varies the ground's colour and the
+    scars' colour contrast to it (a scar's brightness still follows its ground's in part).
+    Natural ground varies from blue-grey to red-brown, rarely towards magenta, hence the
+    axis.
     """
     if spread <= 0:
         return refl

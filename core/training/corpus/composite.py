@@ -118,8 +118,8 @@ class _Scene:
     def _site_weights(self, refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Where landslides may start: land, not water, more likely on rough (relief) ground."""
         b, g, r, nir = refl
-        ndvi = (nir - r) / np.maximum(nir + r, 1e-6)
-        water = (nir < 0.06) | (ndvi < -0.05) & (nir < 0.12)
+        ndvi = bgs.normalised_difference(nir, r)
+        water = bgs.water_mask(refl)
         lum = (b + g + r) / 3
         rough = ndimage.uniform_filter(lum * lum, 9) - ndimage.uniform_filter(lum, 9) ** 2
         rough = np.sqrt(np.maximum(rough, 0))

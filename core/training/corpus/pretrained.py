@@ -224,10 +224,18 @@ VISUAL_SCENES = (
 )
 
 
+def scene_folder_name(spec: CompositeSpec) -> str:
+    """The work folder of a composited scene: background and seed, and how its ground was
+    changed (a dried crop shares its plain twin's seed, so that it is the same place)."""
+    changed = (f"_dry{spec.bare_ground:g}" if spec.bare_ground else "") + \
+        (f"_tint{spec.ground_tint:g}" if spec.ground_tint else "")
+    return f"composite_{spec.background}_{spec.seed}{changed}"
+
+
 def composite_sources(scene: RealScene, workdir: Path, reporter: Reporter, split: str = "auto",
                       years=None, data_root=None) -> list[TrainingSource]:
     """One training source per year of a composited scene: its raster and its labels layer."""
-    folder = workdir / f"composite_{scene.spec.background}_{scene.spec.seed}"
+    folder = workdir / scene_folder_name(scene.spec)
     m = load_or_generate_composite(folder, scene.spec, data_root, progress=reporter.progress)
     return [TrainingSource(raster=m.rasters[y], labels=m.truth_path, labels_layer=f"labels_{y}",
                            region=scene.name, year=y, split=split)
@@ -273,7 +281,7 @@ def build_real_stages(base: str, output_dir: str, workdir: str, steps: int = 150
     # rehearsal of the procedural regions: the event year of a 3 m and of a 5 m one (of all
     # five in the other-grounds stage)
     procedural = [_rehearsal([s for s in region_sources(r, work, reporter.sub(0, 0.02))
-                              if s.year == r.spec.event_year]) for r in REGIONS]
+                              if s.year == r.spec.event_year]) for r in REGIONS[:5 if other_grounds else 2]]
     replay = [s for sources in procedural[:2] for s in sources]
     stages = _real_stages(other_grounds)
     checkpoint = base
