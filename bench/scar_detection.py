@@ -8,7 +8,7 @@ threshold; the shares are averaged per class of
 
 * visible brightness: the mean of B, G, R inside the scar;
 * contrast: that brightness over the brightness of a 4-px ring around the scar;
-* colour: Fmask's whiteness inside the scar (sum of |band − mean| / mean over B, G, R;
+* colour: Fmask's whiteness inside the scar (``change_evidence.whiteness``;
   below 0.3 a neutral grey or white, above 0.5 a strongly coloured soil).
 
 It also prints the ground's median B, G, R, NIR and NDVI. Used to find why the bundled
@@ -28,7 +28,9 @@ import rasterio
 import rasterio.features
 from scipy import ndimage
 
+from landslide_mapper.core.geodata.bands import ndvi
 from landslide_mapper.core.geodata.vector_io import read_layer
+from landslide_mapper.core.inventory.change_evidence import whiteness
 from landslide_mapper.core.names import landslides_layer
 
 CLASSES = {
@@ -63,9 +65,8 @@ def per_scar(scene: Path, run: Path, year: int) -> dict:
     brightness = ndimage.mean(vis, labels, index)
     with np.errstate(invalid="ignore"):      # a scar wholly covered by its neighbours has no ring
         around = ndimage.mean(vis, ring, index)
-    whiteness = (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / np.maximum(vis, 1e-3)
     measures = {"visible brightness": brightness, "contrast to the ring": brightness / np.maximum(around, 1e-3),
-                "whiteness": ndimage.mean(whiteness, labels, index)}
+                "whiteness": ndimage.mean(np.nan_to_num(whiteness(b, g, r)), labels, index)}
     found = ndimage.mean(mapped, labels, index)
     out = {"scars": int(keep.sum()), "found": round(float(found[keep].mean()), 3), "classes": {}}
     for name, edges in CLASSES.items():
@@ -76,9 +77,8 @@ def per_scar(scene: Path, run: Path, year: int) -> dict:
                          "found": round(float(found[sel].mean()), 3) if sel.any() else None})
         out["classes"][name] = rows
     valid = b > 0
-    ndvi = (nir - r) / np.maximum(nir + r, 1e-6)
     out["ground_median"] = {k: round(float(np.median(v[valid])), 3)
-                            for k, v in (("B", b), ("G", g), ("R", r), ("NIR", nir), ("NDVI", ndvi))}
+                            for k, v in (("B", b), ("G", g), ("R", r), ("NIR", nir), ("NDVI", ndvi(r, nir)))}
     return out
 
 

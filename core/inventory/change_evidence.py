@@ -97,16 +97,20 @@ def common_channels(current: YearRaster, previous: YearRaster) -> list[str]:
 PART, RING, OFF = 1, 2, 3        # burn values: the part, its ring, other landslides (not ring)
 
 
+def whiteness(b: np.ndarray, g: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Fmask's whiteness: Σ|band − mean| / mean over B, G, R (low: grey, white; NaN where dark)."""
+    mean = (b + g + r) / 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.abs(b - mean) + np.abs(g - mean) + np.abs(r - mean)) / mean
+
+
 def cloud_like(data: dict[str, np.ndarray]) -> np.ndarray | None:
     """Pixels that pass Fmask's cloud tests needing only B, G, R (and NIR when there is
     one): bright, flat in the visible, blue-rich, not vegetated. None without B, G, R."""
     if not {"B", "G", "R"} <= data.keys():
         return None
     b, g, r = (np.asarray(data[c], np.float32) for c in ("B", "G", "R"))
-    mean = (b + g + r) / 3
-    with np.errstate(divide="ignore", invalid="ignore"):
-        white = (np.abs(b - mean) + np.abs(g - mean) + np.abs(r - mean)) / mean
-    out = (b - 0.5 * r - HOT_OFFSET > 0) & (white < WHITENESS_MAX)
+    out = (b - 0.5 * r - HOT_OFFSET > 0) & (whiteness(b, g, r) < WHITENESS_MAX)
     if "NIR" in data:
         out &= ndvi_of(data["R"], data["NIR"]) < NDVI_MAX
     return out

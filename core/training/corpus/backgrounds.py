@@ -30,6 +30,7 @@ from rasterio.warp import reproject
 from scipy import ndimage
 
 from .scars import noise
+from ...geodata.bands import ndvi
 from ...geodata.raster import compose
 from ...errors import InputError
 
@@ -199,15 +200,10 @@ ARID_GROUND = np.array([
 ], np.float32)
 
 
-def normalised_difference(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
-    """NDVI of reflectance arrays (0 where both are 0)."""
-    return (nir - red) / np.maximum(nir + red, 1e-6)
-
-
 def water_mask(refl: np.ndarray) -> np.ndarray:
     """Open water in (B, G, R, NIR) reflectance: dark in NIR, or darker in NIR than in red."""
     r, nir = refl[2], refl[3]
-    return (nir < 0.06) | (normalised_difference(nir, r) < -0.05) & (nir < 0.12)
+    return (nir < 0.06) | (ndvi(r, nir) < -0.05) & (nir < 0.12)
 
 
 def strip_vegetation(refl: np.ndarray, valid: np.ndarray, strength: float,
@@ -236,8 +232,7 @@ def strip_vegetation(refl: np.ndarray, valid: np.ndarray, strength: float,
     level = float(rng.uniform(0.8, 1.2))
     arid = (ARID_GROUND[pair[0]][:, None, None] * (1 - units) + ARID_GROUND[pair[1]][:, None, None] * units)
     arid = arid * level * relief[None]
-    ndvi = normalised_difference(nir, r)
-    veg = np.clip((ndvi - 0.2) / 0.4, 0, 1)
+    veg = np.clip((ndvi(r, nir) - 0.2) / 0.4, 0, 1)
     clumps = noise((h, w), rng, (1.5, 4.0)) > float(rng.uniform(0.8, 1.6))     # 5-20 % of the ground
     keep = veg * clumps * float(rng.uniform(0.3, 0.7))
     keep = np.where(water_mask(refl), 1.0, keep)[None]

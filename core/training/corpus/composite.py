@@ -39,6 +39,7 @@ from . import backgrounds as bgs
 from . import scars
 from ...names import changes_layer, landslides_layer
 from .outlines import OutlineLibrary, load_outlines, place
+from ...geodata.bands import ndvi as ndvi_of
 from ...geodata.raster import apply_transform, compose
 from ...geodata.vector_io import VectorLayer, write_geopackage
 from .composite_spec import (_DESCRIPTIONS, _HAZE, _PRE_YEARS, CLOUD, GENERATOR_VERSION, RENDER_RECOVERY,
@@ -118,7 +119,7 @@ class _Scene:
     def _site_weights(self, refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Where landslides may start: land, not water, more likely on rough (relief) ground."""
         b, g, r, nir = refl
-        ndvi = bgs.normalised_difference(nir, r)
+        ndvi = ndvi_of(r, nir)
         water = bgs.water_mask(refl)
         lum = (b + g + r) / 3
         rough = ndimage.uniform_filter(lum * lum, 9) - ndimage.uniform_filter(lum, 9) ** 2
@@ -282,8 +283,7 @@ class _Scene:
         haze = float(rng.uniform(0, 0.02)) * _HAZE
         out = refl * gain[:, None, None] + haze[:, None, None]
         if not real_years and k > 0:             # seasonal state of the vegetation
-            ndvi = (refl[3] - refl[2]) / np.maximum(refl[3] + refl[2], 1e-6)
-            v = np.clip((ndvi - 0.2) / 0.4, 0, 1)
+            v = np.clip((ndvi_of(refl[2], refl[3]) - 0.2) / 0.4, 0, 1)
             out[3] *= 1 + v * float(rng.uniform(-0.12, 0.1))
             out[2] *= 1 + v * float(rng.uniform(-0.1, 0.2))
         return out
