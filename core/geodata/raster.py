@@ -235,8 +235,14 @@ class YearRaster:
 
     def read(self, window: Window, spectral: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Reflectance arrays (float32) for ``spectral`` channels, and the valid-pixel mask."""
-        idx = self.source_indexes(spectral)
-        unique = sorted(set(idx))
+        data, valid = self.read_raw(window, spectral)
+        return self.reflectance(data.astype(np.float32), valid, spectral)
+
+    def read_raw(self, window: Window, spectral: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The file's own values of the bands ``spectral`` comes from (one each, in band order)
+        and the valid-pixel mask; :meth:`reflectance` turns them into channels. Apart, so
+        that a reader can keep rows it will need again undecoded and small."""
+        unique = sorted(set(self.source_indexes(spectral)))
         window = self._in_dataset(window)
         try:
             data = self.dataset.read(unique, window=window)
@@ -244,12 +250,26 @@ class YearRaster:
         except RasterioIOError as exc:
             raise InputError(f"{self.who}reading {self.path} failed; the file may be truncated "
                              f"or corrupt ({exc}).") from None
-        values = data.astype(np.float32)
-        if values.dtype.kind == "f":
-            valid &= np.all(np.isfinite(values), axis=0)
+        return data, valid
+
+    def reflectance(self, values: np.ndarray, valid: np.ndarray,
+                    spectral: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Channels from :meth:`read_raw`'s values cast to float32 (scaled in place) and its
+        mask (non-finite values made invalid, in place)."""
+        idx = self.source_indexes(spectral)
+        unique = sorted(set(idx))
+        valid &= np.all(np.isfinite(values), axis=0)
         values /= np.float32(self.scale)
         pos = {band: i for i, band in enumerate(unique)}
         return {ch: values[pos[i]] for ch, i in zip(spectral, idx)}, valid
+
+    def block_row_end(self, row: int) -> int:
+        """The first row (of this grid) after the file's block row holding ``row``, at most
+        the height: reading down to it decodes whole blocks only."""
+        shapes = self.dataset.block_shapes
+        block = shapes[0][0] if shapes else 1
+        off = 0 if self._window is None else int(self._window.row_off)
+        return min(self.height, ((row + off) // block + 1) * block - off)
 
     def _valid(self, data: np.ndarray, bands: list[int], window: Window) -> np.ndarray:
         """Pixels valid in every band read.

@@ -1,7 +1,7 @@
 """Tiled inference of one raster: windowed reads in, batched ONNX tiles, windowed writes out.
 
-Memory is bounded by a strip of tile rows (plus less than one GeoTIFF block row) no
-matter how tall the raster is. Every pixel is predicted, edges included; nodata input
+Memory is bounded by a strip of tile rows (plus about one block row of the input, kept
+by the reader) no matter how tall the raster is. Every pixel is predicted, edges included; nodata input
 pixels are never predicted and stay nodata in the probability raster.
 """
 from __future__ import annotations
@@ -51,18 +51,21 @@ def open_probability(path, raster: YearRaster, model_name: str, rows: tuple[int,
     return ds
 
 
-def read_cache_bytes(raster: YearRaster, bands: int) -> int:
-    """GDAL's block cache while a raster is predicted: three rows of the image's blocks
-    (the bands read). A tile row's windows straddle two block rows, and the lower one is
-    the next tile row's upper one: with room for less than about two and a half rows it
-    is decoded twice (measured, reading an 8,192² DEFLATE scene in the pipeline's windows
-    on 2 cores, decoded on two threads: 1.5 rows 1.9-2.1 s, 2 rows 1.6 s, 2.5 rows 1.1 s,
-    3 rows 1.0 s; the pipeline decodes on one, see :class:`YearRaster`). At least 8 MB, at
-    most 512 MB."""
+def read_cache_bytes(raster: YearRaster, bands: int, window_cols: int) -> int:
+    """GDAL's block cache while a raster is predicted. The reader decodes each block once
+    and keeps the rows it will need again itself (:func:`_read_windows`), so the cache
+    needs only the blocks of one window of ``window_cols`` columns (the last column of them
+    is the next window's first): it no longer grows with the image's width. An image whose
+    block rows are too tall to keep (:data:`REUSE_BLOCK_ROWS`) gets three block rows of the
+    whole width, as before the reader kept rows (at most 512 MB). At least 8 MB."""
     ds = raster.dataset
-    block_rows = ds.block_shapes[0][0] if ds.block_shapes else 256
-    row_bytes = raster.width * min(block_rows, 1024) * bands * np.dtype(ds.dtypes[0]).itemsize
-    return int(min(512 * 2**20, max(8 * 2**20, 3 * row_bytes)))
+    block_rows, block_cols = ds.block_shapes[0] if ds.block_shapes else (1, raster.width)
+    value = bands * np.dtype(ds.dtypes[0]).itemsize
+    if block_rows >= REUSE_BLOCK_ROWS:
+        need = 3 * raster.width * min(block_rows, 1024) * value
+    else:
+        need = 2 * (window_cols + block_cols) * block_rows * value
+    return int(min(512 * 2**20, max(GDAL_CACHE_BYTES, need)))
 
 
 @dataclass
@@ -173,14 +176,57 @@ class _Placed:
 def _read_windows(raster: YearRaster, grid: TileGrid, spectral: list[str], per_window: int,
                   tile_rows: tuple[int, int] | None = None):
     """Windows of up to ``per_window`` consecutive tiles of one tile row, read and scaled
-    to reflectance: (tile row, its tiles, the window's tiles, first column, bands, valid)."""
-    for row_index, row_tiles in grid.tile_rows(*(tile_rows or ())):
+    to reflectance: (tile row, its tiles, the window's tiles, first column, bands, valid).
+
+    Every block of the image is decoded once, with no block cache across the width: a
+    window is read down to the end of the last block row it touches, and the rows the
+    next tile row needs are kept as the file stores them (two bytes a value for 16-bit
+    data), with their validity, until that tile row comes. The rows of a tile row's
+    windows straddle two block rows; reading each window alone had GDAL decode the shared
+    block row twice unless its cache held three block rows of the whole width (100 MB at
+    16,384 px wide, four 16-bit bands; now at most about one block row is kept)."""
+    tiled_rows = list(grid.tile_rows(*(tile_rows or ())))
+    kept: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}   # window → parts (first row, values, valid)
+    for k, (row_index, row_tiles) in enumerate(tiled_rows):
         r0, r1 = row_tiles[0].row, min(row_tiles[0].row + grid.tile, raster.height)
+        nxt = tiled_rows[k + 1][1][0].row if k + 1 < len(tiled_rows) else None
         for start in range(0, len(row_tiles), per_window):
             chunk = row_tiles[start:start + per_window]
             c0, c1 = chunk[0].col, min(chunk[-1].col + grid.tile, raster.width)
-            spec, valid = raster.read(Window(c0, r0, c1 - c0, r1 - r0), spectral)
+            parts = [p for p in kept.pop(start, []) if p[0] + p[1].shape[1] > r0]
+            have = parts[-1][0] + parts[-1][1].shape[1] if parts else r0
+            if have < r1:        # the rows not kept, down to the end of a block row if the next tile row reads on
+                end = r1 if nxt is None else _reusable_end(raster, r1)
+                data, valid = raster.read_raw(Window(c0, have, c1 - c0, end - have), spectral)
+                parts.append((have, data, valid))
+            spec, valid = raster.reflectance(*_rows_of(parts, r0, r1), spectral)
+            if nxt is not None:
+                kept[start] = [p for p in parts if p[0] + p[1].shape[1] > nxt]
             yield row_index, row_tiles, chunk, c0, spec, valid
+
+
+REUSE_BLOCK_ROWS = 1024   # taller blocks (an image stored as one strip) are not read ahead
+
+
+def _reusable_end(raster: YearRaster, r1: int) -> int:
+    """Where a window ending at row ``r1`` is read down to: the end of the file's block row
+    holding its last row, when blocks are not too tall to keep."""
+    end = raster.block_row_end(r1 - 1)
+    return end if end - r1 < REUSE_BLOCK_ROWS else r1
+
+
+def _rows_of(parts: list[tuple[int, np.ndarray, np.ndarray]], r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [r0, r1) of consecutive parts: values cast to float32 and a validity mask, new
+    arrays (the parts stay as they are for the next tile row)."""
+    first = parts[0]
+    values = np.empty((first[1].shape[0], r1 - r0, first[1].shape[2]), np.float32)
+    valid = np.empty((r1 - r0, first[1].shape[2]), bool)
+    for row0, data, ok in parts:
+        a, b = max(r0, row0), min(r1, row0 + data.shape[1])
+        if a < b:
+            values[:, a - r0:b - r0] = data[:, a - row0:b - row0]
+            valid[a - r0:b - r0] = ok[a - row0:b - row0]
+    return values, valid
 
 
 def _read_batches(raster: YearRaster, model: OnnxModel, grid: TileGrid, batch_size: int,
@@ -191,8 +237,8 @@ def _read_batches(raster: YearRaster, model: OnnxModel, grid: TileGrid, batch_si
     so that reading the next window overlaps building this one's channels; each tile's
     channels are built and normalised straight into its slot of the batch (no
     window-wide stack copied tile by tile). Nodata pixels are set to 0.
-    Measured with the free model on an 8,192² scene, 2 cores: 4.4 → 2.4 s with the larger
-    block cache of :func:`read_cache_bytes`."""
+    Measured with the free model on an 8,192² scene, 2 cores: 4.4 → 2.4 s once no block was
+    decoded twice (then by GDAL's cache, now by :func:`_read_windows` keeping rows)."""
     channels = model.metadata.channels
     tile = grid.tile
     x = np.empty((batch_size, len(channels), tile, tile), np.float32)
@@ -302,7 +348,8 @@ def predict_raster(raster: YearRaster, model: OnnxModel, prob_path: str | os.Pat
     started, estimated = time.monotonic(), False
 
     unc_ds = None
-    with rasterio.Env(GDAL_CACHEMAX=read_cache_bytes(raster, bands), GDAL_NUM_THREADS=str(threads)), \
+    cache = read_cache_bytes(raster, bands, min(raster.width, batch_size * (tile - overlap) + overlap))
+    with rasterio.Env(GDAL_CACHEMAX=cache, GDAL_NUM_THREADS=str(threads)), \
             open_probability(prob_path, raster, model.path.name, rows, threads) as prob_ds:
         writer = _BlockRowWriter(prob_ds, width, threshold)
         unc_writer = None

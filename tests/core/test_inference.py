@@ -144,3 +144,44 @@ def test_prefetcher_runs_a_stopped_generators_cleanup():
     assert next(iter(pre)) == 0
     pre.close()
     assert cleaned.wait(5) and not pre._thread.is_alive()
+
+
+@pytest.mark.parametrize("layout", [
+    dict(tiled=True, blockxsize=64, blockysize=64),     # block rows taller than a tile row's stride
+    dict(tiled=True, blockxsize=32, blockysize=16),     # several block rows per tile row
+    dict(tiled=True, blockxsize=128, blockysize=128),   # one block row holds more than one tile row
+    dict(blockysize=3),                                 # strips of 3 rows
+    dict(blockysize=300),                               # one strip: too tall to read ahead
+])
+@pytest.mark.parametrize("clipped", [False, True])
+def test_rows_kept_between_tile_rows_give_the_same_prediction_whatever_the_blocks(
+        tmp_path, baseline_model, monkeypatch, layout, clipped):
+    """The reader keeps the rows the next tile row reads again (undecoded, with their
+    validity) instead of decoding their blocks twice: the prediction must not depend on
+    how the file is blocked, on a grid clipped at an offset to the blocks, or on a mask."""
+    from shapely.geometry import Polygon
+
+    from landslide_mapper.core.geodata.area import AreaOfInterest
+    from landslide_mapper.core.mapping import inference
+
+    monkeypatch.setattr(inference, "REUSE_BLOCK_ROWS", 200)
+    img = forest_with_scars(300, 230, scars=[(40, 90, 30, 100), (150, 290, 180, 230)])
+    img[:, 100:130, 50:70] = 0                                        # nodata inside
+    src = write_raster(tmp_path / "in.tif", img, compress="deflate", **layout)
+    model = OnnxModel(baseline_model)
+    with YearRaster(src, 2020) as r:
+        if clipped:       # a triangle's window starts at row 37, col 11; outside it is invalid
+            t = r.transform
+            r.clip(AreaOfInterest(Polygon([t * (11, 37), t * (225, 37), t * (11, 297)]), "triangle"))
+            block = r.dataset.block_shapes[0][0]
+            assert r.block_row_end(0) == min(r.height, (37 // block + 1) * block - 37)
+        predict_raster(r, model, tmp_path / "p.tif", 64, 16, 3, 0.5)
+        spectral = required_spectral(model.metadata.channels)
+        spec, valid = r.read(rasterio.windows.Window(0, 0, r.width, r.height), spectral)
+    x = model.normalise(build_channels(spec, model.metadata.channels))
+    x[:, ~valid] = 0
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        tiled = ds.read(1)
+    np.testing.assert_array_equal(tiled, probability.encode(model.predict(x[None])[0], valid))
+    assert tiled.shape == ((260, 214) if clipped else (300, 230))
+    assert (tiled == PROB_NODATA).sum() >= 20 * 30 + (10000 if clipped else 0)
