@@ -154,7 +154,7 @@ def _train_job(args, base: str | None) -> TrainJob:
         freeze=args.freeze, patience=args.patience, mixed_precision=args.mixed_precision, seed=args.seed,
         trigger=args.trigger, description=args.description, max_steps_per_epoch=args.max_steps,
         calibrate_threshold=not args.fixed_threshold, steps=args.steps,
-        device=args.device, **extra)
+        device=args.device, colour_jitter=args.colour_jitter, **extra)
 
 
 def cmd_train(args) -> int:
@@ -292,7 +292,7 @@ def cmd_build_pretrained(args) -> int:
         cascade = build_real_stages(base, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
                                     loss=loss, data_root=args.data, reporter=reporter.sub(0.4, 0.8),
                                     skip=args.skip_real, consolidation_steps=args.consolidation_steps,
-                                    other_grounds=args.other_grounds)
+                                    other_grounds=args.other_grounds, colour_jitter=args.colour_jitter)
         rgb = build_rgb(cascade, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
                         loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 0.99),
                         other_grounds=args.other_grounds)

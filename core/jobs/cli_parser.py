@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--validation", default="blocked", choices=["blocked", "random"])
         p.add_argument("--val-fraction", type=float, default=0.2)
         p.add_argument("--no-augment", action="store_true")
+        p.add_argument("--colour-jitter", type=float, default=TrainJob.colour_jitter, metavar="S",
+                       help="also jitter each patch's colour along the warm-cool axis by a log-gain of spread S "
+                            f"(0: off; default {TrainJob.colour_jitter:g})")
         p.add_argument("--drop-empty", action="store_true", help="drop patches without landslide pixels")
         p.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
@@ -203,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-grounds", action="store_true",
                    help="add the optional stage on the training places dried and tinted (OTHER_GROUNDS; "
                         "not in the shipped cascade)")
+    p.add_argument("--colour-jitter", type=float, default=0.0, metavar="S",
+                   help="jitter the real-texture stages' patch colours along the warm-cool axis by a "
+                        "log-gain of spread S (default 0: off)")
     p.add_argument("--consolidation-steps", type=int, default=0, metavar="N",
                    help="end with a consolidation stage of N steps over every region's event year (default: none)")
     p.add_argument("--loss", help="loss of the real-texture stages "

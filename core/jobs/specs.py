@@ -226,6 +226,7 @@ class TrainJob(Spec):
     steps: int | None = None                 # total optimisation steps; None: epochs × rounds
     hard_negative_weight: float = 3.0        # fine-tuning: loss weight of the base's false alarms
     distill_weight: float = 0.0              # fine-tuning: weight of the base's mapping on unreviewed ground
+    colour_jitter: float = 0.0               # spread of the warm-cool colour jitter (augment.WARM_COOL); 0: off
     calibrate_threshold: bool = True         # store the validation-F1-optimal threshold
     device: str = "auto"
 
@@ -270,6 +271,8 @@ class TrainJob(Spec):
         if not self.distill_weight >= 0:
             raise InputError(f"The weight of the base's mapping on unreviewed ground must be 0 (off) or "
                              f"more, got {self.distill_weight}.")
+        if not self.colour_jitter >= 0:
+            raise InputError(f"The colour jitter must be 0 (off) or more, got {self.colour_jitter}.")
         if self.channels is not None and self.base_checkpoint is None and not self.channels:
             raise InputError("The channel list is empty.")
         if self.base_filters < 2:
@@ -277,7 +280,7 @@ class TrainJob(Spec):
         _at_most(self, {"patch_size": 4096, "stride": MAX_PIXELS, "batch_size": MAX_PIXELS, "epochs": 100000,
                         "patience": 100000, "steps": 10**8, "max_steps_per_epoch": 10**8, "base_filters": 512,
                         "learning_rate": 1.0, "hard_negative_weight": 1000,
-                        "distill_weight": 1000})
+                        "distill_weight": 1000, "colour_jitter": 1.0})
         if self.device.lower() not in ("auto", "cpu", "gpu", "cuda"):
             raise InputError(f"Device must be auto, cpu or gpu, not {self.device!r}.")
 

@@ -81,8 +81,10 @@ def _strips(row0: int, row1: int, width: int):
         yield row, min(step, row1 - row)
 
 
-def _strip_mask(ds, row: int, h: int, threshold: float, nodata: float, min_pixels: int) -> np.ndarray:
-    """Landslide mask of rows [row, row+h), holes below ``min_pixels`` filled.
+def _strip_mask(ds, row: int, h: int, threshold: float, nodata: float,
+                min_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Landslide mask of rows [row, row+h), holes below ``min_pixels`` filled, and the
+    stored values of those rows.
 
     A hole is a 4-connected patch of valid non-landslide pixels that touches neither the
     raster edge nor nodata. One smaller than ``min_pixels`` spans fewer rows than that,
@@ -105,23 +107,26 @@ def _strip_mask(ds, row: int, h: int, threshold: float, nodata: float, min_pixel
         hole = (size < min_pixels) & ~open_
         hole[0] = False
         mask |= hole[background]
-    return mask[row - top:row - top + h]
+    return mask[row - top:row - top + h], prob[row - top:row - top + h]
 
 
 def _stitch(ds, rows: tuple[int, int], threshold: float, nodata: float, min_pixels: int, lab_ds,
             reporter: Reporter):
     """Pass 1: candidate regions per strip of ``rows``, stitched across strip edges; each
     strip's candidate ids go to ``lab_ds`` for pass 2. Returns the candidate → region
-    lookup, the pixels per region and the region ids of the first and last row.
+    lookup, the pixels and the sum of probabilities per region, and the region ids of the
+    first and last row (summed here, where the strip's values are at hand, rather than
+    read and decoded again in pass 2).
 
     A region lying inside one strip (touching neither its first nor its last row) is
     complete there: when it is below ``min_pixels`` it is dropped at once, so the global
     arrays grow with the number of real regions, not with speckle."""
-    total, pairs, prev_last, counts = 0, [], None, [np.zeros(1, np.int64)]
+    total, pairs, prev_last, counts, sums = 0, [], None, [np.zeros(1, np.int64)], [np.zeros(1)]
     first_row = None
     row0, row1 = rows
     for row, h in _strips(row0, row1, ds.width):
-        labels, n, size = _label(_strip_mask(ds, row, h, threshold, nodata, min_pixels))
+        mask, values = _strip_mask(ds, row, h, threshold, nodata, min_pixels)
+        labels, n, size = _label(mask)
         on_edge = np.zeros(n + 1, bool)
         on_edge[labels[0]] = on_edge[labels[-1]] = True
         keep = (size >= min_pixels) | on_edge
@@ -132,6 +137,10 @@ def _stitch(ds, rows: tuple[int, int], threshold: float, nodata: float, min_pixe
         counts.append(size[local])
         total += len(local)
         candidates = lut[labels]
+        inside = candidates > 0           # a few per cent of the pixels: weigh only those
+        sums.append(np.bincount(candidates[inside] - (total - len(local)),
+                                weights=probability.as_probability(values[inside]), minlength=len(local) + 1)[1:])
+        del mask, values         # the strip's window with its halo: not held while the next one is read
         lab_ds.write(candidates, 1, window=Window(0, row - row0, ds.width, h))       # for pass 2
         if first_row is None:
             first_row = candidates[0]
@@ -147,7 +156,8 @@ def _stitch(ds, rows: tuple[int, int], threshold: float, nodata: float, min_pixe
     final = np.zeros(total + 1, np.int32)
     final[1:] = component + 1
     pixels = np.bincount(final, weights=np.concatenate(counts), minlength=n_regions + 1).astype(np.int64)
-    return final, pixels, final[first_row], final[prev_last]
+    region_sums = np.bincount(final, weights=np.concatenate(sums), minlength=n_regions + 1)
+    return final, pixels, region_sums, final[first_row], final[prev_last]
 
 
 @dataclass
@@ -199,25 +209,21 @@ def vectorise_block(prob_path: str | os.PathLike, threshold: float, min_pixels: 
                            transform=Affine.translation(0, row0), BIGTIFF="IF_SAFER")
             nodata = probability.nodata_of(ds)
             with rasterio.open(label_path, "w+", dtype="int32", nodata=0, **scratch) as lab_ds:
-                final, pixels, first_row, last_row = _stitch(ds, (row0, row1), threshold, nodata, min_pixels,
-                                                             lab_ds, reporter)
+                final, pixels, sums, first_row, last_row = _stitch(ds, (row0, row1), threshold, nodata,
+                                                                   min_pixels, lab_ds, reporter)
                 keep = pixels >= min_pixels
                 keep[first_row] |= row0 > 0              # continues in the block above
                 keep[last_row] |= row1 < ds.height       # continues in the block below
                 keep[0] = False
-                sums = np.zeros(len(pixels))
                 mask_ds = rasterio.open(mask_path, "w", dtype="uint8", **scratch) if mask_path else None
                 try:
                     for row, h in _strips(row0, row1, ds.width):
                         win = Window(0, row - row0, ds.width, h)
                         labels = final[lab_ds.read(1, window=win)]        # candidates → regions
                         labels[~keep[labels]] = 0
-                        inside = labels > 0       # a few per cent of the pixels: weigh only those
-                        values = probability.as_probability(ds.read(1, window=Window(0, row, ds.width, h))[inside])
-                        sums += np.bincount(labels[inside], weights=values, minlength=len(pixels))
                         lab_ds.write(labels, 1, window=win)
                         if mask_ds is not None:
-                            mask_ds.write(inside.astype(np.uint8), 1, window=win)
+                            mask_ds.write((labels > 0).astype(np.uint8), 1, window=win)
                         reporter.progress(0.4 + 0.3 * (row + h - row0) / (row1 - row0), "labelling landslide regions")
                 finally:
                     if mask_ds is not None:

@@ -374,7 +374,8 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         reporter.log(f"Augmentation: {'strong' if strong else 'normal'} ({len(train_idx)} training patches"
                      f"{'' if 'NIR' in channels else ', colour-only input'}).")
     augment = make_augmenter(job.seed, strong=strong) if job.augment else None
-    jitter = radiometric_jitter(channels, job.seed, strong=strong) if job.augment else None
+    jitter = radiometric_jitter(channels, job.seed, strong=strong, colour=job.colour_jitter) \
+        if job.augment else None
     p = job.patch_size
     n_ch = len(channels)
     hard_w = float(job.hard_negative_weight)
@@ -512,7 +513,7 @@ def run_training(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         "patch_size": job.patch_size, "split": "by place" if by_place else job.validation, "epochs": len(history),
         "steps": len(history) * round_steps, "best_epoch": best["epoch"], "loss": job.effective_loss,
         "freeze": job.freeze, "learning_rate": job.learning_rate, "augment": job.augment and
-        ("strong" if strong else "normal"), "pixel_size_m": stage_px,
+        ("strong" if strong else "normal"), "colour_jitter": job.colour_jitter, "pixel_size_m": stage_px,
         "threshold": float(threshold),
         "validation": {k: (None if v is None else round(float(v), 4)) for k, v in val_scores.items()}
                       | {"loss": round(float(best["val_loss"]), 5)},

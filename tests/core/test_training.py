@@ -292,6 +292,29 @@ def test_radiometric_jitter_keeps_ndvi_consistent(channels):
         assert np.array_equal(out[..., channels.index("NDVI")], img[..., channels.index("NDVI")])
 
 
+def test_colour_jitter_moves_patches_warmer_and_cooler_and_is_off_by_default():
+    """The warm-cool jitter shifts red against blue both ways, NIR moves only with the
+    overall gain, and without it the jitter's sequence is what it was."""
+    from landslide_mapper.core.training.augment import radiometric_jitter
+
+    channels = ["B", "G", "R", "NIR", "NDVI"]
+    img = np.random.default_rng(2).uniform(0.05, 0.3, (16, 16, 5)).astype(np.float32)
+    plain, off = radiometric_jitter(channels, 3), radiometric_jitter(channels, 3, colour=0.0)
+    for _ in range(3):
+        assert np.array_equal(plain(img), off(img))
+    colour = radiometric_jitter(channels, 3, colour=0.3)
+    # red against blue, measured on the mean (the haze adds to blue a little)
+    shift = [np.log(o[..., 2].mean() / o[..., 0].mean()) - np.log(img[..., 2].mean() / img[..., 0].mean())
+             for o in (colour(img) for _ in range(40))]
+    assert min(shift) < -0.3 and max(shift) > 0.3
+    plain_shift = [np.log(o[..., 2].mean() / o[..., 0].mean()) - np.log(img[..., 2].mean() / img[..., 0].mean())
+                   for o in (plain(img) for _ in range(40))]
+    assert np.std(shift) > 2 * np.std(plain_shift)
+    with pytest.raises(InputError, match="colour jitter"):
+        TrainJob(sources=[TrainingSource(raster="a.tif", labels="a.gpkg")], output_dir="o", name="n",
+                 colour_jitter=-0.1).validate()
+
+
 def test_batch_norm_statistics_are_recalibrated_on_clean_patches():
     """Moving statistics left by augmented batches are replaced by those of clean patches."""
     from landslide_mapper.core.training import nets

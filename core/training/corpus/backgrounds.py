@@ -30,6 +30,7 @@ from rasterio.warp import reproject
 from scipy import ndimage
 
 from .scars import noise
+from ..augment import WARM_COOL
 from ...geodata.bands import ndvi
 from ...geodata.raster import compose
 from ...errors import InputError
@@ -252,13 +253,13 @@ def tint(refl: np.ndarray, valid: np.ndarray, spread: float, rng: np.random.Gene
     colour (the brown-red shrubland of a Landsat plateau) it missed most scars. Tinting the
     ground alone, before the scars are burned in, varies the ground's colour and the
     scars' colour contrast to it (a scar's brightness still follows its ground's in part).
-    Natural ground varies from blue-grey to red-brown, rarely towards magenta, hence the
-    axis.
+    The axis is ``augment.WARM_COOL``.
     """
     if spread <= 0:
         return refl
     warm = rng.normal(0.0, spread)
-    log_gain = np.array([-warm, 0.3 * warm, warm, 0.0]) + rng.normal(0.0, spread / 4, 4) + rng.normal(0, spread / 2)
+    axis = np.array([WARM_COOL[b] for b in ("B", "G", "R", "NIR")])
+    log_gain = warm * axis + rng.normal(0.0, spread / 4, 4) + rng.normal(0, spread / 2)
     out = refl * np.exp(log_gain).astype(np.float32)[:, None, None]
     out[:, ~valid] = 0.0
     return np.clip(out, 0.001, 1.2).astype(np.float32)

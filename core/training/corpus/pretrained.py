@@ -267,9 +267,10 @@ def _rehearsal(sources: list[TrainingSource]) -> list[TrainingSource]:
 def build_real_stages(base: str, output_dir: str, workdir: str, steps: int = 1500, batch_size: int = 16,
                       loss: str = REAL_LOSS, reporter: Reporter | None = None, data_root=None,
                       max_steps: int | None = None, consolidation_steps: int = 0, skip: int = 0,
-                      other_grounds: bool = False) -> str:
+                      other_grounds: bool = False, colour_jitter: float = 0.0) -> str:
     """The real-texture stages (``REAL_STAGES``, with ``other_grounds`` also ``OTHER_GROUNDS``)
-    on top of ``base`` (the procedural cascade), and with ``consolidation_steps`` a
+    on top of ``base`` (the procedural cascade), their patches' colours jittered by
+    ``colour_jitter`` (``TrainJob.colour_jitter``), and with ``consolidation_steps`` a
     consolidation stage (:func:`consolidate`); returns the final checkpoint. With ``skip`` = k,
     ``base`` is the checkpoint of the first k real-texture stages, which are not trained
     again (their event years are still rehearsed)."""
@@ -295,7 +296,8 @@ def build_real_stages(base: str, output_dir: str, workdir: str, steps: int = 150
             job = TrainJob(
                 sources=own + replay + wide + val, output_dir=str(work / "stages"), name=f"real{k + 1}",
                 base_checkpoint=checkpoint, steps=steps, batch_size=batch_size, learning_rate=3e-4, loss=loss,
-                patience=4, seed=100 + k, trigger=trigger, hard_negative_weight=2.0, max_steps_per_epoch=max_steps)
+                patience=4, seed=100 + k, trigger=trigger, hard_negative_weight=2.0, max_steps_per_epoch=max_steps,
+                colour_jitter=colour_jitter)
             result = run_training(job, sub.sub(0.05, 1.0))
             reporter.log(f"Stage {result.stage}: validation F1 {result.validation.get('f1')} (base "
                          f"{result.base_validation and result.base_validation.get('f1')}), {result.checkpoint}")
@@ -304,7 +306,7 @@ def build_real_stages(base: str, output_dir: str, workdir: str, steps: int = 150
     if not consolidation_steps:
         return checkpoint
     return consolidate(checkpoint, output_dir, workdir, consolidation_steps, batch_size, loss,
-                       reporter.sub(0.82, 1.0), data_root, max_steps, other_grounds)
+                       reporter.sub(0.82, 1.0), data_root, max_steps, other_grounds, colour_jitter)
 
 
 def _real_stages(other_grounds: bool) -> tuple:
@@ -313,7 +315,7 @@ def _real_stages(other_grounds: bool) -> tuple:
 
 def consolidate(base: str, output_dir: str, workdir: str, steps: int = 800, batch_size: int = 16,
                 loss: str = REAL_LOSS, reporter: Reporter | None = None, data_root=None,
-                max_steps: int | None = None, other_grounds: bool = False) -> str:
+                max_steps: int | None = None, other_grounds: bool = False, colour_jitter: float = 0.0) -> str:
     """A last cascade stage, kept only when it is better than ``base`` on the validation
     patches (else ``base`` is returned): a gentle pass (lower learning rate, no hard-negative
     weight) over the event year of every region, procedural and real, against forgetting.
@@ -334,7 +336,8 @@ def consolidate(base: str, output_dir: str, workdir: str, steps: int = 800, batc
     job = TrainJob(
         sources=sources + val, output_dir=output_dir, name=REAL_NAME, base_checkpoint=base, steps=steps,
         batch_size=batch_size, learning_rate=1e-4, loss=loss, patience=4, seed=150, trigger="every region's event",
-        hard_negative_weight=1.0, max_steps_per_epoch=max_steps, description=CASCADE_DESCRIPTION)
+        hard_negative_weight=1.0, max_steps_per_epoch=max_steps, description=CASCADE_DESCRIPTION,
+        colour_jitter=colour_jitter)
     result = run_training(job, reporter.sub(0.05, 1.0))
     if result.improved is False:
         reporter.log(f"The consolidation is not better than its base on the validation places: the cascade "
