@@ -263,11 +263,16 @@ class YearRaster:
         pos = {band: i for i, band in enumerate(unique)}
         return {ch: values[pos[i]] for ch, i in zip(spectral, idx)}, valid
 
+    @property
+    def block_rows(self) -> int:
+        """Rows of the file's blocks (tiles or strips) of its first band."""
+        shapes = self.dataset.block_shapes
+        return shapes[0][0] if shapes else 1
+
     def block_row_end(self, row: int) -> int:
         """The first row (of this grid) after the file's block row holding ``row``, at most
         the height: reading down to it decodes whole blocks only."""
-        shapes = self.dataset.block_shapes
-        block = shapes[0][0] if shapes else 1
+        block = self.block_rows
         off = 0 if self._window is None else int(self._window.row_off)
         return min(self.height, ((row + off) // block + 1) * block - off)
 

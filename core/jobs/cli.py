@@ -18,7 +18,7 @@ from ..errors import InputError, LandslideMapperError
 from ..names import landslides_layer
 from . import faults
 from .cli_parser import build_parser
-from .specs import InferenceJob, TrainingSource, TrainJob, YearInput, split_layer
+from .specs import InferenceJob, TrainingSource, TrainJob, YearInput, check_colour_jitter, split_layer
 from .worker_entry import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, execute, run_job_command
 
 def _run(args, job_fn, show: Callable[[Any], None]) -> int:
@@ -277,6 +277,7 @@ def cmd_build_pretrained(args) -> int:
     from ..training.weight_storage import compact_checkpoint
 
     loss = args.loss or REAL_LOSS
+    check_colour_jitter(args.colour_jitter)     # now, not after hours of procedural stages
 
     def job(reporter):
         work = Path(args.workdir)
@@ -295,7 +296,7 @@ def cmd_build_pretrained(args) -> int:
                                     other_grounds=args.other_grounds, colour_jitter=args.colour_jitter)
         rgb = build_rgb(cascade, stages, args.workdir, steps=args.steps, max_steps=args.max_steps,
                         loss=loss, data_root=args.data, reporter=reporter.sub(0.8, 0.99),
-                        other_grounds=args.other_grounds)
+                        other_grounds=args.other_grounds, colour_jitter=args.colour_jitter)
         # the bundled copies store float16 weights (core.training.weight_storage: the plugin ZIP's size)
         return [str(compact_checkpoint(cascade, args.output, REAL_NAME, CASCADE_DESCRIPTION)),
                 str(compact_checkpoint(rgb, args.output, RGB_NAME))]

@@ -41,6 +41,16 @@ def _at_most(obj, limits: dict) -> None:
 FOLDER_NAME_FORBIDDEN = set('/\\:*?"<>|')      # in no folder name, on any platform
 
 
+MAX_COLOUR_JITTER = 1.0
+
+
+def check_colour_jitter(value: float) -> None:
+    """The warm-cool colour jitter's spread (TrainJob.colour_jitter): 0 (off) up to 1."""
+    if not 0 <= value <= MAX_COLOUR_JITTER:
+        raise InputError(f"The colour jitter must be 0 (off) or a spread up to {MAX_COLOUR_JITTER:g} (0.25: red "
+                         f"and blue each move by about ±25 %, opposite ways), got {value}.")
+
+
 def bad_folder_characters(name: str) -> list[str]:
     """What in ``name`` no folder name may hold on some platform: the run-name and
     checkpoint-name rule of the jobs, the dock and Processing."""
@@ -271,8 +281,10 @@ class TrainJob(Spec):
         if not self.distill_weight >= 0:
             raise InputError(f"The weight of the base's mapping on unreviewed ground must be 0 (off) or "
                              f"more, got {self.distill_weight}.")
-        if not self.colour_jitter >= 0:
-            raise InputError(f"The colour jitter must be 0 (off) or more, got {self.colour_jitter}.")
+        check_colour_jitter(self.colour_jitter)
+        if self.colour_jitter and not self.augment:
+            raise InputError("The colour jitter is an augmentation: with augmentation off it would do "
+                             "nothing. Turn augmentation on, or set the colour jitter to 0.")
         if self.channels is not None and self.base_checkpoint is None and not self.channels:
             raise InputError("The channel list is empty.")
         if self.base_filters < 2:
@@ -280,7 +292,7 @@ class TrainJob(Spec):
         _at_most(self, {"patch_size": 4096, "stride": MAX_PIXELS, "batch_size": MAX_PIXELS, "epochs": 100000,
                         "patience": 100000, "steps": 10**8, "max_steps_per_epoch": 10**8, "base_filters": 512,
                         "learning_rate": 1.0, "hard_negative_weight": 1000,
-                        "distill_weight": 1000, "colour_jitter": 1.0})
+                        "distill_weight": 1000})
         if self.device.lower() not in ("auto", "cpu", "gpu", "cuda"):
             raise InputError(f"Device must be auto, cpu or gpu, not {self.device!r}.")
 

@@ -1,8 +1,9 @@
 """Tiled inference of one raster: windowed reads in, batched ONNX tiles, windowed writes out.
 
-Memory is bounded by a strip of tile rows (plus about one block row of the input, kept
-by the reader) no matter how tall the raster is. Every pixel is predicted, edges included; nodata input
-pixels are never predicted and stay nodata in the probability raster.
+Memory is bounded by a strip of tile rows (plus the input rows the next tile row reads
+again: the overlap and the rest of a block row) no matter how tall the raster is. Every
+pixel is predicted, edges included; nodata input pixels are never predicted and stay
+nodata in the probability raster.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from . import probability
@@ -56,12 +58,15 @@ def read_cache_bytes(raster: YearRaster, bands: int, window_cols: int) -> int:
     and keeps the rows it will need again itself (:func:`_read_windows`), so the cache
     needs only the blocks of one window of ``window_cols`` columns (the last column of them
     is the next window's first): it no longer grows with the image's width. An image whose
-    block rows are too tall to keep (:data:`REUSE_BLOCK_ROWS`) gets three block rows of the
-    whole width, as before the reader kept rows (at most 512 MB). At least 8 MB."""
+    block rows are too tall to keep (:data:`REUSE_BLOCK_ROWS`), and a reprojected one, get
+    three block rows of the whole width, as before the reader kept rows (at most 512 MB).
+    At least 8 MB."""
     ds = raster.dataset
     block_rows, block_cols = ds.block_shapes[0] if ds.block_shapes else (1, raster.width)
     value = bands * np.dtype(ds.dtypes[0]).itemsize
-    if block_rows >= REUSE_BLOCK_ROWS:
+    # a reprojected image (WarpedVRT) decodes its source's blocks through the same cache:
+    # those are not kept by the reader, so the cache keeps its earlier size there
+    if block_rows >= REUSE_BLOCK_ROWS or isinstance(ds, WarpedVRT):
         need = 3 * raster.width * min(block_rows, 1024) * value
     else:
         need = 2 * (window_cols + block_cols) * block_rows * value
@@ -180,20 +185,20 @@ def _read_windows(raster: YearRaster, grid: TileGrid, spectral: list[str], per_w
 
     Every block of the image is decoded once, with no block cache across the width: a
     window is read down to the end of the last block row it touches, and the rows the
-    next tile row needs are kept as the file stores them (two bytes a value for 16-bit
-    data), with their validity, until that tile row comes. The rows of a tile row's
-    windows straddle two block rows; reading each window alone had GDAL decode the shared
-    block row twice unless its cache held three block rows of the whole width (100 MB at
-    16,384 px wide, four 16-bit bands; now at most about one block row is kept)."""
-    tiled_rows = list(grid.tile_rows(*(tile_rows or ())))
+    next tile row reads again (the overlap and the rest of that block row) are kept, as
+    the file stores them (two bytes a value for 16-bit data) and with their validity,
+    until it comes. The rows of a tile row's windows straddle two block rows; reading
+    each window alone had GDAL decode the shared block row twice unless its cache held
+    three block rows of the whole width (100 MB at 16,384 px wide, four 16-bit bands)."""
+    first, stop = tile_rows or (0, len(grid.rows))
     kept: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}   # window → parts (first row, values, valid)
-    for k, (row_index, row_tiles) in enumerate(tiled_rows):
+    for row_index, row_tiles in grid.tile_rows(first, stop):
         r0, r1 = row_tiles[0].row, min(row_tiles[0].row + grid.tile, raster.height)
-        nxt = tiled_rows[k + 1][1][0].row if k + 1 < len(tiled_rows) else None
+        nxt = grid.rows[row_index + 1][0] if row_index + 1 < stop else None
         for start in range(0, len(row_tiles), per_window):
             chunk = row_tiles[start:start + per_window]
             c0, c1 = chunk[0].col, min(chunk[-1].col + grid.tile, raster.width)
-            parts = [p for p in kept.pop(start, []) if p[0] + p[1].shape[1] > r0]
+            parts = kept.pop(start, [])
             have = parts[-1][0] + parts[-1][1].shape[1] if parts else r0
             if have < r1:        # the rows not kept, down to the end of a block row if the next tile row reads on
                 end = r1 if nxt is None else _reusable_end(raster, r1)
@@ -201,18 +206,17 @@ def _read_windows(raster: YearRaster, grid: TileGrid, spectral: list[str], per_w
                 parts.append((have, data, valid))
             spec, valid = raster.reflectance(*_rows_of(parts, r0, r1), spectral)
             if nxt is not None:
-                kept[start] = [p for p in parts if p[0] + p[1].shape[1] > nxt]
+                kept[start] = _from_row(parts, nxt)
             yield row_index, row_tiles, chunk, c0, spec, valid
 
 
-REUSE_BLOCK_ROWS = 1024   # taller blocks (an image stored as one strip) are not read ahead
+REUSE_BLOCK_ROWS = 1024   # files with taller blocks (an image stored as one strip) are not read ahead
 
 
 def _reusable_end(raster: YearRaster, r1: int) -> int:
     """Where a window ending at row ``r1`` is read down to: the end of the file's block row
-    holding its last row, when blocks are not too tall to keep."""
-    end = raster.block_row_end(r1 - 1)
-    return end if end - r1 < REUSE_BLOCK_ROWS else r1
+    holding its last row, unless blocks are too tall to keep."""
+    return r1 if raster.block_rows >= REUSE_BLOCK_ROWS else raster.block_row_end(r1 - 1)
 
 
 def _rows_of(parts: list[tuple[int, np.ndarray, np.ndarray]], r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +231,19 @@ def _rows_of(parts: list[tuple[int, np.ndarray, np.ndarray]], r0: int, r1: int) 
             values[:, a - r0:b - r0] = data[:, a - row0:b - row0]
             valid[a - r0:b - r0] = ok[a - row0:b - row0]
     return values, valid
+
+
+def _from_row(parts: list[tuple[int, np.ndarray, np.ndarray]], row: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """The parts' rows from ``row`` on, copied where a part starts above it, so that the
+    rows no longer needed are freed rather than held by a view."""
+    out = []
+    for row0, data, ok in parts:
+        if row0 + data.shape[1] <= row:
+            continue
+        if row0 < row:
+            row0, data, ok = row, data[:, row - row0:].copy(), ok[row - row0:].copy()
+        out.append((row0, data, ok))
+    return out
 
 
 def _read_batches(raster: YearRaster, model: OnnxModel, grid: TileGrid, batch_size: int,

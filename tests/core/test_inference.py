@@ -185,3 +185,18 @@ def test_rows_kept_between_tile_rows_give_the_same_prediction_whatever_the_block
     np.testing.assert_array_equal(tiled, probability.encode(model.predict(x[None])[0], valid))
     assert tiled.shape == ((260, 214) if clipped else (300, 230))
     assert (tiled == PROB_NODATA).sum() >= 20 * 30 + (10000 if clipped else 0)
+
+
+def test_rows_kept_for_the_next_tile_row_are_trimmed_copies():
+    """What the reader keeps starts at the next tile row and holds no view on the rows
+    above it (a view would keep the whole read alive)."""
+    from landslide_mapper.core.mapping.inference import _from_row
+
+    a = (100, np.arange(2 * 40 * 5, dtype=np.uint16).reshape(2, 40, 5), np.ones((40, 5), bool))
+    b = (140, np.zeros((2, 30, 5), np.uint16), np.zeros((30, 5), bool))
+    kept = _from_row([a, b], 124)
+    assert [(r, d.shape[1]) for r, d, _ in kept] == [(124, 16), (140, 30)]
+    assert not np.shares_memory(kept[0][1], a[1]) and not np.shares_memory(kept[0][2], a[2])
+    np.testing.assert_array_equal(kept[0][1], a[1][:, 24:])
+    assert kept[1][1] is b[1]                   # starts below the row: kept as it is
+    assert _from_row([a], 140) == []

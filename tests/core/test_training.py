@@ -310,9 +310,12 @@ def test_colour_jitter_moves_patches_warmer_and_cooler_and_is_off_by_default():
     plain_shift = [np.log(o[..., 2].mean() / o[..., 0].mean()) - np.log(img[..., 2].mean() / img[..., 0].mean())
                    for o in (plain(img) for _ in range(40))]
     assert np.std(shift) > 2 * np.std(plain_shift)
-    with pytest.raises(InputError, match="colour jitter"):
-        TrainJob(sources=[TrainingSource(raster="a.tif", labels="a.gpkg")], output_dir="o", name="n",
-                 colour_jitter=-0.1).validate()
+    source = [TrainingSource(raster="a.tif", labels="a.gpkg")]
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(InputError, match="colour.jitter"):
+            TrainJob(sources=source, output_dir="o", name="n", colour_jitter=bad).validate()
+    with pytest.raises(InputError, match="with augmentation off"):
+        TrainJob(sources=source, output_dir="o", name="n", colour_jitter=0.2, augment=False).validate()
 
 
 def test_batch_norm_statistics_are_recalibrated_on_clean_patches():

@@ -348,7 +348,7 @@ def consolidate(base: str, output_dir: str, workdir: str, steps: int = 800, batc
 
 def build_rgb(base: str, output_dir: str, workdir: str, steps: int = 1500, batch_size: int = 16,
               loss: str = REAL_LOSS, reporter: Reporter | None = None, data_root=None,
-              max_steps: int | None = None, other_grounds: bool = False) -> str:
+              max_steps: int | None = None, other_grounds: bool = False, colour_jitter: float = 0.0) -> str:
     """The RGB checkpoint: ``base`` (the final cascade) reduced to R, G, B and fine-tuned."""
     from ..loop import run_training
 
@@ -364,7 +364,7 @@ def build_rgb(base: str, output_dir: str, workdir: str, steps: int = 1500, batch
     job = TrainJob(
         sources=sources + val, output_dir=output_dir, name=RGB_NAME, base_checkpoint=base,
         channels=["R", "G", "B"], steps=steps, batch_size=batch_size, learning_rate=5e-4, loss=loss, patience=4,
-        seed=200, trigger="composited real outlines", max_steps_per_epoch=max_steps,
+        seed=200, trigger="composited real outlines", max_steps_per_epoch=max_steps, colour_jitter=colour_jitter,
         description=("Bundled Landslide Mapper RGB checkpoint for 3-band imagery (orthophotos, drone mosaics, "
                      "visual products): the cascade reduced to R, G, B and fine-tuned on scenes composited "
                      "from real imagery and real outlines, in surface reflectance and as 8-bit stretched "
