@@ -267,10 +267,11 @@ def _rehearsal(sources: list[TrainingSource]) -> list[TrainingSource]:
 def build_real_stages(base: str, output_dir: str, workdir: str, steps: int = 1500, batch_size: int = 16,
                       loss: str = REAL_LOSS, reporter: Reporter | None = None, data_root=None,
                       max_steps: int | None = None, consolidation_steps: int = 0, skip: int = 0,
-                      other_grounds: bool = False, colour_jitter: float = 0.0) -> str:
+                      other_grounds: bool = False, colour_jitter: float = 0.0, seed: int = 100) -> str:
     """The real-texture stages (``REAL_STAGES``, with ``other_grounds`` also ``OTHER_GROUNDS``)
     on top of ``base`` (the procedural cascade), their patches' colours jittered by
-    ``colour_jitter`` (``TrainJob.colour_jitter``), and with ``consolidation_steps`` a
+    ``colour_jitter`` (``TrainJob.colour_jitter``), stage k seeded ``seed`` + k (another
+    seed repeats a setting with other random draws), and with ``consolidation_steps`` a
     consolidation stage (:func:`consolidate`); returns the final checkpoint. With ``skip`` = k,
     ``base`` is the checkpoint of the first k real-texture stages, which are not trained
     again (their event years are still rehearsed)."""
@@ -296,7 +297,7 @@ def build_real_stages(base: str, output_dir: str, workdir: str, steps: int = 150
             job = TrainJob(
                 sources=own + replay + wide + val, output_dir=str(work / "stages"), name=f"real{k + 1}",
                 base_checkpoint=checkpoint, steps=steps, batch_size=batch_size, learning_rate=3e-4, loss=loss,
-                patience=4, seed=100 + k, trigger=trigger, hard_negative_weight=2.0, max_steps_per_epoch=max_steps,
+                patience=4, seed=seed + k, trigger=trigger, hard_negative_weight=2.0, max_steps_per_epoch=max_steps,
                 colour_jitter=colour_jitter)
             result = run_training(job, sub.sub(0.05, 1.0))
             reporter.log(f"Stage {result.stage}: validation F1 {result.validation.get('f1')} (base "
