@@ -206,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-grounds", action="store_true",
                    help="add the optional stage on the training places dried and tinted (OTHER_GROUNDS; "
                         "not in the shipped cascade)")
-    p.add_argument("--colour-jitter", type=float, default=0.0, metavar="S",
+    p.add_argument("--colour-jitter", type=float, default=TrainJob.colour_jitter, metavar="S",
                    help="jitter the patch colours of the real-texture stages (and of the RGB checkpoint's) "
-                        "along the warm-cool axis by a log-gain of spread S (default 0: off)")
+                        "along the warm-cool axis by a log-gain of spread S "
+                        f"(0: off; default {TrainJob.colour_jitter:g})")
     p.add_argument("--consolidation-steps", type=int, default=0, metavar="N",
                    help="end with a consolidation stage of N steps over every region's event year (default: none)")
     p.add_argument("--loss", help="loss of the real-texture stages "

@@ -62,11 +62,12 @@ def read_cache_bytes(raster: YearRaster, bands: int, window_cols: int) -> int:
     three block rows of the whole width, as before the reader kept rows (at most 512 MB).
     At least 8 MB."""
     ds = raster.dataset
-    block_rows, block_cols = ds.block_shapes[0] if ds.block_shapes else (1, raster.width)
+    block_rows = raster.block_rows
+    block_cols = ds.block_shapes[0][1] if ds.block_shapes else raster.width
     value = bands * np.dtype(ds.dtypes[0]).itemsize
     # a reprojected image (WarpedVRT) decodes its source's blocks through the same cache:
     # those are not kept by the reader, so the cache keeps its earlier size there
-    if block_rows >= REUSE_BLOCK_ROWS or isinstance(ds, WarpedVRT):
+    if not _reads_ahead(raster) or isinstance(ds, WarpedVRT):
         need = 3 * raster.width * min(block_rows, 1024) * value
     else:
         need = 2 * (window_cols + block_cols) * block_rows * value
@@ -213,10 +214,16 @@ def _read_windows(raster: YearRaster, grid: TileGrid, spectral: list[str], per_w
 REUSE_BLOCK_ROWS = 1024   # files with taller blocks (an image stored as one strip) are not read ahead
 
 
+def _reads_ahead(raster: YearRaster) -> bool:
+    """Whether windows are read down to the end of their block row (not for blocks too
+    tall to keep)."""
+    return raster.block_rows < REUSE_BLOCK_ROWS
+
+
 def _reusable_end(raster: YearRaster, r1: int) -> int:
     """Where a window ending at row ``r1`` is read down to: the end of the file's block row
-    holding its last row, unless blocks are too tall to keep."""
-    return r1 if raster.block_rows >= REUSE_BLOCK_ROWS else raster.block_row_end(r1 - 1)
+    holding its last row, when the reader reads ahead."""
+    return raster.block_row_end(r1 - 1) if _reads_ahead(raster) else r1
 
 
 def _rows_of(parts: list[tuple[int, np.ndarray, np.ndarray]], r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:

@@ -201,6 +201,11 @@ ARID_GROUND = np.array([
 ], np.float32)
 
 
+def vegetation_cover(r: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """Share of a pixel under green vegetation, 0-1, ramping over NDVI 0.2-0.6."""
+    return np.clip((ndvi(r, nir) - 0.2) / 0.4, 0, 1)
+
+
 def water_mask(refl: np.ndarray) -> np.ndarray:
     """Open water in (B, G, R, NIR) reflectance: dark in NIR, or darker in NIR than in red."""
     r, nir = refl[2], refl[3]
@@ -233,7 +238,7 @@ def strip_vegetation(refl: np.ndarray, valid: np.ndarray, strength: float,
     level = float(rng.uniform(0.8, 1.2))
     arid = (ARID_GROUND[pair[0]][:, None, None] * (1 - units) + ARID_GROUND[pair[1]][:, None, None] * units)
     arid = arid * level * relief[None]
-    veg = np.clip((ndvi(r, nir) - 0.2) / 0.4, 0, 1)
+    veg = vegetation_cover(r, nir)
     clumps = noise((h, w), rng, (1.5, 4.0)) > float(rng.uniform(0.8, 1.6))     # 5-20 % of the ground
     keep = veg * clumps * float(rng.uniform(0.3, 0.7))
     keep = np.where(water_mask(refl), 1.0, keep)[None]

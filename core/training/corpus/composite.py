@@ -283,7 +283,7 @@ class _Scene:
         haze = float(rng.uniform(0, 0.02)) * _HAZE
         out = refl * gain[:, None, None] + haze[:, None, None]
         if not real_years and k > 0:             # seasonal state of the vegetation
-            v = np.clip((ndvi_of(refl[2], refl[3]) - 0.2) / 0.4, 0, 1)
+            v = bgs.vegetation_cover(refl[2], refl[3])
             out[3] *= 1 + v * float(rng.uniform(-0.12, 0.1))
             out[2] *= 1 + v * float(rng.uniform(-0.1, 0.2))
         return out
